@@ -1,0 +1,292 @@
+package authz
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"strings"
+	"time"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	"google.golang.org/protobuf/types/known/structpb"
+
+	"github.com/ory-ext-authz/ory-ext-authz/pkg/config"
+	"github.com/ory-ext-authz/ory-ext-authz/pkg/credential"
+	"github.com/ory-ext-authz/ory-ext-authz/pkg/ory"
+	"github.com/ory-ext-authz/ory-ext-authz/pkg/tokencache"
+)
+
+// Tokenizer gets a JWT for a session from Ory.
+type Tokenizer interface {
+	Tokenize(ctx context.Context, cred credential.Credential, template string) (ory.Token, error)
+}
+
+// The context_extensions keys a route may set (ExtAuthzPerRoute.check_settings).
+const (
+	ContextTokenizeAs = "tokenize_as"
+	ContextOnMissing  = "on_missing"
+)
+
+// maxTemplateLen bounds a template name from context_extensions.
+const maxTemplateLen = 256
+
+// Options configure a Server.
+type Options struct {
+	Tokenizer       Tokenizer
+	Extractor       *credential.Extractor
+	DefaultTemplate string
+	OnMissing       config.OnMissing
+	// LoginURL is where --on-missing=redirect sends browsers.
+	LoginURL      string
+	ExpiryLeeway  time.Duration
+	NegativeTTL   time.Duration
+	FetchTimeout  time.Duration
+	CacheMaxBytes int64
+	Now           func() time.Time
+	Logger        *slog.Logger
+}
+
+// Server implements authv3.AuthorizationServer.
+type Server struct {
+	authv3.UnimplementedAuthorizationServer
+	extractor *credential.Extractor
+	template  string
+	onMissing config.OnMissing
+	loginURL  *url.URL
+	cache     *tokencache.Cache[fetchRequest, *allowed]
+	tokenizer Tokenizer
+	log       *slog.Logger
+}
+
+// fetchRequest is what a cache miss needs to ask Ory.
+type fetchRequest struct {
+	cred     credential.Credential
+	template string
+}
+
+// allowed holds the two OK answers of a session, built once when the JWT is
+// fetched: the one for the requests that waited on Ory and the one every
+// cache hit returns. They differ only in the "cached" metadata.
+type allowed struct {
+	fresh, cached *authv3.CheckResponse
+}
+
+// New builds a Server.
+func New(o Options) (*Server, error) {
+	if o.Tokenizer == nil || o.Extractor == nil {
+		return nil, errors.New("authz: Tokenizer and Extractor are required")
+	}
+	if o.DefaultTemplate == "" {
+		return nil, errors.New("authz: a default template is required")
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	s := &Server{
+		extractor: o.Extractor,
+		template:  o.DefaultTemplate,
+		onMissing: o.OnMissing,
+		tokenizer: o.Tokenizer,
+		log:       o.Logger,
+	}
+	if s.onMissing == "" {
+		s.onMissing = config.DefaultOnMissing
+	}
+	if o.LoginURL != "" {
+		u, err := url.Parse(o.LoginURL)
+		if err != nil {
+			return nil, fmt.Errorf("authz: login URL: %w", err)
+		}
+		s.loginURL = u
+	}
+	cache, err := tokencache.New(tokencache.Config[fetchRequest, *allowed]{
+		MaxBytes:     o.CacheMaxBytes,
+		Leeway:       o.ExpiryLeeway,
+		NegativeTTL:  o.NegativeTTL,
+		FetchTimeout: o.FetchTimeout,
+		Fetch:        s.fetch,
+		Classify:     classify,
+		Now:          o.Now,
+		Logger:       o.Logger,
+	})
+	if err != nil {
+		return nil, err
+	}
+	s.cache = cache
+	return s, nil
+}
+
+// Close stops background refreshes and frees the cache.
+func (s *Server) Close() { s.cache.Close() }
+
+// HeadersRead lists, lower-case, every request header Check reads. Envoy's
+// ext_authz `allowed_headers` must let all of them through.
+func (s *Server) HeadersRead() []string {
+	return append(s.extractor.HeadersRead(), headersRead...)
+}
+
+// headersRead are the headers Check reads besides the credential.
+var headersRead = []string{"accept", "access-control-request-method", "x-forwarded-proto", "x-request-id"}
+
+// Check answers one CheckRequest.
+func (s *Server) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3.CheckResponse, error) {
+	r := newRequest(req)
+	template, mode, err := s.routeSettings(req.GetAttributes().GetContextExtensions())
+	if err != nil {
+		return s.respond(ctx, r, mode, tokencache.Key{}, err)
+	}
+	cred, err := s.extractor.Extract(r.headers)
+	if err != nil {
+		return s.respond(ctx, r, mode, tokencache.Key{}, err)
+	}
+	if cred.Kind == credential.KindNone {
+		if r.isPreflight() {
+			return okUntouched, nil
+		}
+		return s.respond(ctx, r, mode, tokencache.Key{}, errNoCredential)
+	}
+	key := tokencache.NewKey(template, uint8(cred.Kind), cred.Value)
+	a, src, err := s.cache.Get(ctx, key, fetchRequest{cred: cred, template: template})
+	if err != nil {
+		return s.respond(ctx, r, mode, key, err)
+	}
+	if src == tokencache.Hit {
+		return a.cached, nil
+	}
+	return a.fresh, nil
+}
+
+func (s *Server) routeSettings(ext map[string]string) (string, config.OnMissing, error) {
+	template, mode := s.template, s.onMissing
+	if len(ext) == 0 {
+		return template, mode, nil
+	}
+	if m, ok := ext[ContextOnMissing]; ok {
+		parsed, err := config.ParseOnMissing(m)
+		if err != nil {
+			return template, mode, &routeError{fmt.Errorf("context extension %s: %w", ContextOnMissing, err)}
+		}
+		if parsed == config.OnMissingRedirect && s.loginURL == nil {
+			return template, mode, &routeError{fmt.Errorf("context extension %s=redirect needs --login-url", ContextOnMissing)}
+		}
+		mode = parsed
+	}
+	if t, ok := ext[ContextTokenizeAs]; ok {
+		if t == "" || len(t) > maxTemplateLen {
+			return template, mode, &routeError{fmt.Errorf("context extension %s: empty or longer than %d bytes", ContextTokenizeAs, maxTemplateLen)}
+		}
+		template = t
+	}
+	return template, mode, nil
+}
+
+// fetch runs on a cache miss, once per key however many requests wait.
+func (s *Server) fetch(ctx context.Context, fr fetchRequest) (*allowed, tokencache.Meta, error) {
+	tok, err := s.tokenizer.Tokenize(ctx, fr.cred, fr.template)
+	if err != nil {
+		return nil, tokencache.Meta{}, err
+	}
+	a, cost := buildAllowed(tok)
+	return a, tokencache.Meta{Expiry: tok.Expiry, IssuedAt: tok.IssuedAt, Cost: cost}, nil
+}
+
+// classify tells the cache which failures to remember.
+func classify(err error) tokencache.Outcome {
+	switch {
+	case errors.Is(err, ory.ErrUnauthenticated):
+		return tokencache.Negative
+	case errors.Is(err, ory.ErrForbidden), errors.Is(err, ory.ErrBadTemplate),
+		errors.Is(err, ory.ErrNoExpiry), errors.Is(err, ory.ErrExpired):
+		return tokencache.Final
+	}
+	return tokencache.Transient
+}
+
+// buildAllowed builds the OK answers of a token, and their approximate size.
+func buildAllowed(tok ory.Token) (*allowed, int64) {
+	value := "Bearer " + tok.JWT
+	ok := &authv3.OkHttpResponse{
+		Headers: []*corev3.HeaderValueOption{{
+			Header: &corev3.HeaderValue{Key: "authorization", Value: value},
+			// Both fields: Envoy versions differ in which one they honour,
+			// and an appended header would let a client's own
+			// Authorization reach the upstream.
+			Append:       wrapFalse,
+			AppendAction: corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD,
+		}},
+	}
+	cost := int64(len(value)) + 1024
+	for _, c := range tok.SetCookies {
+		ok.ResponseHeadersToAdd = append(ok.ResponseHeadersToAdd, &corev3.HeaderValueOption{
+			Header:       &corev3.HeaderValue{Key: "set-cookie", Value: c},
+			Append:       wrapTrue,
+			AppendAction: corev3.HeaderValueOption_APPEND_IF_EXISTS_OR_ADD,
+		})
+		cost += int64(len(c)) + 96
+	}
+	meta := func(cached bool) *structpb.Struct {
+		return &structpb.Struct{Fields: map[string]*structpb.Value{
+			"identity_id": structpb.NewStringValue(tok.IdentityID),
+			"session_id":  structpb.NewStringValue(tok.SessionID),
+			"aal":         structpb.NewStringValue(tok.AAL),
+			"cached":      structpb.NewBoolValue(cached),
+		}}
+	}
+	return &allowed{
+		fresh:  &authv3.CheckResponse{Status: statusOK, HttpResponse: &authv3.CheckResponse_OkResponse{OkResponse: ok}, DynamicMetadata: meta(false)},
+		cached: &authv3.CheckResponse{Status: statusOK, HttpResponse: &authv3.CheckResponse_OkResponse{OkResponse: ok}, DynamicMetadata: meta(true)},
+	}, cost
+}
+
+// request is the part of a CheckRequest the answers depend on.
+type request struct {
+	http    *authv3.AttributeContext_HttpRequest
+	headers credential.Headers
+}
+
+func newRequest(req *authv3.CheckRequest) request {
+	h := req.GetAttributes().GetRequest().GetHttp()
+	return request{http: h, headers: credential.Headers{Map: h.GetHeaders(), Raw: h.GetHeaderMap().GetHeaders()}}
+}
+
+func (r request) header(name string) string {
+	v, _ := r.headers.Get(name)
+	return v
+}
+
+// isPreflight tells a CORS preflight, which browsers send without cookies.
+func (r request) isPreflight() bool {
+	return strings.EqualFold(r.http.GetMethod(), "OPTIONS") && r.header("access-control-request-method") != ""
+}
+
+// isBrowser tells a request from a browser navigating to a page.
+func (r request) isBrowser() bool {
+	return strings.Contains(strings.ToLower(r.header("accept")), "text/html")
+}
+
+// originalURL rebuilds the URL the client asked for, for return_to.
+func (r request) originalURL() string {
+	scheme := r.header("x-forwarded-proto")
+	if i := strings.IndexByte(scheme, ','); i >= 0 {
+		scheme = scheme[:i]
+	}
+	scheme = strings.TrimSpace(scheme)
+	if scheme != "http" && scheme != "https" {
+		scheme = r.http.GetScheme()
+	}
+	if scheme == "" {
+		scheme = "http"
+	}
+	host := r.http.GetHost()
+	if host == "" {
+		host = r.header(":authority")
+	}
+	path := r.http.GetPath()
+	if !strings.HasPrefix(path, "/") {
+		path = "/" + path
+	}
+	return scheme + "://" + host + path
+}

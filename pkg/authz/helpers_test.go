@@ -1,0 +1,192 @@
+package authz_test
+
+import (
+	"context"
+	"log/slog"
+	"net"
+	"strings"
+	"testing"
+	"time"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	"github.com/go-jose/go-jose/v4"
+	"github.com/go-jose/go-jose/v4/jwt"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/ory-ext-authz/ory-ext-authz/pkg/authz"
+	"github.com/ory-ext-authz/ory-ext-authz/pkg/config"
+	"github.com/ory-ext-authz/ory-ext-authz/pkg/credential"
+	"github.com/ory-ext-authz/ory-ext-authz/pkg/ory"
+	"github.com/ory-ext-authz/ory-ext-authz/pkg/orytest"
+	"github.com/ory-ext-authz/ory-ext-authz/pkg/server"
+)
+
+// env is one server under test: a fake Ory, the authz server behind a real
+// gRPC listener on 127.0.0.1, and a client.
+type env struct {
+	ory    *orytest.Fake
+	client authv3.AuthorizationClient
+	logs   *orytest.LogBuffer
+	az     *authz.Server
+}
+
+func newEnv(t *testing.T, edit ...func(*authz.Options)) *env {
+	t.Helper()
+	fake := orytest.New()
+	t.Cleanup(fake.Close)
+	return newEnvWithOry(t, fake, edit...)
+}
+
+func newEnvWithOry(t *testing.T, fake *orytest.Fake, edit ...func(*authz.Options)) *env {
+	t.Helper()
+	log, logs := orytest.Logger(t, fake.Secrets)
+	oc, err := ory.New(ory.Options{BaseURL: fake.URL, Timeout: 2 * time.Second, MaxJWTBytes: config.MaxCredentialBytes})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := config.Default()
+	opts := authz.Options{
+		Tokenizer:       oc,
+		Extractor:       credential.NewExtractor(d.SessionCookies, d.SessionTokenHeader, config.MaxCredentialBytes),
+		DefaultTemplate: "mesh",
+		OnMissing:       config.OnMissingDeny,
+		LoginURL:        "https://login.example.org/ui/login",
+		ExpiryLeeway:    d.ExpiryLeeway,
+		NegativeTTL:     d.NegativeTTL,
+		FetchTimeout:    2 * time.Second,
+		CacheMaxBytes:   d.CacheMaxBytes,
+		Logger:          log,
+	}
+	for _, e := range edit {
+		e(&opts)
+	}
+	az, err := authz.New(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &env{ory: fake, client: serve(t, az, log), logs: logs, az: az}
+}
+
+// serve runs az behind server.Run on loopback and returns a client.
+func serve(t *testing.T, az *authz.Server, log *slog.Logger) authv3.AuthorizationClient {
+	t.Helper()
+	gl, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	hl, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- server.Run(ctx, server.Options{GRPC: gl, HTTP: hl, Authz: az, ShutdownTimeout: 5 * time.Second, Logger: log})
+	}()
+	conn, err := grpc.NewClient(gl.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = conn.Close()
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("server.Run: %v", err)
+		}
+		az.Close()
+	})
+	return authv3.NewAuthorizationClient(conn)
+}
+
+// req builds a CheckRequest as Envoy sends it (headers map, lower-case keys).
+func req(headers map[string]string, ext map[string]string) *authv3.CheckRequest {
+	h := map[string]string{":method": "GET", ":path": "/app?x=1", ":authority": "app.example.org"}
+	for k, v := range headers {
+		h[k] = v
+	}
+	method := h[":method"]
+	return &authv3.CheckRequest{Attributes: &authv3.AttributeContext{
+		Request: &authv3.AttributeContext_Request{Http: &authv3.AttributeContext_HttpRequest{
+			Id: "req-1", Method: method, Path: h[":path"], Host: h[":authority"], Scheme: "https", Protocol: "HTTP/1.1", Headers: h,
+		}},
+		ContextExtensions: ext,
+	}}
+}
+
+// rawReq is req in Envoy's encode_raw_headers form: header_map, no headers map.
+func rawReq(headers [][2]string, ext map[string]string) *authv3.CheckRequest {
+	r := req(nil, ext)
+	var hm []*corev3.HeaderValue
+	for _, kv := range headers {
+		hm = append(hm, &corev3.HeaderValue{Key: kv[0], RawValue: []byte(kv[1])})
+	}
+	r.Attributes.Request.Http.Headers = nil
+	r.Attributes.Request.Http.HeaderMap = &corev3.HeaderMap{Headers: hm}
+	return r
+}
+
+// bearerJWT returns the JWT of the authorization mutation of an OK answer,
+// failing the test unless the mutation is exactly one overwriting header.
+func bearerJWT(t *testing.T, resp *authv3.CheckResponse) string {
+	t.Helper()
+	if resp.GetStatus().GetCode() != 0 {
+		t.Fatalf("status = %v, want OK", resp.GetStatus())
+	}
+	hs := resp.GetOkResponse().GetHeaders()
+	if len(hs) != 1 {
+		t.Fatalf("got %d header mutations, want 1: %v", len(hs), hs)
+	}
+	h := hs[0]
+	if h.GetHeader().GetKey() != "authorization" {
+		t.Fatalf("mutation key = %q, want lower-case authorization", h.GetHeader().GetKey())
+	}
+	if h.GetAppend() == nil || h.GetAppend().GetValue() {
+		t.Errorf("append = %v, want explicit false", h.GetAppend())
+	}
+	if h.GetAppendAction() != corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD {
+		t.Errorf("append_action = %v, want OVERWRITE_IF_EXISTS_OR_ADD", h.GetAppendAction())
+	}
+	for _, rm := range resp.GetOkResponse().GetHeadersToRemove() {
+		if strings.EqualFold(rm, "authorization") {
+			t.Errorf("authorization in headers_to_remove: Envoy would drop the JWT")
+		}
+	}
+	v, ok := strings.CutPrefix(h.GetHeader().GetValue(), "Bearer ")
+	if !ok {
+		t.Fatalf("authorization value does not start with %q", "Bearer ")
+	}
+	return v
+}
+
+// claimsOf verifies a JWT against the fake's keys and returns its claims.
+func claimsOf(t *testing.T, f *orytest.Fake, raw string) map[string]any {
+	t.Helper()
+	tok, err := jwt.ParseSigned(raw, []jose.SignatureAlgorithm{jose.ES256})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var c map[string]any
+	keys := f.JWKS()
+	if err := tok.Claims(keys, &c); err != nil {
+		t.Fatalf("JWT does not verify: %v", err)
+	}
+	return c
+}
+
+func check(t *testing.T, e *env, r *authv3.CheckRequest) (*authv3.CheckResponse, error) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	return e.client.Check(ctx, r)
+}
+
+func mustCheck(t *testing.T, e *env, r *authv3.CheckRequest) *authv3.CheckResponse {
+	t.Helper()
+	resp, err := check(t, e, r)
+	if err != nil {
+		t.Fatalf("Check: %v", err)
+	}
+	return resp
+}

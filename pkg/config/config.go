@@ -1,0 +1,268 @@
+// Package config holds every setting of ory-ext-authz in one struct. Each
+// setting is a flag of `ory-ext-authz serve` and, with the same name in upper
+// snake case behind the ORY_EXT_AUTHZ_ prefix, an environment variable; a flag
+// given on the command line wins over the environment.
+package config
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// EnvPrefix is prepended to the upper-snake-case flag name to form the
+// environment variable of a flag (--ory-url -> ORY_EXT_AUTHZ_ORY_URL).
+const EnvPrefix = "ORY_EXT_AUTHZ_"
+
+// Defaults. They are named so that docs, deploy files and tests can refer to
+// them instead of repeating the values.
+const (
+	DefaultGRPCAddr           = ":9001"
+	DefaultHTTPAddr           = ":9002"
+	DefaultSessionCookies     = "ory_kratos_session,ory_session_*"
+	DefaultSessionTokenHeader = "x-session-token"
+	DefaultOnMissing          = OnMissingDeny
+	DefaultWhoamiTimeout      = time.Second
+	DefaultExpiryLeeway       = 5 * time.Second
+	DefaultNegativeTTL        = 5 * time.Second
+	DefaultCacheMaxBytes      = 64 << 20
+	DefaultLogLevel           = "info"
+	DefaultLogFormat          = "json"
+	DefaultShutdownDelay      = 0 * time.Second
+	DefaultShutdownTimeout    = 15 * time.Second
+	// MaxCredentialBytes is the largest credential that is sent to Ory. A
+	// larger one is treated as invalid without asking Ory.
+	MaxCredentialBytes = 16 << 10
+)
+
+// OnMissing says what happens to a request without a valid Ory session.
+type OnMissing string
+
+// The modes of --on-missing and of the per-route `on_missing` context extension.
+const (
+	OnMissingDeny     OnMissing = "deny"
+	OnMissingAllow    OnMissing = "allow"
+	OnMissingRedirect OnMissing = "redirect"
+)
+
+// ParseOnMissing validates a mode given as text.
+func ParseOnMissing(s string) (OnMissing, error) {
+	switch m := OnMissing(s); m {
+	case OnMissingDeny, OnMissingAllow, OnMissingRedirect:
+		return m, nil
+	}
+	return "", fmt.Errorf("unknown mode %q (want deny, allow or redirect)", s)
+}
+
+// Config is the whole configuration of `ory-ext-authz serve`.
+type Config struct {
+	GRPCAddr           string
+	HTTPAddr           string
+	OryURL             string
+	TokenizeAs         string
+	SessionCookies     []string
+	SessionTokenHeader string
+	OnMissing          OnMissing
+	LoginURL           string
+	WhoamiTimeout      time.Duration
+	ExpiryLeeway       time.Duration
+	NegativeTTL        time.Duration
+	CacheMaxBytes      int64
+	LogLevel           string
+	LogFormat          string
+	ShutdownDelay      time.Duration
+	ShutdownTimeout    time.Duration
+}
+
+// Default returns a Config holding every default.
+func Default() Config {
+	return Config{
+		GRPCAddr:           DefaultGRPCAddr,
+		HTTPAddr:           DefaultHTTPAddr,
+		SessionCookies:     splitList(DefaultSessionCookies),
+		SessionTokenHeader: DefaultSessionTokenHeader,
+		OnMissing:          DefaultOnMissing,
+		WhoamiTimeout:      DefaultWhoamiTimeout,
+		ExpiryLeeway:       DefaultExpiryLeeway,
+		NegativeTTL:        DefaultNegativeTTL,
+		CacheMaxBytes:      DefaultCacheMaxBytes,
+		LogLevel:           DefaultLogLevel,
+		LogFormat:          DefaultLogFormat,
+		ShutdownDelay:      DefaultShutdownDelay,
+		ShutdownTimeout:    DefaultShutdownTimeout,
+	}
+}
+
+// FlagSet returns the flags of `serve`, bound to c. Its usage text is the
+// reference documentation of the settings.
+func (c *Config) FlagSet(name string, output io.Writer) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(output)
+	fs.StringVar(&c.GRPCAddr, "grpc-addr", c.GRPCAddr, "listen address of the gRPC server: envoy.service.auth.v3.Authorization, grpc.health.v1.Health and server reflection")
+	fs.StringVar(&c.HTTPAddr, "http-addr", c.HTTPAddr, "listen address of the HTTP server: GET /healthz (alive), GET /readyz (serving)")
+	fs.StringVar(&c.OryURL, "ory-url", c.OryURL, "Ory public base URL: the Kratos public endpoint or the Ory Network project URL (required)")
+	fs.StringVar(&c.TokenizeAs, "tokenize-as", c.TokenizeAs, "default tokenizer template of /sessions/whoami?tokenize_as= (required; a route may override it with the context extension tokenize_as)")
+	fs.Func("session-cookies", "comma-separated session cookie names; a trailing * matches a prefix (default "+strconv.Quote(DefaultSessionCookies)+")", func(s string) error {
+		c.SessionCookies = splitList(s)
+		return nil
+	})
+	fs.StringVar(&c.SessionTokenHeader, "session-token-header", c.SessionTokenHeader, "request header carrying a native Ory session token")
+	fs.Func("on-missing", "what a request without a valid session gets: deny (401), allow (pass through untouched) or redirect (browsers to --login-url, others 401); a route may override it with the context extension on_missing (default "+strconv.Quote(string(DefaultOnMissing))+")", func(s string) error {
+		m, err := ParseOnMissing(s)
+		c.OnMissing = m
+		return err
+	})
+	fs.StringVar(&c.LoginURL, "login-url", c.LoginURL, "login page for --on-missing=redirect; return_to=<original URL> is appended")
+	fs.DurationVar(&c.WhoamiTimeout, "whoami-timeout", c.WhoamiTimeout, "timeout of one whoami call to Ory; keep it below the ext_authz timeout of Envoy")
+	fs.DurationVar(&c.ExpiryLeeway, "expiry-leeway", c.ExpiryLeeway, "a cached JWT is served only while it has more validity than this left")
+	fs.DurationVar(&c.NegativeTTL, "negative-ttl", c.NegativeTTL, "how long a 401 from Ory is remembered for that credential (0 disables)")
+	fs.Int64Var(&c.CacheMaxBytes, "cache-max-bytes", c.CacheMaxBytes, "upper bound of the token cache, in bytes of cached entries")
+	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "log level: debug, info, warn or error")
+	fs.StringVar(&c.LogFormat, "log-format", c.LogFormat, "log format: json or text")
+	fs.DurationVar(&c.ShutdownDelay, "shutdown-delay", c.ShutdownDelay, "on SIGTERM, how long to report NOT_SERVING before the listeners stop accepting, so that Envoy's health checks move traffic away first")
+	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", c.ShutdownTimeout, "on SIGTERM, how long in-flight requests may take to finish before they are cut")
+	return fs
+}
+
+// EnvName is the environment variable of a flag.
+func EnvName(flagName string) string {
+	return EnvPrefix + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
+}
+
+// Parse parses the arguments of `serve` over the defaults, then takes every
+// flag not given on the command line from the environment (getenv), and
+// validates the result.
+func Parse(args []string, getenv func(string) string, output io.Writer) (Config, error) {
+	c := Default()
+	fs := c.FlagSet("serve", output)
+	if err := fs.Parse(args); err != nil {
+		return Config{}, err
+	}
+	if fs.NArg() > 0 {
+		return Config{}, fmt.Errorf("unexpected arguments: %q", fs.Args())
+	}
+	given := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
+	var errs []error
+	fs.VisitAll(func(f *flag.Flag) {
+		if given[f.Name] {
+			return
+		}
+		env := EnvName(f.Name)
+		if v := getenv(env); v != "" {
+			if err := fs.Set(f.Name, v); err != nil {
+				errs = append(errs, fmt.Errorf("%s: %w", env, err))
+			}
+		}
+	})
+	if err := errors.Join(errs...); err != nil {
+		return Config{}, err
+	}
+	if err := c.Validate(); err != nil {
+		return Config{}, err
+	}
+	return c, nil
+}
+
+// FlagNames lists the names of every flag of `serve`, for tests and docs that
+// must stay in step with the real flags.
+func FlagNames() []string {
+	c := Default()
+	var names []string
+	c.FlagSet("serve", io.Discard).VisitAll(func(f *flag.Flag) { names = append(names, f.Name) })
+	return names
+}
+
+// Validate fails fast on a setting that cannot work, naming its flag.
+func (c *Config) Validate() error {
+	var errs []error
+	bad := func(flagName, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("--%s: %s", flagName, fmt.Sprintf(format, args...)))
+	}
+	if c.OryURL == "" {
+		bad("ory-url", "required (or %s)", EnvName("ory-url"))
+	} else if u, err := url.Parse(c.OryURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		bad("ory-url", "%q is not an http(s) URL", c.OryURL)
+	} else if u.RawQuery != "" || u.Fragment != "" {
+		bad("ory-url", "%q must not have a query or fragment", c.OryURL)
+	}
+	if c.TokenizeAs == "" {
+		bad("tokenize-as", "required (or %s)", EnvName("tokenize-as"))
+	}
+	for _, addr := range []struct{ flag, v string }{{"grpc-addr", c.GRPCAddr}, {"http-addr", c.HTTPAddr}} {
+		if _, _, err := net.SplitHostPort(addr.v); err != nil {
+			bad(addr.flag, "%v", err)
+		}
+	}
+	if len(c.SessionCookies) == 0 {
+		bad("session-cookies", "at least one cookie name is needed")
+	}
+	for _, n := range c.SessionCookies {
+		name := strings.TrimSuffix(n, "*")
+		if name == "" || strings.ContainsAny(name, "*=;, \t") {
+			bad("session-cookies", "invalid cookie name %q", n)
+		}
+	}
+	if c.SessionTokenHeader == "" || strings.ContainsAny(c.SessionTokenHeader, ": \t") || strings.HasPrefix(c.SessionTokenHeader, ":") {
+		bad("session-token-header", "invalid header name %q", c.SessionTokenHeader)
+	}
+	c.SessionTokenHeader = strings.ToLower(c.SessionTokenHeader)
+	if _, err := ParseOnMissing(string(c.OnMissing)); err != nil {
+		bad("on-missing", "%v", err)
+	}
+	if c.LoginURL != "" {
+		if u, err := url.Parse(c.LoginURL); err != nil || !u.IsAbs() {
+			bad("login-url", "%q is not an absolute URL", c.LoginURL)
+		}
+	} else if c.OnMissing == OnMissingRedirect {
+		bad("login-url", "required with --on-missing=redirect")
+	}
+	if c.WhoamiTimeout <= 0 {
+		bad("whoami-timeout", "must be positive")
+	}
+	if c.ExpiryLeeway < 0 {
+		bad("expiry-leeway", "must not be negative")
+	}
+	if c.NegativeTTL < 0 {
+		bad("negative-ttl", "must not be negative")
+	}
+	if c.CacheMaxBytes < 1<<20 {
+		bad("cache-max-bytes", "must be at least 1048576 (1 MiB)")
+	}
+	if _, err := ParseLevel(c.LogLevel); err != nil {
+		bad("log-level", "%v", err)
+	}
+	if c.LogFormat != "json" && c.LogFormat != "text" {
+		bad("log-format", "unknown format %q (want json or text)", c.LogFormat)
+	}
+	if c.ShutdownDelay < 0 || c.ShutdownTimeout < 0 {
+		bad("shutdown-timeout", "shutdown durations must not be negative")
+	}
+	return errors.Join(errs...)
+}
+
+// ParseLevel parses a --log-level value.
+func ParseLevel(s string) (slog.Level, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(s)); err != nil {
+		return 0, fmt.Errorf("unknown level %q (want debug, info, warn or error)", s)
+	}
+	return l, nil
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, p := range strings.Split(s, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
+}

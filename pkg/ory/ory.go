@@ -1,0 +1,378 @@
+// Package ory asks Ory for a JWT of a session: GET
+// /sessions/whoami?tokenize_as=<template> through github.com/ory/client-go,
+// and sorts every answer into a small set of error classes that the authz
+// package maps to Envoy answers.
+package ory
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/go-jose/go-jose/v4"
+	"github.com/go-jose/go-jose/v4/jwt"
+	client "github.com/ory/client-go"
+
+	"github.com/ory-ext-authz/ory-ext-authz/pkg/credential"
+)
+
+// The error classes. Every error of Tokenize matches exactly one with errors.Is.
+var (
+	// ErrUnauthenticated: Ory answered 401, no valid session for the credential.
+	ErrUnauthenticated = errors.New("no valid session")
+	// ErrForbidden: Ory answered 403, the session exists but, for example, its
+	// AAL is too low. Its *Error carries Kratos' redirect_browser_to.
+	ErrForbidden = errors.New("session not sufficient")
+	// ErrBadTemplate: Ory answered 400, the template is unknown or no tokenizer
+	// is configured. A configuration error, not a client's fault.
+	ErrBadTemplate = errors.New("tokenizer template rejected")
+	// ErrUnavailable: Ory could not be reached, timed out, answered 5xx, 429,
+	// something unexpected, or an answer that cannot be used. Transient.
+	ErrUnavailable = errors.New("ory unavailable")
+	// ErrNoExpiry: the tokenized JWT has no exp claim, it would never expire.
+	ErrNoExpiry = errors.New("tokenized JWT has no exp claim")
+	// ErrExpired: the tokenized JWT is already expired when it arrives; the
+	// template's ttl is missing or too short.
+	ErrExpired = errors.New("tokenized JWT is already expired")
+)
+
+// Error is the detailed error of Tokenize. It matches its Class with errors.Is.
+// It never holds the credential or the JWT.
+type Error struct {
+	Class error
+	// Status is Ory's HTTP status code, 0 when there was no answer.
+	Status int
+	// ErrorID is Kratos' error.id, e.g. session_aal2_required.
+	ErrorID string
+	// RedirectBrowserTo is where Kratos wants a browser to go (403 answers).
+	RedirectBrowserTo string
+	// RetryAfter is the Retry-After of a 429 or 503, 0 if absent.
+	RetryAfter time.Duration
+	// Reason is a short description safe to log.
+	Reason string
+	Err    error
+}
+
+func (e *Error) Error() string {
+	var b strings.Builder
+	b.WriteString(e.Class.Error())
+	if e.Status != 0 {
+		fmt.Fprintf(&b, " (HTTP %d)", e.Status)
+	}
+	if e.Reason != "" {
+		b.WriteString(": ")
+		b.WriteString(e.Reason)
+	}
+	if e.Err != nil {
+		b.WriteString(": ")
+		b.WriteString(e.Err.Error())
+	}
+	return b.String()
+}
+
+// Unwrap lets errors.Is match both the class and the cause.
+func (e *Error) Unwrap() []error {
+	if e.Err == nil {
+		return []error{e.Class}
+	}
+	return []error{e.Class, e.Err}
+}
+
+// Token is a JWT minted by Ory for a session, with what the cache needs.
+type Token struct {
+	JWT        string
+	Expiry     time.Time
+	IssuedAt   time.Time
+	SessionID  string
+	IdentityID string
+	AAL        string
+	// SetCookies are the Set-Cookie values of Ory's answer (cookie refresh).
+	SetCookies []string
+}
+
+// Options configure a Client.
+type Options struct {
+	// BaseURL is Ory's public base URL.
+	BaseURL string
+	// HTTPClient is used for every call; nil builds one with Transport.
+	HTTPClient *http.Client
+	// Timeout bounds one whoami call.
+	Timeout time.Duration
+	// MaxJWTBytes: a longer tokenized JWT is refused (ErrUnavailable).
+	MaxJWTBytes int
+	// MaxBodyBytes bounds the answer read from Ory.
+	MaxBodyBytes int64
+	// Now is the clock; nil means time.Now.
+	Now       func() time.Time
+	UserAgent string
+}
+
+// Client calls Ory. It is safe for concurrent use.
+type Client struct {
+	api     *client.APIClient
+	timeout time.Duration
+	maxJWT  int
+	now     func() time.Time
+}
+
+// DefaultMaxBodyBytes bounds a whoami answer (the session with its identity).
+const DefaultMaxBodyBytes = 1 << 20
+
+// NewTransport returns an HTTP transport for Ory: unlike http.DefaultTransport it
+// keeps enough idle connections per host for a busy ext_authz server.
+func NewTransport() *http.Transport {
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.MaxIdleConns = 256
+	t.MaxIdleConnsPerHost = 128
+	t.IdleConnTimeout = 90 * time.Second
+	return t
+}
+
+// New builds a Client.
+func New(o Options) (*Client, error) {
+	if o.BaseURL == "" {
+		return nil, errors.New("ory: base URL is required")
+	}
+	if o.Timeout <= 0 {
+		return nil, errors.New("ory: timeout must be positive")
+	}
+	if o.MaxBodyBytes <= 0 {
+		o.MaxBodyBytes = DefaultMaxBodyBytes
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	hc := o.HTTPClient
+	if hc == nil {
+		hc = &http.Client{Transport: NewTransport()}
+	}
+	// client-go reads the whole body; bound it so a hostile or broken Ory
+	// cannot make us buffer without limit. Never follow redirects: whoami does
+	// not redirect, and a redirect would carry the credential elsewhere.
+	limited := *hc
+	base := limited.Transport
+	if base == nil {
+		base = http.DefaultTransport
+	}
+	limited.Transport = limitBody{next: base, max: o.MaxBodyBytes}
+	limited.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+
+	cfg := client.NewConfiguration()
+	cfg.Servers = client.ServerConfigurations{{URL: strings.TrimSuffix(o.BaseURL, "/")}}
+	cfg.OperationServers = nil
+	cfg.HTTPClient = &limited
+	if o.UserAgent != "" {
+		cfg.UserAgent = o.UserAgent
+	}
+	return &Client{api: client.NewAPIClient(cfg), timeout: o.Timeout, maxJWT: o.MaxJWTBytes, now: o.Now}, nil
+}
+
+// Tokenize asks Ory for a JWT of the session behind cred, minted by template.
+// Only the credential is sent: a session token as X-Session-Token, cookies
+// as a Cookie header holding only the session cookies.
+func (c *Client) Tokenize(ctx context.Context, cred credential.Credential, template string) (Token, error) {
+	ctx, cancel := context.WithTimeout(ctx, c.timeout)
+	defer cancel()
+	req := c.api.FrontendAPI.ToSession(ctx).TokenizeAs(template)
+	switch cred.Kind {
+	case credential.KindSessionToken:
+		req = req.XSessionToken(cred.Value)
+	case credential.KindCookie:
+		req = req.Cookie(cred.Value)
+	default:
+		return Token{}, &Error{Class: ErrUnauthenticated, Reason: "no credential"}
+	}
+	sess, resp, err := req.Execute()
+	if resp == nil {
+		return Token{}, transportError(ctx, err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		return Token{}, statusError(resp)
+	}
+	if err != nil {
+		return Token{}, &Error{Class: ErrUnavailable, Status: resp.StatusCode, Reason: "unreadable answer", Err: err}
+	}
+	return c.token(sess, resp)
+}
+
+func (c *Client) token(sess *client.Session, resp *http.Response) (Token, error) {
+	if sess.Active != nil && !*sess.Active {
+		return Token{}, &Error{Class: ErrUnauthenticated, Status: resp.StatusCode, Reason: "session is not active"}
+	}
+	raw := sess.GetTokenized()
+	if raw == "" {
+		return Token{}, &Error{Class: ErrUnavailable, Status: resp.StatusCode, Reason: "answer has no tokenized JWT"}
+	}
+	if c.maxJWT > 0 && len(raw) > c.maxJWT {
+		return Token{}, &Error{Class: ErrUnavailable, Status: resp.StatusCode, Reason: fmt.Sprintf("tokenized JWT of %d bytes exceeds %d", len(raw), c.maxJWT)}
+	}
+	claims, err := parseClaims(raw)
+	if err != nil {
+		return Token{}, &Error{Class: ErrUnavailable, Status: resp.StatusCode, Reason: "tokenized value is not a JWT", Err: err}
+	}
+	if claims.Expiry == nil {
+		return Token{}, &Error{Class: ErrNoExpiry, Status: resp.StatusCode}
+	}
+	t := Token{
+		JWT:        raw,
+		Expiry:     claims.Expiry.Time(),
+		SessionID:  sess.Id,
+		IdentityID: claims.Subject,
+		AAL:        string(sess.GetAuthenticatorAssuranceLevel()),
+		SetCookies: resp.Header.Values("Set-Cookie"),
+	}
+	if claims.IssuedAt != nil {
+		t.IssuedAt = claims.IssuedAt.Time()
+	}
+	if id := sess.GetIdentity().Id; id != "" {
+		t.IdentityID = id
+	}
+	if t.SessionID == "" {
+		t.SessionID = claims.SessionID
+	}
+	if now := c.now(); !t.Expiry.After(now) {
+		return Token{}, &Error{Class: ErrExpired, Status: resp.StatusCode,
+			Reason: fmt.Sprintf("exp %s is %s in the past; set a ttl on the template", t.Expiry.UTC().Format(time.RFC3339), now.Sub(t.Expiry).Round(time.Second))}
+	}
+	return t, nil
+}
+
+type claims struct {
+	jwt.Claims
+	SessionID string `json:"sid"`
+}
+
+// signatureAlgorithms are the algorithms a tokenizer JWKS may hold. The
+// signature is not verified here (the JWT comes straight from Ory over the
+// connection we opened), the list only lets go-jose parse the header.
+var signatureAlgorithms = []jose.SignatureAlgorithm{
+	jose.EdDSA, jose.HS256, jose.HS384, jose.HS512, jose.RS256, jose.RS384, jose.RS512,
+	jose.ES256, jose.ES384, jose.ES512, jose.PS256, jose.PS384, jose.PS512,
+}
+
+func parseClaims(raw string) (claims, error) {
+	var cl claims
+	tok, err := jwt.ParseSigned(raw, signatureAlgorithms)
+	if err != nil {
+		return cl, err
+	}
+	err = tok.UnsafeClaimsWithoutVerification(&cl)
+	return cl, err
+}
+
+func transportError(ctx context.Context, err error) error {
+	reason := "request failed"
+	var ne net.Error
+	switch {
+	case errors.Is(ctx.Err(), context.DeadlineExceeded), errors.As(err, &ne) && ne.Timeout():
+		reason = "timeout"
+	case errors.Is(ctx.Err(), context.Canceled):
+		reason = "canceled"
+	}
+	return &Error{Class: ErrUnavailable, Reason: reason, Err: err}
+}
+
+// kratosError is the part of a Kratos error answer we use.
+type kratosError struct {
+	Error struct {
+		ID     string `json:"id"`
+		Reason string `json:"reason"`
+	} `json:"error"`
+	RedirectBrowserTo string `json:"redirect_browser_to"`
+}
+
+func statusError(resp *http.Response) error {
+	e := &Error{Status: resp.StatusCode}
+	var body kratosError
+	if resp.Body != nil {
+		if b, err := io.ReadAll(resp.Body); err == nil {
+			_ = json.Unmarshal(b, &body) // a body that is not JSON keeps the status code only
+		}
+	}
+	e.ErrorID = body.Error.ID
+	switch code := resp.StatusCode; {
+	case code == http.StatusUnauthorized:
+		e.Class = ErrUnauthenticated
+	case code == http.StatusForbidden:
+		e.Class = ErrForbidden
+		e.RedirectBrowserTo = body.RedirectBrowserTo
+	case code == http.StatusBadRequest:
+		e.Class = ErrBadTemplate
+		e.Reason = truncate(body.Error.Reason, 200)
+	default:
+		// 429, 5xx and anything unexpected (3xx, other 4xx) are Ory's trouble.
+		e.Class = ErrUnavailable
+		e.RetryAfter = retryAfter(resp.Header.Get("Retry-After"), time.Now())
+	}
+	return e
+}
+
+// retryAfter parses a Retry-After value: delay-seconds or an HTTP date.
+func retryAfter(v string, now time.Time) time.Duration {
+	if v == "" {
+		return 0
+	}
+	if s, err := strconv.Atoi(strings.TrimSpace(v)); err == nil && s >= 0 {
+		return time.Duration(s) * time.Second
+	}
+	if t, err := http.ParseTime(v); err == nil && t.After(now) {
+		return t.Sub(now)
+	}
+	return 0
+}
+
+func truncate(s string, n int) string {
+	if len(s) > n {
+		return s[:n]
+	}
+	return s
+}
+
+// limitBody makes a response body fail once it exceeds max bytes, so that an
+// oversized answer becomes an error instead of a large allocation.
+type limitBody struct {
+	next http.RoundTripper
+	max  int64
+}
+
+func (l limitBody) RoundTrip(r *http.Request) (*http.Response, error) {
+	resp, err := l.next.RoundTrip(r)
+	if err == nil && resp.Body != nil {
+		resp.Body = &limitedReader{rc: resp.Body, left: l.max}
+	}
+	return resp, err
+}
+
+// errBodyTooLarge is returned by a body past its limit.
+var errBodyTooLarge = errors.New("answer body too large")
+
+type limitedReader struct {
+	rc   io.ReadCloser
+	left int64
+}
+
+func (l *limitedReader) Read(p []byte) (int, error) {
+	if l.left <= 0 {
+		// One more byte tells a body of exactly max bytes from a larger one.
+		var one [1]byte
+		if n, _ := l.rc.Read(one[:]); n > 0 {
+			return 0, errBodyTooLarge
+		}
+		return 0, io.EOF
+	}
+	if int64(len(p)) > l.left {
+		p = p[:l.left]
+	}
+	n, err := l.rc.Read(p)
+	l.left -= int64(n)
+	return n, err
+}
+
+func (l *limitedReader) Close() error { return l.rc.Close() }

@@ -1,0 +1,310 @@
+// Package orytest is a fake Ory for tests: an httptest server on loopback that
+// answers /sessions/whoami?tokenize_as= like Kratos v1.3.1 does, signs real ES256
+// JWTs, counts calls and records what it received. Hooks let a test inject the
+// faults a real Kratos cannot be made to show (slow, garbage, 429).
+//
+// Use a real Kratos (pkg/kratosdev) for behaviour Kratos can show.
+package orytest
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/go-jose/go-jose/v4"
+	"github.com/go-jose/go-jose/v4/jwt"
+)
+
+// Session is a session the fake knows.
+type Session struct {
+	ID         string
+	IdentityID string
+	// Cookie is the ory_kratos_session cookie value, Token the session token.
+	Cookie, Token string
+	AAL           string
+	// RequireAAL2 makes whoami answer 403 session_aal2_required.
+	RequireAAL2 bool
+}
+
+// CookiePair is "ory_kratos_session=<value>", ready for a Cookie header.
+func (s Session) CookiePair() string { return CookieName + "=" + s.Cookie }
+
+// CookieName is the cookie the fake reads (self-hosted Kratos' name).
+const CookieName = "ory_kratos_session"
+
+// Received is what the fake got in one whoami call.
+type Received struct {
+	Template string
+	Header   http.Header
+}
+
+// Fake is a fake Ory. Its fields may be set before the first call.
+type Fake struct {
+	Server *httptest.Server
+	// URL is the base URL, also the JWT issuer.
+	URL string
+	// TTL is the JWT lifetime (default 1m); a zero Now means time.Now.
+	TTL time.Duration
+	Now func() time.Time
+
+	key  *ecdsa.PrivateKey
+	jwks jose.JSONWebKeySet
+
+	calls atomic.Int64
+
+	mu        sync.Mutex
+	sessions  []*Session
+	templates map[string]bool
+	received  []Received
+	secrets   []string
+	// hook, when set, may answer a call itself (return true) to inject a fault.
+	hook func(w http.ResponseWriter, r *http.Request) bool
+	// claims, when set, may change the claims of each minted JWT.
+	claims func(map[string]any)
+	// setCookie, when set, is sent as Set-Cookie on every 200.
+	setCookie string
+}
+
+// New starts a fake Ory on 127.0.0.1 that knows the template "mesh". Close it
+// with Close (or t.Cleanup(f.Close)).
+func New() *Fake {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		panic(err)
+	}
+	f := &Fake{TTL: time.Minute, key: key, templates: map[string]bool{"mesh": true}}
+	f.jwks = jose.JSONWebKeySet{Keys: []jose.JSONWebKey{{Key: &key.PublicKey, KeyID: "fake", Algorithm: string(jose.ES256), Use: "sig"}}}
+	f.Server = httptest.NewServer(http.HandlerFunc(f.serve))
+	f.URL = f.Server.URL
+	return f
+}
+
+// Close stops the server.
+func (f *Fake) Close() { f.Server.Close() }
+
+// JWKS is the public key set the fake signs with.
+func (f *Fake) JWKS() jose.JSONWebKeySet { return f.jwks }
+
+// Calls is how many whoami calls the fake answered or refused.
+func (f *Fake) Calls() int64 { return f.calls.Load() }
+
+// AddTemplate makes another template known.
+func (f *Fake) AddTemplate(name string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.templates[name] = true
+}
+
+// SetHook installs (or with nil removes) a fault hook.
+func (f *Fake) SetHook(h func(w http.ResponseWriter, r *http.Request) bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.hook = h
+}
+
+// SetClaims installs (or with nil removes) a claims editor.
+func (f *Fake) SetClaims(c func(map[string]any)) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.claims = c
+}
+
+// SetCookie makes every 200 carry this Set-Cookie value ("" for none).
+func (f *Fake) SetCookie(v string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.setCookie = v
+}
+
+// NewSession adds a session with a fresh cookie and token.
+func (f *Fake) NewSession() *Session {
+	s := &Session{ID: randID(), IdentityID: randID(), Cookie: "MTc" + randHex(48), Token: "ory_st_" + randHex(16), AAL: "aal1"}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.sessions = append(f.sessions, s)
+	f.secrets = append(f.secrets, s.Cookie, s.Token)
+	return s
+}
+
+// Revoke forgets a session: whoami answers 401 for it from now on.
+func (f *Fake) Revoke(s *Session) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for i, x := range f.sessions {
+		if x == s {
+			f.sessions = append(f.sessions[:i], f.sessions[i+1:]...)
+			return
+		}
+	}
+}
+
+// Received returns what the fake got, in order.
+func (f *Fake) Received() []Received {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]Received(nil), f.received...)
+}
+
+// Secrets returns every cookie value, token and JWT the fake handed out, for
+// asserting that none of them reached a log.
+func (f *Fake) Secrets() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]string(nil), f.secrets...)
+}
+
+func (f *Fake) now() time.Time {
+	if f.Now != nil {
+		return f.Now()
+	}
+	return time.Now()
+}
+
+func (f *Fake) serve(w http.ResponseWriter, r *http.Request) {
+	if r.URL.Path != "/sessions/whoami" {
+		http.NotFound(w, r)
+		return
+	}
+	f.calls.Add(1)
+	f.mu.Lock()
+	f.received = append(f.received, Received{Template: r.URL.Query().Get("tokenize_as"), Header: r.Header.Clone()})
+	hook := f.hook
+	f.mu.Unlock()
+	if hook != nil && hook(w, r) {
+		return
+	}
+	s := f.lookup(r)
+	if s == nil {
+		writeError(w, http.StatusUnauthorized, "session_inactive", "No active session was found in this request.", "")
+		return
+	}
+	if s.RequireAAL2 {
+		writeError(w, http.StatusForbidden, "session_aal2_required", "An active session was found but it does not fulfil the Authenticator Assurance Level.",
+			f.URL+"/self-service/login/browser?aal=aal2")
+		return
+	}
+	template := r.URL.Query().Get("tokenize_as")
+	f.mu.Lock()
+	known := f.templates[template]
+	f.mu.Unlock()
+	body := map[string]any{
+		"id":                            s.ID,
+		"active":                        true,
+		"authenticator_assurance_level": s.AAL,
+		"identity":                      map[string]any{"id": s.IdentityID, "schema_id": "default", "schema_url": f.URL + "/schemas/default", "traits": map[string]any{"email": s.IdentityID + "@example.org"}},
+	}
+	if template != "" {
+		if !known {
+			writeError(w, http.StatusBadRequest, "", "Unable to find tokenizer template", "")
+			return
+		}
+		tok, err := f.Mint(s, template)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		body["tokenized"] = tok
+	}
+	f.mu.Lock()
+	sc := f.setCookie
+	f.mu.Unlock()
+	if sc != "" {
+		w.Header().Add("Set-Cookie", sc)
+	}
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(body)
+}
+
+// Mint signs a JWT for s as Kratos' tokenizer would.
+func (f *Fake) Mint(s *Session, template string) (string, error) {
+	now := f.now()
+	claims := map[string]any{
+		"sub": s.IdentityID, "sid": s.ID, "iss": f.URL, "jti": randID(),
+		"iat": now.Unix(), "nbf": now.Unix(), "exp": now.Add(f.TTL).Unix(),
+		"email": s.IdentityID + "@example.org", "aal": s.AAL, "template": template,
+	}
+	f.mu.Lock()
+	edit := f.claims
+	f.mu.Unlock()
+	if edit != nil {
+		edit(claims)
+	}
+	signer, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.ES256, Key: f.key},
+		(&jose.SignerOptions{}).WithType("JWT").WithHeader("kid", "fake"))
+	if err != nil {
+		return "", err
+	}
+	tok, err := jwt.Signed(signer).Claims(claims).Serialize()
+	if err != nil {
+		return "", err
+	}
+	f.mu.Lock()
+	f.secrets = append(f.secrets, tok)
+	f.mu.Unlock()
+	return tok, nil
+}
+
+// lookup finds the session in Kratos' order: X-Session-Token, the session
+// cookie, Authorization: Bearer.
+func (f *Fake) lookup(r *http.Request) *Session {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if tok := r.Header.Get("X-Session-Token"); tok != "" {
+		return f.byToken(tok)
+	}
+	if c, err := r.Cookie(CookieName); err == nil {
+		for _, s := range f.sessions {
+			if s.Cookie == c.Value {
+				return s
+			}
+		}
+		return nil
+	}
+	if scheme, tok, ok := strings.Cut(r.Header.Get("Authorization"), " "); ok && strings.EqualFold(scheme, "bearer") {
+		return f.byToken(tok)
+	}
+	return nil
+}
+
+func (f *Fake) byToken(tok string) *Session {
+	for _, s := range f.sessions {
+		if s.Token == tok {
+			return s
+		}
+	}
+	return nil
+}
+
+func writeError(w http.ResponseWriter, code int, id, reason, redirect string) {
+	body := map[string]any{"error": map[string]any{"code": code, "status": http.StatusText(code), "id": id, "reason": reason, "message": reason}}
+	if id == "" {
+		delete(body["error"].(map[string]any), "id")
+	}
+	if redirect != "" {
+		body["redirect_browser_to"] = redirect
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	_ = json.NewEncoder(w).Encode(body)
+}
+
+func randHex(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+func randID() string {
+	b := make([]byte, 16)
+	_, _ = rand.Read(b)
+	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:16])
+}

@@ -1,0 +1,59 @@
+package orytest
+
+import (
+	"bytes"
+	"log/slog"
+	"strings"
+	"sync"
+	"testing"
+)
+
+// LogBuffer collects log output for assertions; safe for concurrent use.
+type LogBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *LogBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+// String returns everything logged so far.
+func (b *LogBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// Logger returns a debug-level JSON logger writing to a new LogBuffer. When
+// the test ends it fails the test if the log holds any of the secrets that
+// secrets() returns then (cookie values, tokens, JWTs).
+func Logger(t testing.TB, secrets func() []string) (*slog.Logger, *LogBuffer) {
+	t.Helper()
+	b := &LogBuffer{}
+	t.Cleanup(func() {
+		AssertNoSecrets(t, b.String(), secrets())
+	})
+	return slog.New(slog.NewJSONHandler(b, &slog.HandlerOptions{Level: slog.LevelDebug})), b
+}
+
+// AssertNoSecrets fails t if text contains any secret (or a long part of one).
+func AssertNoSecrets(t testing.TB, text string, secrets []string) {
+	t.Helper()
+	for _, s := range secrets {
+		if s == "" {
+			continue
+		}
+		probe := s
+		// A JWT's payload or signature alone is a leak too; probe its parts.
+		parts := strings.Split(s, ".")
+		for _, p := range append(parts, probe) {
+			if len(p) >= 16 && strings.Contains(text, p) {
+				t.Errorf("log contains a secret (%d bytes starting %.6q)", len(s), s)
+				break
+			}
+		}
+	}
+}

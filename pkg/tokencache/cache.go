@@ -1,0 +1,298 @@
+package tokencache
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/dgraph-io/ristretto/v2"
+	"golang.org/x/sync/singleflight"
+)
+
+// Key identifies one credential presented for one template.
+type Key [sha256.Size]byte
+
+// NewKey derives the key of (template, kind, value). Every field is length
+// prefixed, so no two different triples share an input.
+func NewKey(template string, kind uint8, value string) Key {
+	// A stack buffer covers the common sizes (cookies are a few hundred
+	// bytes) without a heap allocation on the hit path.
+	var stack [1024]byte
+	b := stack[:0]
+	b = binary.BigEndian.AppendUint32(b, uint32(len(template)))
+	b = append(b, template...)
+	b = append(b, kind)
+	b = binary.BigEndian.AppendUint32(b, uint32(len(value)))
+	b = append(b, value...)
+	return sha256.Sum256(b)
+}
+
+// Short is a short hex prefix of the key, safe to log for correlation.
+func (k Key) Short() string { return fmt.Sprintf("%x", k[:6]) }
+
+func (k Key) hash() uint64 { return binary.LittleEndian.Uint64(k[:8]) }
+
+// Meta is what the cache needs to know of a fetched value.
+type Meta struct {
+	// Expiry is the JWT's exp.
+	Expiry time.Time
+	// IssuedAt is the JWT's iat; zero means the fill time.
+	IssuedAt time.Time
+	// Cost is the size of the value in bytes.
+	Cost int64
+}
+
+// Outcome tells the cache what to do with a failed fetch.
+type Outcome int
+
+// The outcomes of a failed fetch.
+const (
+	// Transient: not remembered; a warm entry keeps serving until hard expiry.
+	Transient Outcome = iota
+	// Negative: remembered for the negative TTL; drops a warm entry.
+	Negative
+	// Final: not remembered; drops a warm entry (Ory has given a definitive
+	// answer that this credential no longer gets a JWT).
+	Final
+)
+
+// Source tells where an answer came from.
+type Source uint8
+
+// The sources of an answer.
+const (
+	Miss        Source = iota // this request fetched from Ory (alone or sharing the flight)
+	Hit                       // served from the cache
+	NegativeHit               // a remembered 401
+)
+
+// Config configures a Cache. R is the request passed to the fetch function,
+// V the value cached (built once at fill time and returned on every hit).
+type Config[R, V any] struct {
+	// MaxBytes bounds the cache (ristretto MaxCost).
+	MaxBytes int64
+	// Leeway: an entry is served only until Expiry - Leeway (hard expiry).
+	Leeway time.Duration
+	// NegativeTTL is how long a Negative outcome is remembered; 0 disables.
+	NegativeTTL time.Duration
+	// FetchTimeout bounds the shared fetch, which runs detached from the
+	// callers' contexts.
+	FetchTimeout time.Duration
+	// Fetch asks Ory.
+	Fetch func(ctx context.Context, req R) (V, Meta, error)
+	// Classify sorts fetch errors.
+	Classify func(error) Outcome
+	// Now is the clock; nil means time.Now.
+	Now    func() time.Time
+	Logger *slog.Logger
+}
+
+// refreshRetry is the pause between refresh attempts of one entry while Ory
+// fails, so that a hot entry does not become a stream of calls to a sick Ory.
+const refreshRetry = time.Second
+
+// entryOverhead approximates the bytes of an entry beyond its value's cost
+// (the entry struct and ristretto's bookkeeping), so MaxBytes means bytes.
+const entryOverhead = 160
+
+type entry[V any] struct {
+	digest Key
+	value  V
+	neg    error // non-nil for a remembered 401
+	hard   int64 // unix nanos; served while now < hard
+	// nextRefresh is when a hit next starts a background refresh (unix
+	// nanos); it starts at the soft expiry and moves on with each attempt.
+	nextRefresh atomic.Int64
+}
+
+// Cache is safe for concurrent use.
+type Cache[R, V any] struct {
+	cfg    Config[R, V]
+	store  *ristretto.Cache[uint64, *entry[V]]
+	group  singleflight.Group
+	now    func() time.Time
+	log    *slog.Logger
+	wg     sync.WaitGroup // background refreshes
+	closed atomic.Bool
+}
+
+// New builds a Cache.
+func New[R, V any](cfg Config[R, V]) (*Cache[R, V], error) {
+	if cfg.Fetch == nil || cfg.Classify == nil {
+		return nil, errors.New("tokencache: Fetch and Classify are required")
+	}
+	if cfg.MaxBytes <= 0 {
+		return nil, errors.New("tokencache: MaxBytes must be positive")
+	}
+	if cfg.FetchTimeout <= 0 {
+		return nil, errors.New("tokencache: FetchTimeout must be positive")
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	// ristretto wants about 10 counters per item it may hold; entries are
+	// about 1 KiB, so MaxBytes/100 counters is ten per entry.
+	counters := max(cfg.MaxBytes/100, 1000)
+	store, err := ristretto.NewCache(&ristretto.Config[uint64, *entry[V]]{
+		NumCounters: counters,
+		MaxCost:     cfg.MaxBytes,
+		BufferItems: 64,
+		// The key already is a uniform hash; the digest in the entry is the
+		// collision check, so no conflict hash is needed.
+		KeyToHash: func(k uint64) (uint64, uint64) { return k, 0 },
+	})
+	if err != nil {
+		return nil, fmt.Errorf("tokencache: %w", err)
+	}
+	return &Cache[R, V]{cfg: cfg, store: store, now: cfg.Now, log: cfg.Logger}, nil
+}
+
+// Close waits for background refreshes and releases the cache.
+func (c *Cache[R, V]) Close() {
+	c.closed.Store(true)
+	c.wg.Wait()
+	c.store.Close()
+}
+
+// Get returns the value for key, fetching it with req on a miss.
+func (c *Cache[R, V]) Get(ctx context.Context, key Key, req R) (V, Source, error) {
+	if e, ok := c.store.Get(key.hash()); ok && e.digest == key {
+		now := c.now().UnixNano()
+		if now < e.hard {
+			if e.neg != nil {
+				var zero V
+				return zero, NegativeHit, e.neg
+			}
+			if now >= e.nextRefresh.Load() {
+				c.refresh(e, key, req, now)
+			}
+			return e.value, Hit, nil
+		}
+	}
+	return c.miss(ctx, key, req)
+}
+
+// miss is kept out of Get so that the closure capturing req is only built,
+// and only escapes to the heap, on a miss.
+func (c *Cache[R, V]) miss(ctx context.Context, key Key, req R) (V, Source, error) {
+	ch := c.group.DoChan(string(key[:]), func() (any, error) {
+		// A flight for this key may have filled the entry between our
+		// lookup and joining the group: look again before asking Ory.
+		if v, err, ok := c.lookup(key); ok {
+			return v, err
+		}
+		return c.fill(ctx, key, req, false)
+	})
+	var zero V
+	select {
+	case r := <-ch:
+		if r.Err != nil {
+			return zero, Miss, r.Err
+		}
+		return r.Val.(V), Miss, nil
+	case <-ctx.Done():
+		return zero, Miss, ctx.Err()
+	}
+}
+
+// lookup returns a live entry's value, or its remembered error.
+func (c *Cache[R, V]) lookup(key Key) (V, error, bool) { //nolint:revive // the error is a value here, not a failure of lookup
+	if e, ok := c.store.Get(key.hash()); ok && e.digest == key && c.now().UnixNano() < e.hard {
+		return e.value, e.neg, true
+	}
+	var zero V
+	return zero, nil, false
+}
+
+// refresh starts one background refresh of e, unless one was started since
+// nextRefresh was read.
+func (c *Cache[R, V]) refresh(e *entry[V], key Key, req R, now int64) {
+	next := e.nextRefresh.Load()
+	if now < next || !e.nextRefresh.CompareAndSwap(next, now+int64(refreshRetry)) || c.closed.Load() {
+		return
+	}
+	c.wg.Add(1)
+	go func() {
+		defer c.wg.Done()
+		// Sharing the key with misses means a miss arriving now joins this
+		// call instead of making a second one.
+		_, _, _ = c.group.Do(string(key[:]), func() (any, error) {
+			return c.fill(context.Background(), key, req, true)
+		})
+	}()
+}
+
+// fill fetches and stores the answer. It runs once per flight, on a context
+// detached from the caller that started it (its values, such as a trace, are
+// kept), so that caller's cancellation does not fail the others.
+func (c *Cache[R, V]) fill(parent context.Context, key Key, req R, refresh bool) (V, error) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(parent), c.cfg.FetchTimeout)
+	defer cancel()
+	v, meta, err := c.cfg.Fetch(ctx, req)
+	now := c.now()
+	if err != nil {
+		switch c.cfg.Classify(err) {
+		case Negative:
+			if c.cfg.NegativeTTL > 0 {
+				e := &entry[V]{digest: key, neg: err, hard: now.Add(c.cfg.NegativeTTL).UnixNano()}
+				c.set(key, e, entryOverhead, c.cfg.NegativeTTL)
+			} else if refresh {
+				c.store.Del(key.hash())
+			}
+		case Final:
+			if refresh {
+				c.store.Del(key.hash())
+			}
+		case Transient:
+			// Keep the warm entry, if any; it serves until its hard expiry.
+		}
+		return v, err
+	}
+	hard := meta.Expiry.Add(-c.cfg.Leeway)
+	if !hard.After(now) {
+		c.log.Warn("JWT from Ory expires within the expiry leeway: forwarded but not cached; raise the template's ttl or lower --expiry-leeway",
+			"key", key.Short(), "expires_in", meta.Expiry.Sub(now).Round(time.Millisecond).String(), "leeway", c.cfg.Leeway.String())
+		return v, nil
+	}
+	e := &entry[V]{digest: key, value: v, hard: hard.UnixNano()}
+	e.nextRefresh.Store(softExpiry(meta, now, hard).UnixNano())
+	c.set(key, e, meta.Cost+entryOverhead, hard.Sub(now))
+	return v, nil
+}
+
+// set stores e and waits until ristretto has applied it, so that a request
+// arriving right after the flight finds it. ristretto may still refuse the
+// entry; that costs one more fetch, never a wrong answer.
+func (c *Cache[R, V]) set(key Key, e *entry[V], cost int64, ttl time.Duration) {
+	// ristretto's own TTL runs on the wall clock; it only frees memory, the
+	// hard expiry checked on every hit is what decides.
+	c.store.SetWithTTL(key.hash(), e, cost, ttl+time.Second)
+	c.store.Wait()
+}
+
+// softExpiry is the refresh-ahead point: when a quarter of the JWT's lifetime
+// is left, or, when the leeway leaves less than that, three quarters of the
+// way to the hard expiry.
+func softExpiry(meta Meta, now, hard time.Time) time.Time {
+	issued := meta.IssuedAt
+	if issued.IsZero() || issued.After(now) {
+		issued = now
+	}
+	soft := meta.Expiry.Add(-meta.Expiry.Sub(issued) / 4)
+	if !soft.Before(hard) {
+		soft = now.Add(hard.Sub(now) * 3 / 4)
+	}
+	return soft
+}
+
+// Delete drops the entry of key, if any.
+func (c *Cache[R, V]) Delete(key Key) { c.store.Del(key.hash()) }
