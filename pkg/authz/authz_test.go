@@ -277,6 +277,7 @@ func TestOryFailures(t *testing.T) {
 			_, _ = w.Write([]byte(`{"id":"x","active":true,"tokenized":"abc"}`))
 			return true
 		}, nil, codes.Unavailable},
+		{"JWT over 16 KiB", nil, func(c map[string]any) { c["pad"] = strings.Repeat("x", 17<<10) }, codes.Unavailable},
 		{"JWT without exp", nil, func(c map[string]any) { delete(c, "exp") }, codes.Internal},
 		{"JWT already expired", nil, func(c map[string]any) { c["exp"] = time.Now().Add(-time.Minute).Unix() }, codes.Internal},
 	}
@@ -439,5 +440,55 @@ func TestConcurrentSessionsIsolated(t *testing.T) {
 	// 100 sessions, two credential kinds each.
 	if n := e.ory.Calls(); n != 200 {
 		t.Errorf("Ory calls = %d, want 200", n)
+	}
+}
+
+// testClock is an injectable clock shared by the server and the fake Ory.
+type testClock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *testClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *testClock) Advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.t = c.t.Add(d)
+}
+
+func TestOryDownWarmAndCold(t *testing.T) {
+	clk := &testClock{t: time.Now()}
+	fake := orytest.New()
+	t.Cleanup(fake.Close)
+	fake.Now = clk.Now
+	e := newEnvWithOry(t, fake, func(o *authz.Options) { o.Now = clk.Now })
+	warm, cold := fake.NewSession(), fake.NewSession()
+	warmReq := req(map[string]string{"cookie": warm.CookiePair()}, nil)
+	first := bearerJWT(t, mustCheck(t, e, warmReq))
+
+	fake.SetHook(status500)
+	clk.Advance(40 * time.Second) // before the refresh-ahead point (45s of 60s)
+	if got := bearerJWT(t, mustCheck(t, e, warmReq)); got != first {
+		t.Error("warm entry not served while Ory is down")
+	}
+	if _, err := check(t, e, req(map[string]string{"cookie": cold.CookiePair()}, nil)); status.Code(err) != codes.Unavailable {
+		t.Fatalf("cold session with Ory down: err = %v, want Unavailable", err)
+	}
+	clk.Advance(14 * time.Second) // 54s: past soft expiry, refresh fails, still served
+	if got := bearerJWT(t, mustCheck(t, e, warmReq)); got != first {
+		t.Error("warm entry not served before its hard expiry")
+	}
+	clk.Advance(time.Second) // 55s = exp - leeway: never served past it
+	if _, err := check(t, e, warmReq); status.Code(err) != codes.Unavailable {
+		t.Fatalf("past hard expiry with Ory down: err = %v, want Unavailable", err)
+	}
+	fake.SetHook(nil)
+	if got := bearerJWT(t, mustCheck(t, e, warmReq)); got == first {
+		t.Error("after recovery the expired JWT came back")
 	}
 }

@@ -1,0 +1,84 @@
+package config
+
+import (
+	"io"
+	"strings"
+	"testing"
+	"time"
+)
+
+func env(m map[string]string) func(string) string { return func(k string) string { return m[k] } }
+
+func TestParse(t *testing.T) {
+	required := []string{"--ory-url", "http://127.0.0.1:4433", "--tokenize-as", "mesh"}
+	tests := []struct {
+		name    string
+		args    []string
+		env     map[string]string
+		check   func(t *testing.T, c Config)
+		wantErr string
+	}{
+		{"defaults", required, nil, func(t *testing.T, c Config) {
+			if c.GRPCAddr != ":9001" || c.HTTPAddr != ":9002" || c.OnMissing != OnMissingDeny || c.WhoamiTimeout != time.Second ||
+				c.ExpiryLeeway != 5*time.Second || c.NegativeTTL != 5*time.Second || c.CacheMaxBytes != 64<<20 ||
+				strings.Join(c.SessionCookies, ",") != "ory_kratos_session,ory_session_*" || c.SessionTokenHeader != "x-session-token" {
+				t.Errorf("defaults: %+v", c)
+			}
+		}, ""},
+		{"env only", nil, map[string]string{"ORY_EXT_AUTHZ_ORY_URL": "https://x.projects.oryapis.com", "ORY_EXT_AUTHZ_TOKENIZE_AS": "jwt", "ORY_EXT_AUTHZ_WHOAMI_TIMEOUT": "150ms", "ORY_EXT_AUTHZ_SESSION_COOKIES": "a, b*"},
+			func(t *testing.T, c Config) {
+				if c.OryURL != "https://x.projects.oryapis.com" || c.TokenizeAs != "jwt" || c.WhoamiTimeout != 150*time.Millisecond || strings.Join(c.SessionCookies, ",") != "a,b*" {
+					t.Errorf("env: %+v", c)
+				}
+			}, ""},
+		{"flag wins over env", append([]string{"--on-missing", "allow"}, required...), map[string]string{"ORY_EXT_AUTHZ_ON_MISSING": "deny", "ORY_EXT_AUTHZ_TOKENIZE_AS": "other"},
+			func(t *testing.T, c Config) {
+				if c.OnMissing != OnMissingAllow || c.TokenizeAs != "mesh" {
+					t.Errorf("precedence: %+v", c)
+				}
+			}, ""},
+		{"token header lower-cased", append([]string{"--session-token-header", "X-Token"}, required...), nil, func(t *testing.T, c Config) {
+			if c.SessionTokenHeader != "x-token" {
+				t.Errorf("header %q", c.SessionTokenHeader)
+			}
+		}, ""},
+		{"missing ory url", []string{"--tokenize-as", "mesh"}, nil, nil, "--ory-url: required"},
+		{"missing template", []string{"--ory-url", "http://x"}, nil, nil, "--tokenize-as: required"},
+		{"bad url", []string{"--ory-url", "ftp://x", "--tokenize-as", "m"}, nil, nil, "--ory-url"},
+		{"bad mode", append([]string{"--on-missing", "maybe"}, required...), nil, nil, "on-missing"},
+		{"bad env value names the variable", required, map[string]string{"ORY_EXT_AUTHZ_WHOAMI_TIMEOUT": "soon"}, nil, "ORY_EXT_AUTHZ_WHOAMI_TIMEOUT"},
+		{"redirect needs login url", append([]string{"--on-missing", "redirect"}, required...), nil, nil, "--login-url: required"},
+		{"zero timeout", append([]string{"--whoami-timeout", "0s"}, required...), nil, nil, "--whoami-timeout"},
+		{"tiny cache", append([]string{"--cache-max-bytes", "10"}, required...), nil, nil, "--cache-max-bytes"},
+		{"bad cookie name", append([]string{"--session-cookies", "a;b"}, required...), nil, nil, "--session-cookies"},
+		{"bad log level", append([]string{"--log-level", "loud"}, required...), nil, nil, "--log-level"},
+		{"stray argument", append(required, "extra"), nil, nil, "unexpected arguments"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := Parse(tt.args, env(tt.env), io.Discard)
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("err = %v, want one containing %q", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			tt.check(t, c)
+		})
+	}
+}
+
+func TestEveryFlagHasAnEnvName(t *testing.T) {
+	for _, name := range FlagNames() {
+		got := EnvName(name)
+		if !strings.HasPrefix(got, EnvPrefix) || strings.ContainsAny(got, "-abcdefghijklmnopqrstuvwxyz") {
+			t.Errorf("EnvName(%q) = %q", name, got)
+		}
+	}
+	if EnvName("ory-url") != "ORY_EXT_AUTHZ_ORY_URL" {
+		t.Error(EnvName("ory-url"))
+	}
+}

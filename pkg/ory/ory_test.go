@@ -1,0 +1,113 @@
+package ory
+
+import (
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ory-ext-authz/ory-ext-authz/pkg/credential"
+)
+
+func TestRetryAfter(t *testing.T) {
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	for in, want := range map[string]time.Duration{
+		"":                              0,
+		"7":                             7 * time.Second,
+		"-1":                            0,
+		"soon":                          0,
+		"Thu, 01 Jan 2026 00:00:30 GMT": 30 * time.Second,
+		"Wed, 31 Dec 2025 00:00:30 GMT": 0,
+	} {
+		if got := retryAfter(in, now); got != want {
+			t.Errorf("retryAfter(%q) = %v, want %v", in, got, want)
+		}
+	}
+}
+
+func TestStatusClasses(t *testing.T) {
+	tests := []struct {
+		name   string
+		status int
+		body   string
+		header map[string]string
+		class  error
+		check  func(t *testing.T, e *Error)
+	}{
+		{"401", 401, `{"error":{"code":401,"status":"Unauthorized"}}`, nil, ErrUnauthenticated, nil},
+		{"401 not JSON", 401, `nope`, nil, ErrUnauthenticated, nil},
+		{"403 aal", 403, `{"error":{"id":"session_aal2_required"},"redirect_browser_to":"https://ory/login?aal=aal2"}`, nil, ErrForbidden, func(t *testing.T, e *Error) {
+			if e.ErrorID != "session_aal2_required" || e.RedirectBrowserTo != "https://ory/login?aal=aal2" {
+				t.Errorf("%+v", e)
+			}
+		}},
+		{"400 template", 400, `{"error":{"code":400,"reason":"Unable to find tokenizer template"}}`, nil, ErrBadTemplate, func(t *testing.T, e *Error) {
+			if !strings.Contains(e.Error(), "Unable to find tokenizer template") {
+				t.Errorf("error %q does not carry Ory's reason", e.Error())
+			}
+		}},
+		{"429", 429, ``, map[string]string{"Retry-After": "2"}, ErrUnavailable, func(t *testing.T, e *Error) {
+			if e.RetryAfter != 2*time.Second {
+				t.Errorf("RetryAfter = %v", e.RetryAfter)
+			}
+		}},
+		{"503", 503, ``, nil, ErrUnavailable, nil},
+		{"302 not followed", 302, ``, map[string]string{"Location": "https://elsewhere.invalid/"}, ErrUnavailable, nil},
+		{"404", 404, ``, nil, ErrUnavailable, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+				for k, v := range tt.header {
+					w.Header().Set(k, v)
+				}
+				w.Header().Set("Content-Type", "application/json")
+				w.WriteHeader(tt.status)
+				_, _ = w.Write([]byte(tt.body))
+			}))
+			defer srv.Close()
+			c, err := New(Options{BaseURL: srv.URL, Timeout: time.Second})
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, err = c.Tokenize(t.Context(), credential.Credential{Kind: credential.KindCookie, Value: "ory_kratos_session=x"}, "mesh")
+			var e *Error
+			if !errors.Is(err, tt.class) || !errors.As(err, &e) || e.Status != tt.status {
+				t.Fatalf("err = %v, want class %v with status %d", err, tt.class, tt.status)
+			}
+			if tt.check != nil {
+				tt.check(t, e)
+			}
+		})
+	}
+}
+
+func TestBodyLimitAndTimeout(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Query().Get("tokenize_as") == "slow" {
+			select {
+			case <-r.Context().Done():
+			case <-time.After(5 * time.Second):
+			}
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write([]byte(`{"id":"x","pad":"` + strings.Repeat("p", 4096) + `"}`))
+	}))
+	defer srv.Close()
+	c, err := New(Options{BaseURL: srv.URL, Timeout: 100 * time.Millisecond, MaxBodyBytes: 1024})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cred := credential.Credential{Kind: credential.KindSessionToken, Value: "ory_st_x"}
+	if _, err := c.Tokenize(t.Context(), cred, "mesh"); !errors.Is(err, ErrUnavailable) {
+		t.Errorf("oversize body: err = %v, want ErrUnavailable", err)
+	}
+	_, err = c.Tokenize(t.Context(), cred, "slow")
+	var e *Error
+	if !errors.Is(err, ErrUnavailable) || !errors.As(err, &e) || e.Reason != "timeout" {
+		t.Errorf("slow Ory: err = %v, want ErrUnavailable timeout", err)
+	}
+}

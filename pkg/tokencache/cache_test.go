@@ -1,0 +1,334 @@
+package tokencache
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// clock is an injectable clock for TTL tests.
+type clock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *clock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *clock) Advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.t = c.t.Add(d)
+}
+
+var (
+	errUnauth  = errors.New("401")
+	errDown    = errors.New("ory down")
+	errRefused = errors.New("403")
+)
+
+// origin is a fake fetch: it mints "tokens" valid for ttl from the clock and
+// counts calls; err, when set, is returned instead.
+type origin struct {
+	clk   *clock
+	ttl   time.Duration
+	calls atomic.Int64
+	mu    sync.Mutex
+	err   error
+	gen   int
+	block chan struct{} // when non-nil, fetches wait for it
+}
+
+func (o *origin) fetch(ctx context.Context, _ string) (int, Meta, error) {
+	o.calls.Add(1)
+	if o.block != nil {
+		select {
+		case <-o.block:
+		case <-ctx.Done():
+			return 0, Meta{}, ctx.Err()
+		}
+	}
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.err != nil {
+		return 0, Meta{}, o.err
+	}
+	o.gen++
+	now := o.clk.Now()
+	return o.gen, Meta{Expiry: now.Add(o.ttl), IssuedAt: now, Cost: 500}, nil
+}
+
+func (o *origin) setErr(err error) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.err = err
+}
+
+func classifyTest(err error) Outcome {
+	switch {
+	case errors.Is(err, errUnauth):
+		return Negative
+	case errors.Is(err, errRefused):
+		return Final
+	}
+	return Transient
+}
+
+func newTestCache(t *testing.T, ttl time.Duration) (*Cache[string, int], *origin, *clock) {
+	t.Helper()
+	clk := &clock{t: time.Unix(1_800_000_000, 0)}
+	o := &origin{clk: clk, ttl: ttl}
+	c, err := New(Config[string, int]{
+		MaxBytes: 1 << 20, Leeway: 5 * time.Second, NegativeTTL: 5 * time.Second, FetchTimeout: time.Second,
+		Fetch: o.fetch, Classify: classifyTest, Now: clk.Now,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	return c, o, clk
+}
+
+func get(t *testing.T, c *Cache[string, int], key Key) (int, Source, error) {
+	t.Helper()
+	return c.Get(t.Context(), key, "req")
+}
+
+// waitCalls waits until the origin saw n calls (a background refresh runs
+// on its own goroutine), polling with a bound.
+func waitCalls(t *testing.T, c *Cache[string, int], o *origin, n int64) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for o.calls.Load() < n {
+		if time.Now().After(deadline) {
+			t.Fatalf("origin calls = %d, want %d", o.calls.Load(), n)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	c.wg.Wait()
+}
+
+func TestHitsUntilHardExpiry(t *testing.T) {
+	c, o, clk := newTestCache(t, time.Minute)
+	key := NewKey("mesh", 2, "ory_kratos_session=a")
+	v, src, err := get(t, c, key)
+	if err != nil || v != 1 || src != Miss {
+		t.Fatalf("first get = %d %v %v", v, src, err)
+	}
+	// Soft expiry is exp - ttl/4 = 45s after issue; hits before it.
+	for range 10 {
+		clk.Advance(4 * time.Second) // up to 40s
+		if v, src, err := get(t, c, key); err != nil || v != 1 || src != Hit {
+			t.Fatalf("get at %v = %d %v %v, want a hit of 1", clk.Now(), v, src, err)
+		}
+	}
+	if n := o.calls.Load(); n != 1 {
+		t.Fatalf("origin calls = %d before soft expiry, want 1", n)
+	}
+	// Past the hard expiry (exp - leeway = 55s) with Ory down: nothing stale.
+	o.setErr(errDown)
+	clk.Advance(16 * time.Second) // 56s
+	if _, _, err := get(t, c, key); !errors.Is(err, errDown) {
+		t.Fatalf("get past hard expiry = %v, want the fetch error", err)
+	}
+	o.setErr(nil)
+	if v, src, err := get(t, c, key); err != nil || src != Miss || v == 1 {
+		t.Fatalf("get after recovery = %d %v %v, want a new value", v, src, err)
+	}
+}
+
+func TestRefreshAhead(t *testing.T) {
+	c, o, clk := newTestCache(t, time.Minute)
+	key := NewKey("mesh", 2, "c")
+	if _, _, err := get(t, c, key); err != nil {
+		t.Fatal(err)
+	}
+	clk.Advance(46 * time.Second) // past soft expiry (45s), before hard (55s)
+	// Many hits past the soft expiry: all served from the cache at once,
+	// one background refresh in all.
+	for range 50 {
+		if v, src, err := get(t, c, key); err != nil || src != Hit || v != 1 {
+			t.Fatalf("get past soft expiry = %d %v %v, want the current value", v, src, err)
+		}
+	}
+	waitCalls(t, c, o, 2)
+	if v, src, _ := get(t, c, key); v != 2 || src != Hit {
+		t.Fatalf("after refresh got %d %v, want the refreshed value 2 as a hit", v, src)
+	}
+	if n := o.calls.Load(); n != 2 {
+		t.Fatalf("origin calls = %d, want 2 (one refresh)", n)
+	}
+}
+
+func TestRefreshWhileOryDownKeepsServing(t *testing.T) {
+	c, o, clk := newTestCache(t, time.Minute)
+	key := NewKey("mesh", 2, "c")
+	if _, _, err := get(t, c, key); err != nil {
+		t.Fatal(err)
+	}
+	o.setErr(errDown)
+	clk.Advance(46 * time.Second)
+	if v, _, err := get(t, c, key); err != nil || v != 1 {
+		t.Fatalf("get = %d %v, want the warm value", v, err)
+	}
+	waitCalls(t, c, o, 2)
+	// Within the retry pause, hits do not call again.
+	for range 20 {
+		if v, _, err := get(t, c, key); err != nil || v != 1 {
+			t.Fatalf("get = %d %v", v, err)
+		}
+	}
+	if n := o.calls.Load(); n != 2 {
+		t.Fatalf("origin calls = %d, want 2 (no retry within %v)", n, refreshRetry)
+	}
+	clk.Advance(refreshRetry)
+	if _, _, err := get(t, c, key); err != nil {
+		t.Fatal(err)
+	}
+	waitCalls(t, c, o, 3)
+	// Still serving the warm value until hard expiry.
+	clk.Advance(7 * time.Second) // 54s
+	if v, _, err := get(t, c, key); err != nil || v != 1 {
+		t.Fatalf("get at 54s = %d %v, want the warm value", v, err)
+	}
+	clk.Advance(time.Second) // 55s: hard expiry
+	c.wg.Wait()
+	if _, _, err := get(t, c, key); !errors.Is(err, errDown) {
+		t.Fatalf("get at hard expiry = %v, want an error", err)
+	}
+}
+
+func TestRefreshRevokedDropsEntry(t *testing.T) {
+	for _, tt := range []struct {
+		name string
+		err  error
+	}{{"401", errUnauth}, {"403", errRefused}} {
+		t.Run(tt.name, func(t *testing.T) {
+			c, o, clk := newTestCache(t, time.Minute)
+			key := NewKey("mesh", 2, "c")
+			if _, _, err := get(t, c, key); err != nil {
+				t.Fatal(err)
+			}
+			o.setErr(tt.err)
+			clk.Advance(46 * time.Second)
+			if _, src, _ := get(t, c, key); src != Hit {
+				t.Fatal("want a hit that starts the refresh")
+			}
+			waitCalls(t, c, o, 2)
+			if _, _, err := get(t, c, key); !errors.Is(err, tt.err) {
+				t.Fatalf("get after a refused refresh = %v, want %v", err, tt.err)
+			}
+		})
+	}
+}
+
+func TestNegativeTTL(t *testing.T) {
+	c, o, clk := newTestCache(t, time.Minute)
+	key := NewKey("mesh", 2, "bad")
+	o.setErr(errUnauth)
+	for range 5 {
+		if _, _, err := get(t, c, key); !errors.Is(err, errUnauth) {
+			t.Fatalf("err = %v", err)
+		}
+	}
+	if n := o.calls.Load(); n != 1 {
+		t.Fatalf("origin calls = %d, want 1", n)
+	}
+	if _, src, _ := get(t, c, key); src != NegativeHit {
+		t.Fatalf("source = %v, want NegativeHit", src)
+	}
+	clk.Advance(5 * time.Second)
+	if _, _, err := get(t, c, key); !errors.Is(err, errUnauth) {
+		t.Fatal(err)
+	}
+	if n := o.calls.Load(); n != 2 {
+		t.Fatalf("origin calls = %d after the negative TTL, want 2", n)
+	}
+}
+
+func TestTransientAndFinalNotRemembered(t *testing.T) {
+	for _, err := range []error{errDown, errRefused} {
+		c, o, _ := newTestCache(t, time.Minute)
+		key := NewKey("mesh", 2, "x")
+		o.setErr(err)
+		for range 3 {
+			_, _, _ = get(t, c, key)
+		}
+		if n := o.calls.Load(); n != 3 {
+			t.Errorf("%v: origin calls = %d, want 3", err, n)
+		}
+	}
+}
+
+func TestShortLivedNotCached(t *testing.T) {
+	c, o, _ := newTestCache(t, 3*time.Second) // less than the 5s leeway
+	key := NewKey("mesh", 2, "x")
+	for range 2 {
+		if v, _, err := get(t, c, key); err != nil || v == 0 {
+			t.Fatalf("get = %d %v, want the value forwarded", v, err)
+		}
+	}
+	if n := o.calls.Load(); n != 2 {
+		t.Fatalf("origin calls = %d, want 2 (not cached)", n)
+	}
+}
+
+func TestCallerCancelDoesNotFailOthers(t *testing.T) {
+	c, o, _ := newTestCache(t, time.Minute)
+	o.block = make(chan struct{})
+	key := NewKey("mesh", 2, "x")
+	ctx, cancel := context.WithCancel(t.Context())
+	first := make(chan error, 1)
+	go func() { _, _, err := c.Get(ctx, key, "r"); first <- err }()
+	waitCalls(t, c, o, 1)
+	second := make(chan error, 1)
+	go func() { _, _, err := c.Get(t.Context(), key, "r"); second <- err }()
+	cancel()
+	if err := <-first; !errors.Is(err, context.Canceled) {
+		t.Fatalf("cancelled caller got %v", err)
+	}
+	close(o.block)
+	if err := <-second; err != nil {
+		t.Fatalf("other caller got %v, want the shared result", err)
+	}
+	if n := o.calls.Load(); n != 1 {
+		t.Fatalf("origin calls = %d, want 1", n)
+	}
+}
+
+func TestDigestMismatchIsMiss(t *testing.T) {
+	c, o, _ := newTestCache(t, time.Minute)
+	a := NewKey("mesh", 2, "a")
+	if _, _, err := get(t, c, a); err != nil {
+		t.Fatal(err)
+	}
+	// b collides with a in the 64-bit ristretto key but not in the digest.
+	b := a
+	b[31] ^= 1
+	v, src, err := get(t, c, b)
+	if err != nil || src != Miss || v == 1 {
+		t.Fatalf("colliding key got %d %v %v, want a miss with its own value", v, src, err)
+	}
+	if n := o.calls.Load(); n != 2 {
+		t.Fatalf("origin calls = %d, want 2", n)
+	}
+}
+
+func TestNewKeyDistinct(t *testing.T) {
+	keys := map[Key]string{}
+	for _, in := range [][3]string{
+		{"mesh", "\x01", "v"}, {"mesh", "\x02", "v"}, {"mesh2", "\x01", "v"}, {"mes", "\x01", "hv"}, {"mesh", "\x01", "v2"},
+	} {
+		k := NewKey(in[0], in[1][0], in[2])
+		if prev, ok := keys[k]; ok {
+			t.Fatalf("%q and %q share a key", in, prev)
+		}
+		keys[k] = in[0] + in[1] + in[2]
+	}
+}
