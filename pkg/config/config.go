@@ -12,7 +12,6 @@ import (
 	"log/slog"
 	"net"
 	"net/url"
-	"strconv"
 	"strings"
 	"time"
 )
@@ -109,16 +108,9 @@ func (c *Config) FlagSet(name string, output io.Writer) *flag.FlagSet {
 	fs.StringVar(&c.HTTPAddr, "http-addr", c.HTTPAddr, "listen address of the HTTP server: GET /healthz (alive), GET /readyz (serving)")
 	fs.StringVar(&c.OryURL, "ory-url", c.OryURL, "Ory public base URL: the Kratos public endpoint or the Ory Network project URL (required)")
 	fs.StringVar(&c.TokenizeAs, "tokenize-as", c.TokenizeAs, "default tokenizer template of /sessions/whoami?tokenize_as= (required; a route may override it with the context extension tokenize_as)")
-	fs.Func("session-cookies", "comma-separated session cookie names; a trailing * matches a prefix (default "+strconv.Quote(DefaultSessionCookies)+")", func(s string) error {
-		c.SessionCookies = splitList(s)
-		return nil
-	})
+	fs.Var((*listValue)(&c.SessionCookies), "session-cookies", "comma-separated session cookie names; a trailing * matches a prefix")
 	fs.StringVar(&c.SessionTokenHeader, "session-token-header", c.SessionTokenHeader, "request header carrying a native Ory session token")
-	fs.Func("on-missing", "what a request without a valid session gets: deny (401), allow (pass through untouched) or redirect (browsers to --login-url, others 401); a route may override it with the context extension on_missing (default "+strconv.Quote(string(DefaultOnMissing))+")", func(s string) error {
-		m, err := ParseOnMissing(s)
-		c.OnMissing = m
-		return err
-	})
+	fs.Var((*onMissingValue)(&c.OnMissing), "on-missing", "what a request without a valid session gets: deny (401), allow (pass through untouched) or redirect (browsers to --login-url, others 401); a route may override it with the context extension on_missing")
 	fs.StringVar(&c.LoginURL, "login-url", c.LoginURL, "login page for --on-missing=redirect; return_to=<original URL> is appended")
 	fs.DurationVar(&c.WhoamiTimeout, "whoami-timeout", c.WhoamiTimeout, "timeout of one whoami call to Ory; keep it below the ext_authz timeout of Envoy")
 	fs.DurationVar(&c.ExpiryLeeway, "expiry-leeway", c.ExpiryLeeway, "a cached JWT is served only while it has more validity than this left")
@@ -128,7 +120,21 @@ func (c *Config) FlagSet(name string, output io.Writer) *flag.FlagSet {
 	fs.StringVar(&c.LogFormat, "log-format", c.LogFormat, "log format: json or text")
 	fs.DurationVar(&c.ShutdownDelay, "shutdown-delay", c.ShutdownDelay, "on SIGTERM, how long to report NOT_SERVING before the listeners stop accepting, so that Envoy's health checks move traffic away first")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", c.ShutdownTimeout, "on SIGTERM, how long in-flight requests may take to finish before they are cut")
+	fs.Usage = func() { usage(fs) }
 	return fs
+}
+
+// usage prints the reference of every flag with its environment variable.
+func usage(fs *flag.FlagSet) {
+	w := fs.Output()
+	fmt.Fprintf(w, "Usage: ory-ext-authz %s [flags]\n\nEvery flag can also be set in the environment; a flag on the command line wins.\n\n", fs.Name())
+	fs.VisitAll(func(f *flag.Flag) {
+		def := f.DefValue
+		if def == "" {
+			def = `""`
+		}
+		fmt.Fprintf(w, "  --%s (%s, default %s)\n      %s\n", f.Name, EnvName(f.Name), def, f.Usage)
+	})
 }
 
 // EnvName is the environment variable of a flag.
@@ -255,6 +261,25 @@ func ParseLevel(s string) (slog.Level, error) {
 		return 0, fmt.Errorf("unknown level %q (want debug, info, warn or error)", s)
 	}
 	return l, nil
+}
+
+// listValue is a comma-separated list flag.
+type listValue []string
+
+func (l *listValue) String() string { return strings.Join(*l, ",") }
+func (l *listValue) Set(s string) error {
+	*l = splitList(s)
+	return nil
+}
+
+// onMissingValue is the --on-missing flag.
+type onMissingValue OnMissing
+
+func (m *onMissingValue) String() string { return string(*m) }
+func (m *onMissingValue) Set(s string) error {
+	v, err := ParseOnMissing(s)
+	*m = onMissingValue(v)
+	return err
 }
 
 func splitList(s string) []string {

@@ -1,0 +1,314 @@
+package kratosdev_test
+
+import (
+	"encoding/base64"
+	"encoding/json"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	jose "github.com/go-jose/go-jose/v4"
+
+	"github.com/ory-ext-authz/ory-ext-authz/pkg/jwks"
+	"github.com/ory-ext-authz/ory-ext-authz/pkg/kratosdev"
+	"github.com/ory-ext-authz/ory-ext-authz/pkg/kratosdev/kratostest"
+)
+
+const (
+	email    = "alice@example.com"
+	password = "kratosdev-test-password-1"
+)
+
+// claims are the JWT claims the mesh template promises (DESIGN.md).
+type claims struct {
+	Sub   string `json:"sub"`
+	Sid   string `json:"sid"`
+	Iss   string `json:"iss"`
+	Jti   string `json:"jti"`
+	Iat   int64  `json:"iat"`
+	Nbf   int64  `json:"nbf"`
+	Exp   int64  `json:"exp"`
+	Email string `json:"email"`
+	Aal   string `json:"aal"`
+}
+
+type whoamiAnswer struct {
+	ID        string `json:"id"`
+	Tokenized string `json:"tokenized"`
+	Identity  struct {
+		ID string `json:"id"`
+	} `json:"identity"`
+}
+
+func mustGenerate(t *testing.T, alg string) []byte {
+	t.Helper()
+	b, err := jwks.Generate(alg, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// whoami calls GET /sessions/whoami?tokenize_as=template with one header.
+func whoami(t *testing.T, k *kratosdev.Kratos, template, header, value string) (int, whoamiAnswer) {
+	t.Helper()
+	req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, k.WhoamiURL(template), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Accept", "application/json")
+	if header != "" {
+		req.Header.Set(header, value)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("whoami: %v", err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var a whoamiAnswer
+	if resp.StatusCode == http.StatusOK {
+		if err := json.Unmarshal(body, &a); err != nil {
+			t.Fatalf("whoami answer: %v", err)
+		}
+	}
+	return resp.StatusCode, a
+}
+
+// verify checks the JWT's signature against the public part of privateJWKS
+// and returns its header and claims.
+func verify(t *testing.T, token string, privateJWKS []byte) (jose.Header, claims) {
+	t.Helper()
+	pubJSON, err := jwks.Public(privateJWKS)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var pub jose.JSONWebKeySet
+	if err := json.Unmarshal(pubJSON, &pub); err != nil {
+		t.Fatal(err)
+	}
+	jws, err := jose.ParseSigned(token, []jose.SignatureAlgorithm{jose.ES256, jose.RS256, jose.EdDSA})
+	if err != nil {
+		t.Fatalf("parse JWT: %v", err)
+	}
+	payload, err := jws.Verify(&pub)
+	if err != nil {
+		t.Fatalf("JWT signature does not verify against the template's public JWKS: %v", err)
+	}
+	var c claims
+	if err := json.Unmarshal(payload, &c); err != nil {
+		t.Fatalf("JWT claims: %v", err)
+	}
+	return jws.Signatures[0].Header, c
+}
+
+func TestKratos(t *testing.T) {
+	rsKey, edKey := mustGenerate(t, jwks.RS256), mustGenerate(t, jwks.EdDSA)
+	k := kratostest.Start(t, kratosdev.Options{
+		Templates: map[string]kratosdev.TokenizerTemplate{
+			"mesh-rs256": {TTL: 30 * time.Second, JWKS: rsKey},
+			"mesh-eddsa": {TTL: 90 * time.Second, JWKS: edKey},
+			"no-ttl":     {},
+		},
+	})
+	ctx := t.Context()
+	for _, u := range []string{k.PublicURL(), k.AdminURL()} {
+		if !strings.HasPrefix(u, "http://127.0.0.1:") || !strings.HasSuffix(u, "/") {
+			t.Errorf("URL %q is not a loopback base URL", u)
+		}
+	}
+
+	id, err := k.CreateIdentity(ctx, email, password)
+	if err != nil {
+		t.Fatal(err)
+	}
+	again, err := k.CreateIdentity(ctx, email, password)
+	if err != nil || again != id {
+		t.Fatalf("second CreateIdentity = %q, %v; want %q, nil", again, err, id)
+	}
+
+	cookie, err := k.BrowserLogin(ctx, email, password)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(cookie, kratosdev.SessionCookie+"=") || len(cookie) <= len(kratosdev.SessionCookie)+1 {
+		t.Fatalf("BrowserLogin returned no %s cookie pair", kratosdev.SessionCookie)
+	}
+	token, tokenSID, err := k.APILogin(ctx, email, password)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(token, "ory_st_") || tokenSID == "" {
+		t.Fatalf("APILogin returned token with prefix %q and session id %q", token[:min(len(token), 7)], tokenSID)
+	}
+
+	// The browser session's id comes from whoami itself.
+	status, plain := whoami(t, k, "", "Cookie", cookie)
+	if status != http.StatusOK || plain.ID == "" || plain.Tokenized != "" {
+		t.Fatalf("plain whoami with cookie: status %d, id %q, tokenized %v", status, plain.ID, plain.Tokenized != "")
+	}
+	cookieSID := plain.ID
+
+	tests := []struct {
+		name, template string
+		header, value  string
+		sid            string
+		key            []byte
+		alg            string
+		ttl            int64
+	}{
+		{"cookie/mesh", "mesh", "Cookie", cookie, cookieSID, k.JWKS(), "ES256", 60},
+		{"token/mesh", "mesh", "X-Session-Token", token, tokenSID, k.JWKS(), "ES256", 60},
+		{"bearer/mesh", "mesh", "Authorization", "Bearer " + token, tokenSID, k.JWKS(), "ES256", 60},
+		{"token/rs256", "mesh-rs256", "X-Session-Token", token, tokenSID, rsKey, "RS256", 30},
+		{"cookie/eddsa", "mesh-eddsa", "Cookie", cookie, cookieSID, edKey, "EdDSA", 90},
+		// A template without ttl yields a JWT that is expired when issued
+		// (the schema default of 1m is not applied to template entries).
+		{"token/no-ttl", "no-ttl", "X-Session-Token", token, tokenSID, k.JWKS(), "ES256", 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			status, a := whoami(t, k, tt.template, tt.header, tt.value)
+			if status != http.StatusOK {
+				t.Fatalf("whoami status %d, want 200", status)
+			}
+			if a.ID != tt.sid || a.Identity.ID != id {
+				t.Errorf("session %q of identity %q, want %q of %q", a.ID, a.Identity.ID, tt.sid, id)
+			}
+			if a.Tokenized == "" {
+				t.Fatal("no tokenized JWT in the answer")
+			}
+			h, c := verify(t, a.Tokenized, tt.key)
+			if h.Algorithm != tt.alg || h.KeyID == "" {
+				t.Errorf("JWT header alg %q kid %q, want alg %s and a kid", h.Algorithm, h.KeyID, tt.alg)
+			}
+			if c.Sub != id || c.Sid != tt.sid || c.Iss != k.PublicURL() || c.Jti == "" {
+				t.Errorf("claims sub=%q sid=%q iss=%q jti=%q; want sub=%q sid=%q iss=%q", c.Sub, c.Sid, c.Iss, c.Jti, id, tt.sid, k.PublicURL())
+			}
+			if c.Exp-c.Iat != tt.ttl || c.Nbf != c.Iat {
+				t.Errorf("exp-iat = %d, nbf-iat = %d; want %d, 0", c.Exp-c.Iat, c.Nbf-c.Iat, tt.ttl)
+			}
+			if c.Email != email || c.Aal != "aal1" {
+				t.Errorf("mapper claims email=%q aal=%q; want %q, aal1", c.Email, c.Aal, email)
+			}
+		})
+	}
+
+	garbageToken := "ory_st_" + base64.RawURLEncoding.EncodeToString([]byte("not-a-session-token"))
+	denials := []struct {
+		name, template string
+		header, value  string
+		want           int
+	}{
+		{"no credential", "mesh", "", "", http.StatusUnauthorized},
+		{"garbage cookie", "mesh", "Cookie", kratosdev.SessionCookie + "=garbage", http.StatusUnauthorized},
+		{"other cookie only", "mesh", "Cookie", "theme=dark", http.StatusUnauthorized},
+		{"garbage token", "mesh", "X-Session-Token", garbageToken, http.StatusUnauthorized},
+		{"unknown template/token", "nope", "X-Session-Token", token, http.StatusBadRequest},
+		{"unknown template/cookie", "nope", "Cookie", cookie, http.StatusBadRequest},
+	}
+	for _, tt := range denials {
+		t.Run(tt.name, func(t *testing.T) {
+			if status, _ := whoami(t, k, tt.template, tt.header, tt.value); status != tt.want {
+				t.Errorf("whoami status %d, want %d", status, tt.want)
+			}
+		})
+	}
+
+	revoked := []struct {
+		name, sid, header, value string
+	}{
+		{"token", tokenSID, "X-Session-Token", token},
+		{"cookie", cookieSID, "Cookie", cookie},
+	}
+	for _, tt := range revoked {
+		t.Run("revoked/"+tt.name, func(t *testing.T) {
+			if err := k.RevokeSession(t.Context(), tt.sid); err != nil {
+				t.Fatal(err)
+			}
+			if status, _ := whoami(t, k, "mesh", tt.header, tt.value); status != http.StatusUnauthorized {
+				t.Errorf("whoami after revocation: status %d, want 401", status)
+			}
+		})
+	}
+}
+
+func TestLoginErrors(t *testing.T) {
+	k := kratostest.Start(t, kratosdev.Options{})
+	ctx := t.Context()
+	if _, err := k.CreateIdentity(ctx, email, password); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := k.BrowserLogin(ctx, email, "wrong-password-123"); err == nil {
+		t.Error("BrowserLogin with a wrong password succeeded")
+	} else if strings.Contains(err.Error(), "wrong-password-123") {
+		t.Errorf("error leaks the password: %v", err)
+	}
+	if _, _, err := k.APILogin(ctx, "nobody@example.com", password); err == nil {
+		t.Error("APILogin of an unknown identity succeeded")
+	}
+	if _, err := k.CreateIdentity(ctx, "not-an-email", password); err == nil {
+		t.Error("CreateIdentity with an invalid email succeeded")
+	}
+	if err := k.RevokeSession(ctx, "00000000-0000-0000-0000-000000000000"); err == nil {
+		t.Error("RevokeSession of an unknown session succeeded")
+	}
+}
+
+func TestStopLeavesNothingRunning(t *testing.T) {
+	k := kratostest.Start(t, kratosdev.Options{})
+	addrs := []string{strings.TrimSuffix(strings.TrimPrefix(k.PublicURL(), "http://"), "/"),
+		strings.TrimSuffix(strings.TrimPrefix(k.AdminURL(), "http://"), "/")}
+	if err := k.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	if err := k.Stop(); err != nil {
+		t.Errorf("second Stop: %v", err)
+	}
+	for _, a := range addrs {
+		if c, err := net.DialTimeout("tcp", a, time.Second); err == nil {
+			c.Close()
+			t.Errorf("%s still accepts connections after Stop", a)
+		}
+	}
+}
+
+func TestStartErrors(t *testing.T) {
+	root, err := kratosdev.FindRoot(".")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Start must reject these before it runs anything, so the binary is a
+	// plain file that could not run anyway.
+	fake := filepath.Join(t.TempDir(), "kratos")
+	if err := os.WriteFile(fake, []byte("not a binary"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	tests := map[string]kratosdev.Options{
+		"no binary":           {},
+		"missing binary":      {Binary: filepath.Join(t.TempDir(), "kratos")},
+		"symmetric JWKS":      {Binary: fake, RootDir: root, JWKS: []byte(`{"keys":[{"kty":"oct","k":"c2VjcmV0"}]}`)},
+		"bad template name":   {Binary: fake, RootDir: root, Templates: map[string]kratosdev.TokenizerTemplate{"a.b": {}}},
+		"bad template JWKS":   {Binary: fake, RootDir: root, Templates: map[string]kratosdev.TokenizerTemplate{"x": {JWKS: []byte("{}")}}},
+		"root without config": {Binary: fake, RootDir: t.TempDir()},
+	}
+	for name, opts := range tests {
+		t.Run(name, func(t *testing.T) {
+			if opts.WorkDir == "" {
+				opts.WorkDir = t.TempDir()
+			}
+			if k, err := kratosdev.Start(t.Context(), opts); err == nil {
+				k.Stop()
+				t.Fatal("Start succeeded")
+			}
+		})
+	}
+}
