@@ -122,10 +122,12 @@ func New(o Options) (*Server, error) {
 // Close stops background refreshes and frees the cache.
 func (s *Server) Close() { s.cache.Close() }
 
-// HeadersRead lists, lower-case, every request header Check reads. Envoy's
-// ext_authz `allowed_headers` must let all of them through.
-func (s *Server) HeadersRead() []string {
-	return append(s.extractor.HeadersRead(), headersRead...)
+// HeadersRead lists, lower-case, every request header Check reads when the
+// session token header is tokenHeader. Envoy's ext_authz `allowed_headers`
+// must let all of them through.
+func HeadersRead(tokenHeader string) []string {
+	e := credential.NewExtractor(nil, tokenHeader, 0)
+	return append(e.HeadersRead(), headersRead...)
 }
 
 // headersRead are the headers Check reads besides the credential.
