@@ -111,3 +111,11 @@ func FuzzExtract(f *testing.F) {
 		}
 	})
 }
+
+func rawOf(m map[string]string) []*corev3.HeaderValue {
+	var raw []*corev3.HeaderValue
+	for k, v := range m {
+		raw = append(raw, &corev3.HeaderValue{Key: k, RawValue: []byte(v)})
+	}
+	return raw
+}

@@ -1,0 +1,83 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+
+	"github.com/ory-ext-authz/ory-ext-authz/pkg/authz"
+	"github.com/ory-ext-authz/ory-ext-authz/pkg/config"
+	"github.com/ory-ext-authz/ory-ext-authz/pkg/credential"
+	"github.com/ory-ext-authz/ory-ext-authz/pkg/ory"
+	"github.com/ory-ext-authz/ory-ext-authz/pkg/server"
+)
+
+// serve builds everything from the configuration and runs until ctx is done.
+func serve(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer) error {
+	cfg, err := config.Parse(args, getenv, stderr)
+	if err != nil {
+		return err
+	}
+	log, err := newLogger(cfg, stderr)
+	if err != nil {
+		return err
+	}
+	oryClient, err := ory.New(ory.Options{
+		BaseURL:     cfg.OryURL,
+		Timeout:     cfg.WhoamiTimeout,
+		MaxJWTBytes: config.MaxCredentialBytes,
+		UserAgent:   "ory-ext-authz/" + version,
+	})
+	if err != nil {
+		return err
+	}
+	az, err := authz.New(authz.Options{
+		Tokenizer:       oryClient,
+		Extractor:       credential.NewExtractor(cfg.SessionCookies, cfg.SessionTokenHeader, config.MaxCredentialBytes),
+		DefaultTemplate: cfg.TokenizeAs,
+		OnMissing:       cfg.OnMissing,
+		LoginURL:        cfg.LoginURL,
+		ExpiryLeeway:    cfg.ExpiryLeeway,
+		NegativeTTL:     cfg.NegativeTTL,
+		FetchTimeout:    cfg.WhoamiTimeout,
+		CacheMaxBytes:   cfg.CacheMaxBytes,
+		Logger:          log,
+	})
+	if err != nil {
+		return err
+	}
+	defer az.Close()
+	var lc net.ListenConfig
+	gl, err := lc.Listen(ctx, "tcp", cfg.GRPCAddr)
+	if err != nil {
+		return fmt.Errorf("--grpc-addr: %w", err)
+	}
+	hl, err := lc.Listen(ctx, "tcp", cfg.HTTPAddr)
+	if err != nil {
+		_ = gl.Close()
+		return fmt.Errorf("--http-addr: %w", err)
+	}
+	log.Info("ory-ext-authz starting", "version", version, "ory_url", cfg.OryURL, "tokenize_as", cfg.TokenizeAs, "on_missing", string(cfg.OnMissing))
+	return server.Run(ctx, server.Options{
+		GRPC:            gl,
+		HTTP:            hl,
+		Authz:           az,
+		ShutdownDelay:   cfg.ShutdownDelay,
+		ShutdownTimeout: cfg.ShutdownTimeout,
+		Logger:          log,
+	})
+}
+
+func newLogger(cfg config.Config, w io.Writer) (*slog.Logger, error) {
+	level, err := config.ParseLevel(cfg.LogLevel)
+	if err != nil {
+		return nil, err
+	}
+	opts := &slog.HandlerOptions{Level: level}
+	if cfg.LogFormat == "text" {
+		return slog.New(slog.NewTextHandler(w, opts)), nil
+	}
+	return slog.New(slog.NewJSONHandler(w, opts)), nil
+}

@@ -1,0 +1,17 @@
+package main
+
+import (
+	"context"
+	"io"
+
+	"github.com/ory-ext-authz/ory-ext-authz/pkg/checkcli"
+	"github.com/ory-ext-authz/ory-ext-authz/pkg/jwks"
+)
+
+func runCheck(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	return checkcli.Run(ctx, args, stdout, stderr)
+}
+
+func runJWKS(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
+	return jwks.Run(args, stdin, stdout, stderr)
+}
