@@ -1,6 +1,7 @@
 package credential
 
 import (
+	"errors"
 	"strings"
 	"testing"
 
@@ -41,7 +42,7 @@ func TestExtract(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			got, err := e.Extract(Headers{Map: tt.headers})
-			if err != tt.wantErr || got != tt.want {
+			if !errors.Is(err, tt.wantErr) || got != tt.want {
 				t.Fatalf("map: got %+v, %v; want %+v, %v", got, err, tt.want, tt.wantErr)
 			}
 			// The same headers in Envoy's raw encoding give the same answer.
@@ -50,7 +51,7 @@ func TestExtract(t *testing.T) {
 				raw = append(raw, &corev3.HeaderValue{Key: k, RawValue: []byte(v)})
 			}
 			got, err = e.Extract(Headers{Raw: raw})
-			if err != tt.wantErr || got != tt.want {
+			if !errors.Is(err, tt.wantErr) || got != tt.want {
 				t.Fatalf("header_map: got %+v, %v; want %+v, %v", got, err, tt.want, tt.wantErr)
 			}
 		})
@@ -84,7 +85,7 @@ func FuzzExtract(f *testing.F) {
 	f.Fuzz(func(t *testing.T, cookie, token, authz string) {
 		c, err := e.Extract(Headers{Map: map[string]string{"cookie": cookie, "x-session-token": token, "authorization": authz}})
 		if err != nil {
-			if err != ErrTooLarge || c != (Credential{}) {
+			if !errors.Is(err, ErrTooLarge) || c != (Credential{}) {
 				t.Fatalf("error %v with credential %+v", err, c)
 			}
 			return

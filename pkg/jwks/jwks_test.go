@@ -110,7 +110,7 @@ func TestGeneratePublicRoundTrip(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			parsed, err := jose.ParseSigned(compact, []jose.SignatureAlgorithm{alg})
+			parsed, err := jose.ParseSignedCompact(compact, []jose.SignatureAlgorithm{alg})
 			if err != nil {
 				t.Fatalf("ParseSigned: %v", err)
 			}

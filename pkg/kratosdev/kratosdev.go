@@ -127,7 +127,7 @@ func Start(ctx context.Context, opts Options) (*Kratos, error) {
 		return nil, fmt.Errorf("kratosdev: %w", err)
 	}
 	if fi, err := os.Stat(bin); err != nil || fi.IsDir() {
-		return nil, fmt.Errorf("kratosdev: Kratos binary %s: not a file (%v)", bin, err)
+		return nil, fmt.Errorf("kratosdev: Kratos binary %s: not a file: %w", bin, err)
 	}
 	root := opts.RootDir
 	if root == "" {
@@ -244,9 +244,9 @@ func (k *Kratos) launch(ctx context.Context, bin, root string, templates map[str
 			if strings.Contains(tail, "address already in use") {
 				return errPortTaken
 			}
-			return fmt.Errorf("kratosdev: Kratos exited before it was ready (%v); log %s:\n%s", k.waitErr, k.logPath, tail)
+			return fmt.Errorf("kratosdev: Kratos exited before it was ready: %w; log %s:\n%s", k.waitErr, k.logPath, tail)
 		default:
-			k.terminate()
+			_ = k.terminate()
 			return fmt.Errorf("kratosdev: %w; log %s:\n%s", err, k.logPath, k.LogTail(20))
 		}
 	}

@@ -95,7 +95,7 @@ func verify(t *testing.T, token string, privateJWKS []byte) (jose.Header, claims
 	if err := json.Unmarshal(pubJSON, &pub); err != nil {
 		t.Fatal(err)
 	}
-	jws, err := jose.ParseSigned(token, []jose.SignatureAlgorithm{jose.ES256, jose.RS256, jose.EdDSA})
+	jws, err := jose.ParseSignedCompact(token, []jose.SignatureAlgorithm{jose.ES256, jose.RS256, jose.EdDSA})
 	if err != nil {
 		t.Fatalf("parse JWT: %v", err)
 	}
@@ -306,7 +306,7 @@ func TestStartErrors(t *testing.T) {
 				opts.WorkDir = t.TempDir()
 			}
 			if k, err := kratosdev.Start(t.Context(), opts); err == nil {
-				k.Stop()
+				_ = k.Stop()
 				t.Fatal("Start succeeded")
 			}
 		})

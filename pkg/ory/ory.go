@@ -297,13 +297,13 @@ func statusError(resp *http.Response) error {
 		}
 	}
 	e.ErrorID = body.Error.ID
-	switch code := resp.StatusCode; {
-	case code == http.StatusUnauthorized:
+	switch resp.StatusCode {
+	case http.StatusUnauthorized:
 		e.Class = ErrUnauthenticated
-	case code == http.StatusForbidden:
+	case http.StatusForbidden:
 		e.Class = ErrForbidden
 		e.RedirectBrowserTo = body.RedirectBrowserTo
-	case code == http.StatusBadRequest:
+	case http.StatusBadRequest:
 		e.Class = ErrBadTemplate
 		e.Reason = truncate(body.Error.Reason, 200)
 	default:
