@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 
 	"github.com/ory-ext-authz/ory-ext-authz/pkg/authz"
 	"github.com/ory-ext-authz/ory-ext-authz/pkg/config"
@@ -24,15 +25,22 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 	if err != nil {
 		return err
 	}
+	transport, err := ory.NewTransport(cfg.OryCAFile)
+	if err != nil {
+		return fmt.Errorf("--ory-ca-file: %w", err)
+	}
 	oryClient, err := ory.New(ory.Options{
 		BaseURL:     cfg.OryURL,
+		HTTPClient:  &http.Client{Transport: transport},
 		Timeout:     cfg.WhoamiTimeout,
 		MaxJWTBytes: config.MaxCredentialBytes,
+		MaxInflight: cfg.OryMaxInflight,
 		UserAgent:   "ory-ext-authz/" + version,
 	})
 	if err != nil {
 		return err
 	}
+	defer oryClient.Close()
 	az, err := authz.New(authz.Options{
 		Tokenizer:       oryClient,
 		Extractor:       credential.NewExtractor(cfg.SessionCookies, cfg.SessionTokenHeader, config.MaxCredentialBytes),
@@ -43,7 +51,12 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 		NegativeTTL:     cfg.NegativeTTL,
 		FetchTimeout:    cfg.WhoamiTimeout,
 		CacheMaxBytes:   cfg.CacheMaxBytes,
-		Logger:          log,
+		Limits: authz.Limits{
+			Headers:     cfg.MaxRequestHeaders,
+			HeaderBytes: cfg.MaxRequestHeaderBytes,
+			Cookies:     cfg.MaxCookies,
+		},
+		Logger: log,
 	})
 	if err != nil {
 		return err

@@ -45,8 +45,31 @@ type Options struct {
 	NegativeTTL   time.Duration
 	FetchTimeout  time.Duration
 	CacheMaxBytes int64
-	Now           func() time.Time
-	Logger        *slog.Logger
+	// Limits bound what a request may carry; zero fields take the defaults.
+	Limits Limits
+	Now    func() time.Time
+	Logger *slog.Logger
+}
+
+// Limits bound a request. Over a limit it is denied as invalid (400) and Ory
+// is never called: parsing and hashing stay bounded whatever a client sends.
+type Limits struct {
+	Headers     int
+	HeaderBytes int
+	Cookies     int
+}
+
+func (l Limits) withDefaults() Limits {
+	if l.Headers <= 0 {
+		l.Headers = config.DefaultMaxRequestHeaders
+	}
+	if l.HeaderBytes <= 0 {
+		l.HeaderBytes = config.DefaultMaxRequestHeaderBytes
+	}
+	if l.Cookies <= 0 {
+		l.Cookies = config.DefaultMaxCookies
+	}
+	return l
 }
 
 // Server implements authv3.AuthorizationServer.
@@ -58,6 +81,7 @@ type Server struct {
 	loginURL  *url.URL
 	cache     *tokencache.Cache[fetchRequest, *allowed]
 	tokenizer Tokenizer
+	limits    Limits
 	log       *slog.Logger
 }
 
@@ -90,6 +114,7 @@ func New(o Options) (*Server, error) {
 		template:  o.DefaultTemplate,
 		onMissing: o.OnMissing,
 		tokenizer: o.Tokenizer,
+		limits:    o.Limits.withDefaults(),
 		log:       o.Logger,
 	}
 	if s.onMissing == "" {
@@ -122,6 +147,9 @@ func New(o Options) (*Server, error) {
 // Close stops background refreshes and frees the cache.
 func (s *Server) Close() { s.cache.Close() }
 
+// WaitRefreshes waits for the background refreshes under way, for tests.
+func (s *Server) WaitRefreshes() { s.cache.WaitRefreshes() }
+
 // HeadersRead lists, lower-case, every request header Check reads when the
 // session token header is tokenHeader. Envoy's ext_authz `allowed_headers`
 // must let all of them through.
@@ -137,6 +165,9 @@ var headersRead = []string{"accept", "access-control-request-method", "x-forward
 func (s *Server) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3.CheckResponse, error) {
 	r := newRequest(req)
 	template, mode, err := s.routeSettings(req.GetAttributes().GetContextExtensions())
+	if err == nil {
+		err = s.checkLimits(r)
+	}
 	if err != nil {
 		return s.respond(ctx, r, mode, tokencache.Key{}, err)
 	}
@@ -159,6 +190,38 @@ func (s *Server) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3.C
 		return a.cached, nil
 	}
 	return a.fresh, nil
+}
+
+// checkLimits enforces s.limits on the request's headers.
+func (s *Server) checkLimits(r request) error {
+	n, size := 0, 0
+	if len(r.headers.Map) > 0 {
+		n = len(r.headers.Map)
+		if n > s.limits.Headers {
+			return &limitError{"header count", n, s.limits.Headers}
+		}
+		for k, v := range r.headers.Map {
+			size += len(k) + len(v)
+		}
+	} else {
+		n = len(r.headers.Raw)
+		if n > s.limits.Headers {
+			return &limitError{"header count", n, s.limits.Headers}
+		}
+		for _, h := range r.headers.Raw {
+			size += len(h.GetKey()) + len(h.GetValue()) + len(h.GetRawValue())
+		}
+	}
+	if size > s.limits.HeaderBytes {
+		return &limitError{"header bytes", size, s.limits.HeaderBytes}
+	}
+	if c, ok := r.headers.Get("cookie"); ok {
+		// Every pair is followed by a separator but the last one.
+		if cookies := strings.Count(c, ";") + strings.Count(c, ",") + 1; cookies > s.limits.Cookies {
+			return &limitError{"cookie count", cookies, s.limits.Cookies}
+		}
+	}
+	return nil
 }
 
 func (s *Server) routeSettings(ext map[string]string) (string, config.OnMissing, error) {

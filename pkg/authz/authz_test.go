@@ -253,59 +253,6 @@ func TestCORSPreflight(t *testing.T) {
 	deniedStatus(t, mustCheck(t, e, req(map[string]string{":method": "OPTIONS"}, nil)), codes.Unauthenticated, 401)
 }
 
-func TestOryFailures(t *testing.T) {
-	tests := []struct {
-		name string
-		hook func(w http.ResponseWriter, r *http.Request) bool
-		// claims edits the minted JWT instead of a hook.
-		claims func(map[string]any)
-		want   codes.Code
-	}{
-		{"500", status500, nil, codes.Unavailable},
-		{"502", func(w http.ResponseWriter, _ *http.Request) bool { w.WriteHeader(502); return true }, nil, codes.Unavailable},
-		{"429", func(w http.ResponseWriter, _ *http.Request) bool {
-			w.Header().Set("Retry-After", "3")
-			w.WriteHeader(429)
-			return true
-		}, nil, codes.Unavailable},
-		{"not JSON", func(w http.ResponseWriter, _ *http.Request) bool { _, _ = w.Write([]byte("<html>oops")); return true }, nil, codes.Unavailable},
-		{"no tokenized", func(w http.ResponseWriter, _ *http.Request) bool {
-			_, _ = w.Write([]byte(`{"id":"x","active":true}`))
-			return true
-		}, nil, codes.Unavailable},
-		{"tokenized not a JWT", func(w http.ResponseWriter, _ *http.Request) bool {
-			_, _ = w.Write([]byte(`{"id":"x","active":true,"tokenized":"abc"}`))
-			return true
-		}, nil, codes.Unavailable},
-		{"JWT over 16 KiB", nil, func(c map[string]any) { c["pad"] = strings.Repeat("x", 17<<10) }, codes.Unavailable},
-		{"JWT without exp", nil, func(c map[string]any) { delete(c, "exp") }, codes.Internal},
-		{"JWT already expired", nil, func(c map[string]any) { c["exp"] = time.Now().Add(-time.Minute).Unix() }, codes.Internal},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			e := newEnv(t)
-			s := e.ory.NewSession()
-			e.ory.SetHook(tt.hook)
-			e.ory.SetClaims(tt.claims)
-			r := req(map[string]string{"cookie": s.CookiePair()}, nil)
-			for i := range 2 {
-				_, err := check(t, e, r)
-				if status.Code(err) != tt.want {
-					t.Fatalf("check %d: err = %v, want gRPC %v", i, err, tt.want)
-				}
-			}
-			// Nothing was cached: both checks asked Ory.
-			if n := e.ory.Calls(); n != 2 {
-				t.Errorf("Ory calls = %d, want 2", n)
-			}
-			// Recovery on the first request after Ory is healthy again.
-			e.ory.SetHook(nil)
-			e.ory.SetClaims(nil)
-			bearerJWT(t, mustCheck(t, e, r))
-		})
-	}
-}
-
 func status500(w http.ResponseWriter, _ *http.Request) bool {
 	w.WriteHeader(http.StatusInternalServerError)
 	return true

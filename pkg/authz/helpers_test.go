@@ -30,6 +30,10 @@ type env struct {
 	client authv3.AuthorizationClient
 	logs   *orytest.LogBuffer
 	az     *authz.Server
+	oc     *ory.Client
+	// clock drives the server, the Ory client and the fake Ory, unless the
+	// test brought a clock of its own (then it is nil).
+	clock *testClock
 }
 
 func newEnv(t *testing.T, edit ...func(*authz.Options)) *env {
@@ -41,11 +45,27 @@ func newEnv(t *testing.T, edit ...func(*authz.Options)) *env {
 
 func newEnvWithOry(t *testing.T, fake *orytest.Fake, edit ...func(*authz.Options)) *env {
 	t.Helper()
+	return newEnvFull(t, fake, nil, edit...)
+}
+
+// newEnvFull is newEnvWithOry with a chance to change the Ory client's options.
+func newEnvFull(t *testing.T, fake *orytest.Fake, oryEdit func(*ory.Options), edit ...func(*authz.Options)) *env {
+	t.Helper()
 	log, logs := orytest.Logger(t, fake.Secrets)
-	oc, err := ory.New(ory.Options{BaseURL: fake.URL, Timeout: 2 * time.Second, MaxJWTBytes: config.MaxCredentialBytes})
+	var clk *testClock
+	if fake.Now == nil {
+		clk = &testClock{t: time.Now()}
+		fake.Now = clk.Now
+	}
+	oo := ory.Options{BaseURL: fake.URL, Timeout: 2 * time.Second, MaxJWTBytes: config.MaxCredentialBytes, Now: fake.Now}
+	if oryEdit != nil {
+		oryEdit(&oo)
+	}
+	oc, err := ory.New(oo)
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(oc.Close)
 	d := config.Default()
 	opts := authz.Options{
 		Tokenizer:       oc,
@@ -57,6 +77,7 @@ func newEnvWithOry(t *testing.T, fake *orytest.Fake, edit ...func(*authz.Options
 		NegativeTTL:     d.NegativeTTL,
 		FetchTimeout:    2 * time.Second,
 		CacheMaxBytes:   d.CacheMaxBytes,
+		Now:             fake.Now,
 		Logger:          log,
 	}
 	for _, e := range edit {
@@ -66,7 +87,7 @@ func newEnvWithOry(t *testing.T, fake *orytest.Fake, edit ...func(*authz.Options
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &env{ory: fake, client: serve(t, az, log), logs: logs, az: az}
+	return &env{ory: fake, client: serve(t, az, log), logs: logs, az: az, oc: oc, clock: clk}
 }
 
 // serve runs az behind server.Run on loopback and returns a client.

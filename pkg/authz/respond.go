@@ -3,6 +3,7 @@ package authz
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/url"
 
@@ -23,6 +24,16 @@ import (
 // errNoCredential: the request carries no Ory credential at all.
 var errNoCredential = errors.New("no Ory credential in the request")
 
+// limitError is a request over one of the Limits.
+type limitError struct {
+	what       string
+	got, limit int
+}
+
+func (e *limitError) Error() string {
+	return fmt.Sprintf("request %s %d over the limit of %d", e.what, e.got, e.limit)
+}
+
 // routeError is a misconfigured route (bad context_extensions).
 type routeError struct{ err error }
 
@@ -40,6 +51,7 @@ var (
 		HttpResponse: &authv3.CheckResponse_OkResponse{OkResponse: &authv3.OkHttpResponse{}},
 	}
 	denyUnauthenticated = denied(codes.Unauthenticated, http.StatusUnauthorized, "unauthenticated", "no valid Ory session")
+	denyInvalid         = denied(codes.InvalidArgument, http.StatusBadRequest, "invalid_request", "the request headers exceed a limit")
 	denyForbidden       = denied(codes.PermissionDenied, http.StatusForbidden, "forbidden", "the Ory session does not satisfy this route, e.g. a second factor is required")
 )
 
@@ -52,7 +64,11 @@ func (s *Server) respond(ctx context.Context, r request, mode config.OnMissing, 
 	}
 	var oe *ory.Error
 	var re *routeError
+	var le *limitError
 	switch {
+	case errors.As(err, &le):
+		log.Info("request denied as invalid", "reason", err.Error())
+		return denyInvalid, nil
 	case errors.Is(err, errNoCredential), errors.Is(err, credential.ErrTooLarge), errors.Is(err, ory.ErrUnauthenticated):
 		log.Info("no valid session", "on_missing", string(mode), "reason", err.Error())
 		return s.missing(r, mode), nil

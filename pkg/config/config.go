@@ -36,6 +36,14 @@ const (
 	DefaultLogFormat          = "json"
 	DefaultShutdownDelay      = 0 * time.Second
 	DefaultShutdownTimeout    = 15 * time.Second
+	DefaultOryMaxInflight     = 64
+	// The request limits sit just above Envoy's own defaults
+	// (max_headers_count 100, max_request_headers_kb 60), so that only a
+	// request Envoy was configured to let through can exceed them.
+	DefaultMaxRequestHeaders     = 128
+	DefaultMaxRequestHeaderBytes = 64 << 10
+	// DefaultMaxCookies is above what browsers keep per domain (Chrome: 180).
+	DefaultMaxCookies = 200
 	// MaxCredentialBytes is the largest credential that is sent to Ory. A
 	// larger one is treated as invalid without asking Ory.
 	MaxCredentialBytes = 16 << 10
@@ -78,6 +86,16 @@ type Config struct {
 	LogFormat          string
 	ShutdownDelay      time.Duration
 	ShutdownTimeout    time.Duration
+	OryMaxInflight     int
+	OryCAFile          string
+	// MaxRequestHeaders, MaxRequestHeaderBytes and MaxCookies bound what a
+	// request may carry; over a limit it is denied as invalid without
+	// asking Ory.
+	MaxRequestHeaders     int
+	MaxRequestHeaderBytes int
+	MaxCookies            int
+	// TLS of the gRPC listener. TLSClientCA turns on mTLS.
+	TLSCert, TLSKey, TLSClientCA string
 }
 
 // Default returns a Config holding every default.
@@ -96,6 +114,11 @@ func Default() Config {
 		LogFormat:          DefaultLogFormat,
 		ShutdownDelay:      DefaultShutdownDelay,
 		ShutdownTimeout:    DefaultShutdownTimeout,
+		OryMaxInflight:     DefaultOryMaxInflight,
+
+		MaxRequestHeaders:     DefaultMaxRequestHeaders,
+		MaxRequestHeaderBytes: DefaultMaxRequestHeaderBytes,
+		MaxCookies:            DefaultMaxCookies,
 	}
 }
 
@@ -120,6 +143,14 @@ func (c *Config) FlagSet(name string, output io.Writer) *flag.FlagSet {
 	fs.StringVar(&c.LogFormat, "log-format", c.LogFormat, "log format: json or text")
 	fs.DurationVar(&c.ShutdownDelay, "shutdown-delay", c.ShutdownDelay, "on SIGTERM, how long to report NOT_SERVING before the listeners stop accepting, so that Envoy's health checks move traffic away first")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", c.ShutdownTimeout, "on SIGTERM, how long in-flight requests may take to finish before they are cut")
+	fs.IntVar(&c.OryMaxInflight, "ory-max-inflight", c.OryMaxInflight, "most whoami calls in flight at once; a cache miss over the cap fails fast with Unavailable instead of queueing")
+	fs.StringVar(&c.OryCAFile, "ory-ca-file", c.OryCAFile, "PEM file of CA certificates trusted for Ory's TLS, in addition to the system roots")
+	fs.IntVar(&c.MaxRequestHeaders, "max-request-headers", c.MaxRequestHeaders, "a request with more headers is denied as invalid (400) without asking Ory")
+	fs.IntVar(&c.MaxRequestHeaderBytes, "max-request-header-bytes", c.MaxRequestHeaderBytes, "a request whose header names and values add up to more bytes is denied as invalid (400)")
+	fs.IntVar(&c.MaxCookies, "max-cookies", c.MaxCookies, "a request with more cookies is denied as invalid (400)")
+	fs.StringVar(&c.TLSCert, "tls-cert", c.TLSCert, "PEM certificate (chain) of the gRPC listener; with --tls-key turns on TLS; re-read when the file changes")
+	fs.StringVar(&c.TLSKey, "tls-key", c.TLSKey, "PEM private key of --tls-cert")
+	fs.StringVar(&c.TLSClientCA, "tls-client-ca", c.TLSClientCA, "PEM CA certificates for client certificates: turns on mTLS on the gRPC listener; re-read when the file changes")
 	fs.Usage = func() { usage(fs) }
 	return fs
 }
@@ -250,6 +281,23 @@ func (c *Config) Validate() error {
 	}
 	if c.ShutdownDelay < 0 || c.ShutdownTimeout < 0 {
 		bad("shutdown-timeout", "shutdown durations must not be negative")
+	}
+	if c.OryMaxInflight < 1 {
+		bad("ory-max-inflight", "must be at least 1")
+	}
+	for _, l := range []struct {
+		flag string
+		v    int
+	}{{"max-request-headers", c.MaxRequestHeaders}, {"max-request-header-bytes", c.MaxRequestHeaderBytes}, {"max-cookies", c.MaxCookies}} {
+		if l.v < 1 {
+			bad(l.flag, "must be at least 1")
+		}
+	}
+	if (c.TLSCert == "") != (c.TLSKey == "") {
+		bad("tls-cert", "--tls-cert and --tls-key go together")
+	}
+	if c.TLSClientCA != "" && c.TLSCert == "" {
+		bad("tls-client-ca", "mTLS needs --tls-cert and --tls-key")
 	}
 	return errors.Join(errs...)
 }

@@ -6,14 +6,18 @@ package ory
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/go-jose/go-jose/v4"
@@ -109,6 +113,9 @@ type Options struct {
 	MaxJWTBytes int
 	// MaxBodyBytes bounds the answer read from Ory.
 	MaxBodyBytes int64
+	// MaxInflight caps concurrent whoami calls; a call over the cap fails
+	// at once with ErrUnavailable. 0 means no cap.
+	MaxInflight int
 	// Now is the clock; nil means time.Now.
 	Now       func() time.Time
 	UserAgent string
@@ -117,22 +124,51 @@ type Options struct {
 // Client calls Ory. It is safe for concurrent use.
 type Client struct {
 	api     *client.APIClient
+	hc      *http.Client
 	timeout time.Duration
 	maxJWT  int
 	now     func() time.Time
+	// inflight is a semaphore of MaxInflight slots; nil without a cap.
+	inflight chan struct{}
+	// backoffUntil (unix nanos) is set by a 429 or a 503 with Retry-After:
+	// until then calls fail at once instead of adding to Ory's load.
+	backoffUntil atomic.Int64
 }
+
+// maxBackoff caps a Retry-After, so that a bogus value cannot switch the
+// server off for long.
+const maxBackoff = time.Minute
+
+// defaultBackoff is the pause after a 429 without Retry-After.
+const defaultBackoff = time.Second
 
 // DefaultMaxBodyBytes bounds a whoami answer (the session with its identity).
 const DefaultMaxBodyBytes = 1 << 20
 
 // NewTransport returns an HTTP transport for Ory: unlike http.DefaultTransport it
-// keeps enough idle connections per host for a busy ext_authz server.
-func NewTransport() *http.Transport {
+// keeps enough idle connections per host for a busy ext_authz server. TLS
+// trusts the system roots plus, when caFile is not empty, the PEM
+// certificates in caFile.
+func NewTransport(caFile string) (*http.Transport, error) {
 	t := http.DefaultTransport.(*http.Transport).Clone()
 	t.MaxIdleConns = 256
 	t.MaxIdleConnsPerHost = 128
 	t.IdleConnTimeout = 90 * time.Second
-	return t
+	if caFile != "" {
+		pool, err := x509.SystemCertPool()
+		if err != nil {
+			pool = x509.NewCertPool()
+		}
+		pem, err := os.ReadFile(caFile)
+		if err != nil {
+			return nil, fmt.Errorf("ory: CA file: %w", err)
+		}
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("ory: CA file %s holds no PEM certificate", caFile)
+		}
+		t.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+	}
+	return t, nil
 }
 
 // New builds a Client.
@@ -151,7 +187,11 @@ func New(o Options) (*Client, error) {
 	}
 	hc := o.HTTPClient
 	if hc == nil {
-		hc = &http.Client{Transport: NewTransport()}
+		t, err := NewTransport("")
+		if err != nil {
+			return nil, err
+		}
+		hc = &http.Client{Transport: t}
 	}
 	// client-go reads the whole body; bound it so a hostile or broken Ory
 	// cannot make us buffer without limit. Never follow redirects: whoami does
@@ -171,13 +211,51 @@ func New(o Options) (*Client, error) {
 	if o.UserAgent != "" {
 		cfg.UserAgent = o.UserAgent
 	}
-	return &Client{api: client.NewAPIClient(cfg), timeout: o.Timeout, maxJWT: o.MaxJWTBytes, now: o.Now}, nil
+	c := &Client{api: client.NewAPIClient(cfg), hc: &limited, timeout: o.Timeout, maxJWT: o.MaxJWTBytes, now: o.Now}
+	if o.MaxInflight > 0 {
+		c.inflight = make(chan struct{}, o.MaxInflight)
+	}
+	return c, nil
 }
+
+// Close releases idle connections to Ory.
+func (c *Client) Close() { c.hc.CloseIdleConnections() }
+
+// Inflight is the number of whoami calls in flight (0 without a cap).
+func (c *Client) Inflight() int { return len(c.inflight) }
 
 // Tokenize asks Ory for a JWT of the session behind cred, minted by template.
 // Only the credential is sent: a session token as X-Session-Token, cookies
 // as a Cookie header holding only the session cookies.
 func (c *Client) Tokenize(ctx context.Context, cred credential.Credential, template string) (Token, error) {
+	if until := c.backoffUntil.Load(); until != 0 {
+		if left := time.Duration(until - c.now().UnixNano()); left > 0 {
+			return Token{}, &Error{Class: ErrUnavailable, Reason: fmt.Sprintf("Ory asked to retry after %s; not calling it until then", left.Round(time.Millisecond))}
+		}
+	}
+	if c.inflight != nil {
+		select {
+		case c.inflight <- struct{}{}:
+			defer func() { <-c.inflight }()
+		default:
+			return Token{}, &Error{Class: ErrUnavailable, Reason: fmt.Sprintf("%d whoami calls already in flight (--ory-max-inflight)", cap(c.inflight))}
+		}
+	}
+	tok, err := c.tokenize(ctx, cred, template)
+	var e *Error
+	if errors.As(err, &e) && (e.Status == http.StatusTooManyRequests || (e.Status == http.StatusServiceUnavailable && e.RetryAfter > 0)) {
+		// Ory's rate limits apply to the project (and to us as one client),
+		// not to one session: back off globally.
+		d := min(e.RetryAfter, maxBackoff)
+		if d <= 0 {
+			d = defaultBackoff
+		}
+		c.backoffUntil.Store(c.now().Add(d).UnixNano())
+	}
+	return tok, err
+}
+
+func (c *Client) tokenize(ctx context.Context, cred credential.Credential, template string) (Token, error) {
 	ctx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
 	req := c.api.FrontendAPI.ToSession(ctx).TokenizeAs(template)

@@ -13,6 +13,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -59,7 +60,9 @@ type Fake struct {
 	key  *ecdsa.PrivateKey
 	jwks jose.JSONWebKeySet
 
-	calls atomic.Int64
+	calls       atomic.Int64
+	inflight    atomic.Int64
+	maxInflight atomic.Int64
 
 	mu        sync.Mutex
 	sessions  []*Session
@@ -89,7 +92,43 @@ func New() *Fake {
 }
 
 // Close stops the server.
-func (f *Fake) Close() { f.Server.Close() }
+func (f *Fake) Close() {
+	f.mu.Lock()
+	srv := f.Server
+	f.mu.Unlock()
+	srv.Close()
+}
+
+// Down stops the server so that connections to its address are refused
+// (until Up).
+func (f *Fake) Down() { f.Close() }
+
+// Up starts the server again on the same address after Down.
+func (f *Fake) Up() error {
+	addr := strings.TrimPrefix(f.URL, "http://")
+	var l net.Listener
+	var err error
+	// The port was just released; retry briefly if the kernel still holds it.
+	for range 50 {
+		if l, err = net.Listen("tcp", addr); err == nil {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if err != nil {
+		return err
+	}
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(f.serve))
+	srv.Listener = l
+	srv.Start()
+	f.mu.Lock()
+	f.Server = srv
+	f.mu.Unlock()
+	return nil
+}
+
+// MaxConcurrent is the most whoami calls the fake had in flight at once.
+func (f *Fake) MaxConcurrent() int64 { return f.maxInflight.Load() }
 
 // JWKS is the public key set the fake signs with.
 func (f *Fake) JWKS() jose.JSONWebKeySet { return f.jwks }
@@ -175,6 +214,10 @@ func (f *Fake) serve(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	f.calls.Add(1)
+	n := f.inflight.Add(1)
+	defer f.inflight.Add(-1)
+	for m := f.maxInflight.Load(); n > m && !f.maxInflight.CompareAndSwap(m, n); m = f.maxInflight.Load() {
+	}
 	f.mu.Lock()
 	f.received = append(f.received, Received{Template: r.URL.Query().Get("tokenize_as"), Header: r.Header.Clone()})
 	hook := f.hook
@@ -307,4 +350,56 @@ func randID() string {
 	b := make([]byte, 16)
 	_, _ = rand.Read(b)
 	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:16])
+}
+
+// Faults a test can install with SetHook.
+
+// Status answers every call with code and, when retryAfter is not empty, a
+// Retry-After header.
+func Status(code int, retryAfter string) func(http.ResponseWriter, *http.Request) bool {
+	return func(w http.ResponseWriter, _ *http.Request) bool {
+		if retryAfter != "" {
+			w.Header().Set("Retry-After", retryAfter)
+		}
+		w.WriteHeader(code)
+		return true
+	}
+}
+
+// Body answers every call with 200 and this JSON (or not JSON) body.
+func Body(body string) func(http.ResponseWriter, *http.Request) bool {
+	return func(w http.ResponseWriter, _ *http.Request) bool {
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write([]byte(body))
+		return true
+	}
+}
+
+// Slow holds every call for d (or until the client gives up), then answers
+// normally.
+func Slow(d time.Duration) func(http.ResponseWriter, *http.Request) bool {
+	return func(_ http.ResponseWriter, r *http.Request) bool {
+		select {
+		case <-time.After(d):
+			return false
+		case <-r.Context().Done():
+			return true
+		}
+	}
+}
+
+// Reset starts a 200 answer, then resets the connection (TCP RST) halfway
+// through the body.
+func Reset(w http.ResponseWriter, _ *http.Request) bool {
+	conn, buf, err := http.NewResponseController(w).Hijack()
+	if err != nil {
+		panic(err)
+	}
+	_, _ = buf.WriteString("HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 400\r\n\r\n{\"id\":\"abc\",\"active\":tr")
+	_ = buf.Flush()
+	if tc, ok := conn.(*net.TCPConn); ok {
+		_ = tc.SetLinger(0) // close with RST instead of FIN
+	}
+	_ = conn.Close()
+	return true
 }

@@ -163,6 +163,9 @@ func (c *Cache[R, V]) Close() {
 	c.store.Close()
 }
 
+// WaitRefreshes waits for the background refreshes under way.
+func (c *Cache[R, V]) WaitRefreshes() { c.wg.Wait() }
+
 // Get returns the value for key, fetching it with req on a miss.
 func (c *Cache[R, V]) Get(ctx context.Context, key Key, req R) (V, Source, error) {
 	if e, ok := c.store.Get(key.hash()); ok && e.digest == key {

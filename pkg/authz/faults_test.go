@@ -1,0 +1,178 @@
+package authz_test
+
+import (
+	"context"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/ory-ext-authz/ory-ext-authz/pkg/ory"
+	"github.com/ory-ext-authz/ory-ext-authz/pkg/orytest"
+)
+
+// TestOryFaults covers every fault of a failing Ory with the fake: the
+// answer of Check, a log line, nothing cached, warm entries serving until
+// their hard expiry, and recovery on the first request once Ory is healthy.
+// Goroutine leaks are checked for the whole package in TestMain.
+func TestOryFaults(t *testing.T) {
+	tests := []struct {
+		name string
+		// fault breaks Ory; heal repairs it.
+		fault func(t *testing.T, f *orytest.Fake)
+		heal  func(t *testing.T, f *orytest.Fake)
+		want  codes.Code
+		log   string // a log line says this
+		// backoff: Ory asked us to pause, so the second check must not
+		// reach it, and recovery needs the pause to pass.
+		backoff time.Duration
+		// unreachable: the calls never reach the fake to be counted.
+		unreachable bool
+	}{
+		{name: "slow beyond the whoami timeout", fault: hook(orytest.Slow(5 * time.Second)), want: codes.Unavailable, log: "timeout"},
+		{name: "connection refused", fault: func(_ *testing.T, f *orytest.Fake) { f.Down() }, heal: func(t *testing.T, f *orytest.Fake) {
+			if err := f.Up(); err != nil {
+				t.Fatal(err)
+			}
+		}, want: codes.Unavailable, log: "connection refused", unreachable: true},
+		{name: "connection reset mid-answer", fault: hook(orytest.Reset), want: codes.Unavailable, log: "Ory unavailable"},
+		{name: "500", fault: hook(orytest.Status(500, "")), want: codes.Unavailable, log: "HTTP 500"},
+		{name: "502", fault: hook(orytest.Status(502, "")), want: codes.Unavailable, log: "HTTP 502"},
+		{name: "429 with Retry-After", fault: hook(orytest.Status(429, "3")), want: codes.Unavailable, log: "HTTP 429", backoff: 3 * time.Second},
+		{name: "200 not JSON", fault: hook(orytest.Body("<html>maintenance</html>")), want: codes.Unavailable, log: "unreadable answer"},
+		{name: "200 without tokenized", fault: hook(orytest.Body(`{"id":"x","active":true}`)), want: codes.Unavailable, log: "no tokenized JWT"},
+		{name: "JWT without exp", fault: claims(func(c map[string]any) { delete(c, "exp") }), want: codes.Internal, log: "without exp"},
+		{name: "JWT already expired", fault: claims(func(c map[string]any) { c["exp"] = c["iat"].(int64) - 60 }), want: codes.Internal, log: "set a ttl on the template"},
+		{name: "JWT over 16 KiB", fault: claims(func(c map[string]any) { c["pad"] = strings.Repeat("x", 17<<10) }), want: codes.Unavailable, log: "exceeds 16384"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			fake := orytest.New()
+			t.Cleanup(fake.Close)
+			e := newEnvFull(t, fake, func(o *ory.Options) { o.Timeout = 300 * time.Millisecond })
+			warm, cold := fake.NewSession(), fake.NewSession()
+			warmReq := req(map[string]string{"cookie": warm.CookiePair()}, nil)
+			coldReq := req(map[string]string{"cookie": cold.CookiePair()}, nil)
+			warmJWT := bearerJWT(t, mustCheck(t, e, warmReq))
+
+			tt.fault(t, fake)
+			before := fake.Calls()
+			for i := range 2 {
+				if _, err := check(t, e, coldReq); status.Code(err) != tt.want {
+					t.Fatalf("check %d: err = %v, want gRPC %v", i, err, tt.want)
+				}
+			}
+			// Nothing was cached: the second check asked Ory again, unless
+			// Ory asked for a pause.
+			wantCalls := int64(2)
+			switch {
+			case tt.unreachable:
+				wantCalls = 0
+			case tt.backoff > 0:
+				wantCalls = 1
+			}
+			if got := fake.Calls() - before; got != wantCalls {
+				t.Errorf("Ory calls during the fault = %d, want %d", got, wantCalls)
+			}
+			if !strings.Contains(e.logs.String(), tt.log) {
+				t.Errorf("no log line says %q; log:\n%s", tt.log, e.logs.String())
+			}
+			// The warm entry serves through the fault, also past its
+			// refresh-ahead point (45s of 60s), until its hard expiry (55s).
+			if got := bearerJWT(t, mustCheck(t, e, warmReq)); got != warmJWT {
+				t.Error("warm entry not served during the fault")
+			}
+			e.clock.Advance(50 * time.Second)
+			if got := bearerJWT(t, mustCheck(t, e, warmReq)); got != warmJWT {
+				t.Error("warm entry not served past its refresh-ahead point during the fault")
+			}
+			e.az.WaitRefreshes()
+			e.clock.Advance(5 * time.Second)
+			if _, err := check(t, e, warmReq); status.Code(err) == codes.OK {
+				t.Error("warm entry served past its hard expiry")
+			}
+
+			if tt.heal != nil {
+				tt.heal(t, fake)
+			} else {
+				fake.SetHook(nil)
+				fake.SetClaims(nil)
+			}
+			e.clock.Advance(tt.backoff)
+			if c := claimsOf(t, fake, bearerJWT(t, mustCheck(t, e, coldReq))); c["sub"] != cold.IdentityID {
+				t.Errorf("after recovery sub = %v", c["sub"])
+			}
+			if c := claimsOf(t, fake, bearerJWT(t, mustCheck(t, e, warmReq))); c["sub"] != warm.IdentityID {
+				t.Errorf("after recovery sub = %v", c["sub"])
+			}
+		})
+	}
+}
+
+func hook(h func(http.ResponseWriter, *http.Request) bool) func(*testing.T, *orytest.Fake) {
+	return func(_ *testing.T, f *orytest.Fake) { f.SetHook(h) }
+}
+
+func claims(c func(map[string]any)) func(*testing.T, *orytest.Fake) {
+	return func(_ *testing.T, f *orytest.Fake) { f.SetClaims(c) }
+}
+
+// TestOryMaxInflight: with a cap of 2 and a stuck Ory, misses over the cap
+// fail at once with Unavailable instead of queueing.
+func TestOryMaxInflight(t *testing.T) {
+	fake := orytest.New()
+	t.Cleanup(fake.Close)
+	release := make(chan struct{})
+	var once sync.Once
+	t.Cleanup(func() { once.Do(func() { close(release) }) })
+	fake.SetHook(func(_ http.ResponseWriter, r *http.Request) bool {
+		select {
+		case <-release:
+		case <-r.Context().Done():
+		}
+		return false
+	})
+	e := newEnvFull(t, fake, func(o *ory.Options) { o.MaxInflight = 2; o.Timeout = 10 * time.Second })
+	held := make(chan error, 2)
+	for range 2 {
+		s := fake.NewSession()
+		go func() {
+			_, err := check(t, e, req(map[string]string{"cookie": s.CookiePair()}, nil))
+			held <- err
+		}()
+	}
+	waitUntil(t, "2 calls in flight at Ory", func() bool { return fake.Calls() == 2 })
+	for range 5 {
+		s := fake.NewSession()
+		ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+		_, err := e.client.Check(ctx, req(map[string]string{"cookie": s.CookiePair()}, nil))
+		cancel()
+		if status.Code(err) != codes.Unavailable {
+			t.Fatalf("check over the cap: err = %v, want Unavailable", err)
+		}
+	}
+	if fake.Calls() != 2 || fake.MaxConcurrent() != 2 {
+		t.Errorf("Ory saw %d calls, %d at once; want 2 and 2", fake.Calls(), fake.MaxConcurrent())
+	}
+	once.Do(func() { close(release) })
+	for range 2 {
+		if err := <-held; err != nil {
+			t.Errorf("held check: %v", err)
+		}
+	}
+}
+
+func waitUntil(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting until %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
