@@ -8,6 +8,9 @@ import (
 	"net"
 	"net/http"
 
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+
 	"github.com/ory-ext-authz/ory-ext-authz/pkg/authz"
 	"github.com/ory-ext-authz/ory-ext-authz/pkg/config"
 	"github.com/ory-ext-authz/ory-ext-authz/pkg/credential"
@@ -72,7 +75,17 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 		_ = gl.Close()
 		return fmt.Errorf("--http-addr: %w", err)
 	}
-	log.Info("ory-ext-authz starting", "version", version, "ory_url", cfg.OryURL, "tokenize_as", cfg.TokenizeAs, "on_missing", string(cfg.OnMissing))
+	var grpcOpts []grpc.ServerOption
+	if cfg.TLSCert != "" {
+		tc, err := server.NewTLSConfig(server.TLSFiles{Cert: cfg.TLSCert, Key: cfg.TLSKey, ClientCA: cfg.TLSClientCA}, log)
+		if err != nil {
+			_ = gl.Close()
+			_ = hl.Close()
+			return err
+		}
+		grpcOpts = append(grpcOpts, grpc.Creds(credentials.NewTLS(tc)))
+	}
+	log.Info("ory-ext-authz starting", "tls", cfg.TLSCert != "", "mtls", cfg.TLSClientCA != "", "version", version, "ory_url", cfg.OryURL, "tokenize_as", cfg.TokenizeAs, "on_missing", string(cfg.OnMissing))
 	return server.Run(ctx, server.Options{
 		GRPC:            gl,
 		HTTP:            hl,
@@ -80,6 +93,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 		ShutdownDelay:   cfg.ShutdownDelay,
 		ShutdownTimeout: cfg.ShutdownTimeout,
 		Logger:          log,
+		GRPCOptions:     grpcOpts,
 	})
 }
 

@@ -1,9 +1,12 @@
 package ory
 
 import (
+	"encoding/pem"
 	"errors"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -109,5 +112,73 @@ func TestBodyLimitAndTimeout(t *testing.T) {
 	var e *Error
 	if !errors.Is(err, ErrUnavailable) || !errors.As(err, &e) || e.Reason != "timeout" {
 		t.Errorf("slow Ory: err = %v, want ErrUnavailable timeout", err)
+	}
+}
+
+func TestOryCAFile(t *testing.T) {
+	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.WriteHeader(http.StatusUnauthorized)
+	}))
+	defer srv.Close()
+	caFile := filepath.Join(t.TempDir(), "ca.pem")
+	if err := os.WriteFile(caFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cred := credential.Credential{Kind: credential.KindSessionToken, Value: "ory_st_x"}
+	for _, tt := range []struct {
+		name   string
+		caFile string
+		want   error
+	}{
+		{"system roots only: untrusted", "", ErrUnavailable},
+		{"with --ory-ca-file: trusted, Ory's 401 arrives", caFile, ErrUnauthenticated},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			tr, err := NewTransport(tt.caFile)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer tr.CloseIdleConnections()
+			c, err := New(Options{BaseURL: srv.URL, Timeout: 2 * time.Second, HTTPClient: &http.Client{Transport: tr}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := c.Tokenize(t.Context(), cred, "mesh"); !errors.Is(err, tt.want) {
+				t.Fatalf("err = %v, want %v", err, tt.want)
+			}
+		})
+	}
+	if _, err := NewTransport(filepath.Join(t.TempDir(), "missing.pem")); err == nil {
+		t.Error("a missing CA file was accepted")
+	}
+}
+
+func TestBackoffAfter429(t *testing.T) {
+	var calls int
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		calls++
+		w.Header().Set("Retry-After", "2")
+		w.WriteHeader(http.StatusTooManyRequests)
+	}))
+	defer srv.Close()
+	now := time.Unix(1_800_000_000, 0)
+	c, err := New(Options{BaseURL: srv.URL, Timeout: time.Second, Now: func() time.Time { return now }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	cred := credential.Credential{Kind: credential.KindSessionToken, Value: "ory_st_x"}
+	for range 3 {
+		if _, err := c.Tokenize(t.Context(), cred, "mesh"); !errors.Is(err, ErrUnavailable) {
+			t.Fatal(err)
+		}
+	}
+	if calls != 1 {
+		t.Fatalf("calls during Retry-After = %d, want 1", calls)
+	}
+	now = now.Add(2 * time.Second)
+	_, _ = c.Tokenize(t.Context(), cred, "mesh")
+	if calls != 2 {
+		t.Fatalf("calls after Retry-After = %d, want 2", calls)
 	}
 }
