@@ -74,35 +74,50 @@ func (f *loginFlow) csrfToken() string {
 // csrf_token. It returns "ory_kratos_session=<value>", ready for a Cookie
 // header.
 func (k *Kratos) BrowserLogin(ctx context.Context, email, password string) (string, error) {
+	cookie, _, err := k.BrowserLoginSession(ctx, email, password)
+	return cookie, err
+}
+
+// BrowserLoginSession is BrowserLogin that also returns the id of the new
+// session, as the login answer names it.
+func (k *Kratos) BrowserLoginSession(ctx context.Context, email, password string) (cookie, sessionID string, err error) {
 	jar, err := cookiejar.New(nil)
 	if err != nil {
-		return "", err
+		return "", "", err
 	}
 	client := *k.http
 	client.Jar = jar
 	var flow loginFlow
 	if _, err := k.do(ctx, &client, http.MethodGet, k.publicURL+"self-service/login/browser", nil, &flow, http.StatusOK); err != nil {
-		return "", fmt.Errorf("kratosdev: browser login flow: %w", err)
+		return "", "", fmt.Errorf("kratosdev: browser login flow: %w", err)
 	}
 	csrf := flow.csrfToken()
 	if csrf == "" {
-		return "", errors.New("kratosdev: browser login flow has no csrf_token")
+		return "", "", errors.New("kratosdev: browser login flow has no csrf_token")
 	}
 	action, err := k.publicAction(flow)
 	if err != nil {
-		return "", err
+		return "", "", err
+	}
+	var res struct {
+		Session struct {
+			ID string `json:"id"`
+		} `json:"session"`
 	}
 	body := map[string]string{"method": "password", "identifier": email, "password": password, "csrf_token": csrf}
-	if _, err := k.do(ctx, &client, http.MethodPost, action, body, nil, http.StatusOK); err != nil {
-		return "", fmt.Errorf("kratosdev: browser login: %w", err)
+	if _, err := k.do(ctx, &client, http.MethodPost, action, body, &res, http.StatusOK); err != nil {
+		return "", "", fmt.Errorf("kratosdev: browser login: %w", err)
+	}
+	if res.Session.ID == "" {
+		return "", "", errors.New("kratosdev: browser login: answer without session id")
 	}
 	u, _ := url.Parse(k.publicURL)
 	for _, c := range jar.Cookies(u) {
 		if c.Name == SessionCookie {
-			return c.Name + "=" + c.Value, nil
+			return c.Name + "=" + c.Value, res.Session.ID, nil
 		}
 	}
-	return "", fmt.Errorf("kratosdev: browser login: no %s cookie in the answer", SessionCookie)
+	return "", "", fmt.Errorf("kratosdev: browser login: no %s cookie in the answer", SessionCookie)
 }
 
 // APILogin logs in with the native (API) flow, as a mobile app does, without
@@ -137,6 +152,16 @@ func (k *Kratos) APILogin(ctx context.Context, email, password string) (token, s
 func (k *Kratos) RevokeSession(ctx context.Context, sessionID string) error {
 	if _, err := k.do(ctx, nil, http.MethodDelete, k.adminURL+"admin/sessions/"+url.PathEscape(sessionID), nil, nil, http.StatusNoContent); err != nil {
 		return fmt.Errorf("kratosdev: revoke session: %w", err)
+	}
+	return nil
+}
+
+// ExtendSession extends a session via PATCH /admin/sessions/{id}/extend. Its
+// expires_at then lies past the expiry recorded in the browser's cookie, so
+// the next whoami with that cookie answers with a Set-Cookie that refreshes it.
+func (k *Kratos) ExtendSession(ctx context.Context, sessionID string) error {
+	if _, err := k.do(ctx, nil, http.MethodPatch, k.adminURL+"admin/sessions/"+url.PathEscape(sessionID)+"/extend", nil, nil, http.StatusOK, http.StatusNoContent); err != nil {
+		return fmt.Errorf("kratosdev: extend session: %w", err)
 	}
 	return nil
 }

@@ -6,7 +6,8 @@
 // tests (and a dev-environment program) can get real cookies, real session
 // tokens and real tokenizer JWTs instead of fakes. It starts the same config
 // `make run` uses, deploy/kratos/kratos.yml, and layers a second config file on
-// top with free ports, fresh signing keys and any extra tokenizer templates.
+// top with free ports (or, for `make run`, the config's own fixed ports), fresh
+// signing keys and any extra tokenizer templates.
 // It uses only the standard library HTTP client; it is tooling, not the
 // product's request path.
 package kratosdev
@@ -42,6 +43,13 @@ const (
 
 // MeshTemplate is the tokenizer template of BaseConfig.
 const MeshTemplate = "mesh"
+
+// The ports BaseConfig serves on, used with Options.FixedPorts. A test keeps
+// them in step with BaseConfig.
+const (
+	FixedPublicPort = 4433
+	FixedAdminPort  = 4434
+)
 
 // SessionCookie is the name of Kratos' session cookie (session.cookie.name is
 // left at its default in BaseConfig).
@@ -81,6 +89,11 @@ type Options struct {
 	Env []string
 	// StartTimeout bounds Start from launch to ready. Default: 60s.
 	StartTimeout time.Duration
+	// FixedPorts keeps BaseConfig's ports (FixedPublicPort, FixedAdminPort)
+	// instead of picking free ones, for `make run`, whose printed URLs and
+	// commands must not change between runs. Start fails at once, without
+	// retrying, if one of them is in use. Tests leave it false.
+	FixedPorts bool
 }
 
 // TokenizerTemplate is one entry of session.whoami.tokenizer.templates.
@@ -106,6 +119,8 @@ type Kratos struct {
 	ownsWorkDir         bool
 	logPath             string
 	http                *http.Client
+
+	fixedPorts bool
 
 	cmd      *exec.Cmd
 	exited   chan struct{} // closed when cmd.Wait returned
@@ -146,7 +161,7 @@ func Start(ctx context.Context, opts Options) (*Kratos, error) {
 		return nil, fmt.Errorf("kratosdev: base config: %w", err)
 	}
 
-	k := &Kratos{workDir: opts.WorkDir, jwks: opts.JWKS}
+	k := &Kratos{workDir: opts.WorkDir, jwks: opts.JWKS, fixedPorts: opts.FixedPorts}
 	if k.workDir == "" {
 		if k.workDir, err = os.MkdirTemp("", "kratosdev-"); err != nil {
 			return nil, fmt.Errorf("kratosdev: %w", err)
@@ -188,6 +203,10 @@ func Start(ctx context.Context, opts Options) (*Kratos, error) {
 		if !errors.Is(err, errPortTaken) {
 			return nil, k.fail(err)
 		}
+		if opts.FixedPorts {
+			// Taken between the check in launch and Kratos binding it.
+			return nil, k.fail(fmt.Errorf("kratosdev: port %d or %d is in use (is another Kratos, e.g. `make run`, still running?)", FixedPublicPort, FixedAdminPort))
+		}
 		if attempt == startAttempts {
 			return nil, k.fail(fmt.Errorf("kratosdev: %d attempts: %w", attempt, err))
 		}
@@ -197,11 +216,20 @@ func Start(ctx context.Context, opts Options) (*Kratos, error) {
 // errPortTaken means another process bound a port between freePorts and Kratos.
 var errPortTaken = errors.New("a port picked for Kratos was taken before it could bind it")
 
-// launch runs one start attempt on new ports.
+// launch runs one start attempt on new ports, or on the fixed ones.
 func (k *Kratos) launch(ctx context.Context, bin, root string, templates map[string]map[string]string, env []string) error {
-	ports, err := freePorts(2)
-	if err != nil {
-		return fmt.Errorf("kratosdev: %w", err)
+	ports := []int{FixedPublicPort, FixedAdminPort}
+	if k.fixedPorts {
+		// Fail before starting anything: a Kratos that cannot bind would
+		// otherwise only show up as a timeout.
+		if err := portsFree(ports); err != nil {
+			return fmt.Errorf("kratosdev: %w (is another Kratos, e.g. `make run`, still running?)", err)
+		}
+	} else {
+		var err error
+		if ports, err = freePorts(2); err != nil {
+			return fmt.Errorf("kratosdev: %w", err)
+		}
 	}
 	k.publicURL = fmt.Sprintf("http://127.0.0.1:%d/", ports[0])
 	k.adminURL = fmt.Sprintf("http://127.0.0.1:%d/", ports[1])
@@ -342,6 +370,10 @@ func (k *Kratos) AdminURL() string { return k.adminURL }
 // what a JWT verifier needs.
 func (k *Kratos) JWKS() []byte { return bytes.Clone(k.jwks) }
 
+// Done is closed when the Kratos process has exited, whether through Stop or
+// on its own (a crash, a signal from elsewhere).
+func (k *Kratos) Done() <-chan struct{} { return k.exited }
+
 // LogFile is the path of Kratos' combined stdout and stderr.
 func (k *Kratos) LogFile() string { return k.logPath }
 
@@ -451,6 +483,18 @@ func freePorts(n int) ([]int, error) {
 		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
 	}
 	return ports, nil
+}
+
+// portsFree reports an error if one of the loopback ports cannot be bound.
+func portsFree(ports []int) error {
+	for _, p := range ports {
+		l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(p)))
+		if err != nil {
+			return err
+		}
+		_ = l.Close()
+	}
+	return nil
 }
 
 func baseEnv() []string {

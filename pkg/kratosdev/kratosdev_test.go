@@ -3,6 +3,7 @@ package kratosdev_test
 import (
 	"encoding/base64"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -310,5 +311,73 @@ func TestStartErrors(t *testing.T) {
 				t.Fatal("Start succeeded")
 			}
 		})
+	}
+}
+
+// TestFixedPortsMatchBaseConfig keeps FixedPublicPort and FixedAdminPort in
+// step with kratos.yml, whose ports `make run` prints and the docs name. (No
+// test starts Kratos on them: a developer's `make run` may hold them.)
+func TestFixedPortsMatchBaseConfig(t *testing.T) {
+	root, err := kratosdev.FindRoot(".")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(filepath.Join(root, kratosdev.BaseConfig))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []int{kratosdev.FixedPublicPort, kratosdev.FixedAdminPort} {
+		for _, want := range []string{fmt.Sprintf("port: %d\n", p), fmt.Sprintf("base_url: http://127.0.0.1:%d/\n", p)} {
+			if !strings.Contains(string(b), want) {
+				t.Errorf("%s has no line %q", kratosdev.BaseConfig, strings.TrimSpace(want))
+			}
+		}
+	}
+}
+
+// TestBrowserLoginSessionAndExtend: the session id BrowserLoginSession
+// returns is the cookie's session, and after ExtendSession whoami refreshes
+// the cookie with a Set-Cookie (pkg/integration relies on both).
+func TestBrowserLoginSessionAndExtend(t *testing.T) {
+	k := kratostest.Start(t, kratosdev.Options{})
+	ctx := t.Context()
+	id, err := k.CreateIdentity(ctx, email, password)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cookie, sid, err := k.BrowserLoginSession(ctx, email, password)
+	if err != nil {
+		t.Fatal(err)
+	}
+	setCookie := func() []string {
+		t.Helper()
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, k.WhoamiURL(""), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Cookie", cookie)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var a whoamiAnswer
+		if err := json.NewDecoder(resp.Body).Decode(&a); err != nil || a.ID != sid || a.Identity.ID != id {
+			t.Fatalf("whoami: session %q of %q (%v), want %q of %q", a.ID, a.Identity.ID, err, sid, id)
+		}
+		return resp.Header.Values("Set-Cookie")
+	}
+	if sc := setCookie(); len(sc) != 0 {
+		t.Fatalf("whoami of a fresh session set %d cookies, want none", len(sc))
+	}
+	if err := k.ExtendSession(ctx, sid); err != nil {
+		t.Fatal(err)
+	}
+	sc := setCookie()
+	if len(sc) != 1 || !strings.HasPrefix(sc[0], kratosdev.SessionCookie+"=") {
+		t.Fatalf("whoami after ExtendSession: %d Set-Cookie headers, want one %s", len(sc), kratosdev.SessionCookie)
+	}
+	if err := k.ExtendSession(ctx, "00000000-0000-0000-0000-000000000000"); err == nil {
+		t.Error("ExtendSession of an unknown session succeeded")
 	}
 }

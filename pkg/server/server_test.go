@@ -94,7 +94,9 @@ func write(t *testing.T, path string, data []byte) {
 	}
 }
 
-type noopAuthz struct{ authv3.UnimplementedAuthorizationServer }
+type noopAuthz struct {
+	authv3.UnimplementedAuthorizationServer
+}
 
 // start runs server.Run with TLS from files on loopback; it returns the
 // gRPC address.

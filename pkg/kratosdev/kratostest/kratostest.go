@@ -62,6 +62,21 @@ func Start(t testing.TB, opts kratosdev.Options) *kratosdev.Kratos {
 	return k
 }
 
+// Binary returns the Kratos binary for programs that start Kratos
+// themselves (see Start for where it is looked for), or skips (or fails) t.
+func Binary(t testing.TB) string {
+	t.Helper()
+	wd, err := os.Getwd()
+	if err != nil {
+		t.Fatal(err)
+	}
+	root, err := kratosdev.FindRoot(wd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return binary(t, root)
+}
+
 // binary finds the Kratos binary or skips (or fails) t.
 func binary(t testing.TB, root string) string {
 	t.Helper()
