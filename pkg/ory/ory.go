@@ -428,6 +428,14 @@ func (l limitBody) RoundTrip(r *http.Request) (*http.Response, error) {
 	return resp, err
 }
 
+// CloseIdleConnections passes http.Client.CloseIdleConnections on to the
+// wrapped transport.
+func (l limitBody) CloseIdleConnections() {
+	if c, ok := l.next.(interface{ CloseIdleConnections() }); ok {
+		c.CloseIdleConnections()
+	}
+}
+
 // errBodyTooLarge is returned by a body past its limit.
 var errBodyTooLarge = errors.New("answer body too large")
 

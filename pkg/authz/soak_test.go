@@ -1,0 +1,101 @@
+package authz_test
+
+import (
+	"context"
+	"os"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/ory-ext-authz/ory-ext-authz/pkg/authz"
+	"github.com/ory-ext-authz/ory-ext-authz/pkg/orytest"
+)
+
+// TestSoak runs a bounded soak at a moderate rate (about 800 checks a second)
+// over sessions whose JWTs expire every 12s, so that refresh-ahead, expiry
+// and refills cycle many times. It logs heap and goroutine counts at the
+// start and the end and fails if either keeps growing. The length is
+// ORY_EXT_AUTHZ_SOAK (default 2m; 15s with -short).
+func TestSoak(t *testing.T) {
+	length := 2 * time.Minute
+	if testing.Short() {
+		length = 15 * time.Second
+	}
+	if v := os.Getenv("ORY_EXT_AUTHZ_SOAK"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil {
+			t.Fatalf("ORY_EXT_AUTHZ_SOAK: %v", err)
+		}
+		length = d
+	}
+	fake := orytest.New()
+	t.Cleanup(fake.Close)
+	fake.TTL = 12 * time.Second
+	fake.Now = time.Now // the real clock: expiry happens during the soak
+	e := newEnvWithOry(t, fake, func(o *authz.Options) { o.ExpiryLeeway = 2 * time.Second })
+	sessions := make([]*orytest.Session, 300)
+	for i := range sessions {
+		sessions[i] = fake.NewSession()
+	}
+
+	measure := func() (heap uint64, goroutines int) {
+		// Idle keep-alive connections to Ory come and go with the load;
+		// close them so that only live work is counted.
+		e.oc.Close()
+		runtime.GC()
+		var m runtime.MemStats
+		runtime.ReadMemStats(&m)
+		return m.HeapAlloc, runtime.NumGoroutine()
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), length)
+	defer cancel()
+	var checks, errs atomic.Int64
+	var wg sync.WaitGroup
+	for w := range 8 {
+		wg.Go(func() {
+			tick := time.NewTicker(10 * time.Millisecond)
+			defer tick.Stop()
+			for i := w; ; i += 8 {
+				select {
+				case <-ctx.Done():
+					return
+				case <-tick.C:
+				}
+				s := sessions[i%len(sessions)]
+				cctx, ccancel := context.WithTimeout(t.Context(), 5*time.Second)
+				resp, err := e.client.Check(cctx, req(map[string]string{"cookie": s.CookiePair()}, nil))
+				ccancel()
+				checks.Add(1)
+				if ctx.Err() == nil && (err != nil || resp.GetStatus().GetCode() != 0) {
+					if errs.Add(1) <= 3 {
+						t.Logf("check failed: %v %v", err, resp.GetStatus())
+					}
+				}
+			}
+		})
+	}
+	// The first quarter warms up: every session cached, a refresh cycle run.
+	select {
+	case <-time.After(length / 4):
+	case <-ctx.Done():
+	}
+	heap0, gr0 := measure()
+	t.Logf("soak start (after %v warm-up): heap %d KiB, %d goroutines", length/4, heap0>>10, gr0)
+	<-ctx.Done()
+	wg.Wait()
+	heap1, gr1 := measure()
+	calls := fake.Calls()
+	t.Logf("soak end (%v): heap %d KiB, %d goroutines; %d checks, %d failed, %d Ory calls (%.2f per session per 12s ttl, with refresh-ahead at 9s and the first fill)",
+		length, heap1>>10, gr1, checks.Load(), errs.Load(), calls, float64(calls)/float64(len(sessions))/(length.Seconds()/12))
+	if errs.Load() > 0 {
+		t.Errorf("%d checks failed", errs.Load())
+	}
+	if gr1 > gr0+16 {
+		t.Errorf("goroutines grew from %d to %d", gr0, gr1)
+	}
+	if heap1 > heap0+heap0/2+8<<20 {
+		t.Errorf("heap grew from %d KiB to %d KiB", heap0>>10, heap1>>10)
+	}
+}
