@@ -73,8 +73,8 @@ type Options struct {
 	// URLs of BaseConfig resolve exactly as under `make run`. Default: the
 	// nearest directory at or above the working directory that has BaseConfig.
 	RootDir string
-	// WorkDir receives the rendered config, the keys and kratos.log. Default: a
-	// new temporary directory that Stop removes.
+	// WorkDir receives the rendered config, the keys and kratos.log; it is
+	// created if missing. Default: a new temporary directory that Stop removes.
 	WorkDir string
 	// JWKS is the private JWKS of the "mesh" template and of every template
 	// without a key of its own. Default: a new ES256 key (jwks.Generate).
@@ -171,6 +171,9 @@ func Start(ctx context.Context, opts Options) (*Kratos, error) {
 	if k.workDir, err = filepath.Abs(k.workDir); err != nil {
 		return nil, k.fail(fmt.Errorf("kratosdev: %w", err))
 	}
+	if err := os.MkdirAll(k.workDir, 0o700); err != nil {
+		return nil, k.fail(fmt.Errorf("kratosdev: %w", err))
+	}
 	if k.jwks == nil {
 		if k.jwks, err = jwks.Generate(jwks.DefaultAlg, "kratosdev"); err != nil {
 			return nil, k.fail(fmt.Errorf("kratosdev: %w", err))
@@ -250,7 +253,7 @@ func (k *Kratos) launch(ctx context.Context, bin, root string, templates map[str
 		return fmt.Errorf("kratosdev: %w", err)
 	}
 	defer logFile.Close() // the child holds its own descriptor
-	cmd := exec.Command(bin, "serve", "-c", filepath.Join(root, BaseConfig), "-c", cfg, "--dev", "--sqa-opt-out")
+	cmd := exec.Command(bin, "serve", "-c", configArg(filepath.Join(root, BaseConfig)), "-c", configArg(cfg), "--dev", "--sqa-opt-out")
 	cmd.Dir = root
 	cmd.Env = append(baseEnv(), env...)
 	cmd.Stdout, cmd.Stderr = logFile, logFile
@@ -505,6 +508,16 @@ func baseEnv() []string {
 		}
 	}
 	return env
+}
+
+// configArg protects a path given to Kratos' -c flag, a string slice that
+// pflag reads as a CSV record: a path with a comma (a t.TempDir of a subtest
+// named "a, b") would otherwise become two config files.
+func configArg(path string) string {
+	if !strings.ContainsAny(path, ",\"") && strings.TrimSpace(path) == path {
+		return path
+	}
+	return `"` + strings.ReplaceAll(path, `"`, `""`) + `"`
 }
 
 func fileURL(path string) string { return "file://" + filepath.ToSlash(path) }

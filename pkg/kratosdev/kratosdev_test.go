@@ -338,8 +338,10 @@ func TestFixedPortsMatchBaseConfig(t *testing.T) {
 // TestBrowserLoginSessionAndExtend: the session id BrowserLoginSession
 // returns is the cookie's session, and after ExtendSession whoami refreshes
 // the cookie with a Set-Cookie (pkg/integration relies on both).
+//
+// Its WorkDir has a comma, which Kratos' -c flag would split at.
 func TestBrowserLoginSessionAndExtend(t *testing.T) {
-	k := kratostest.Start(t, kratosdev.Options{})
+	k := kratostest.Start(t, kratosdev.Options{WorkDir: filepath.Join(t.TempDir(), "a, b")})
 	ctx := t.Context()
 	id, err := k.CreateIdentity(ctx, email, password)
 	if err != nil {

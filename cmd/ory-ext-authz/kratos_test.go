@@ -1,0 +1,104 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"net/http"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ory-ext-authz/ory-ext-authz/pkg/kratosdev"
+	"github.com/ory-ext-authz/ory-ext-authz/pkg/kratosdev/kratostest"
+	"github.com/ory-ext-authz/ory-ext-authz/pkg/orytest"
+)
+
+// TestCheckAgainstServeWithKratos is the operator's path end to end, in
+// process: `serve` against a real Kratos, and `check` with a cookie Kratos
+// issued through the browser login flow.
+func TestCheckAgainstServeWithKratos(t *testing.T) {
+	k := kratostest.Start(t, kratosdev.Options{})
+	const email, password = "ops@example.org", "cmd-kratos-test-password-3"
+	id, err := k.CreateIdentity(t.Context(), email, password)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cookie, sid, err := k.BrowserLoginSession(t.Context(), email, password)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, cookieValue, _ := strings.Cut(cookie, "=")
+	garbage := kratosdev.SessionCookie + "=MTc5NjEwOTc0NXxub3QtYS1yZWFsLXNlc3Npb24tY29va2ll"
+
+	grpcAddr, httpAddr := freeAddr(t), freeAddr(t)
+	ctx, stop := context.WithCancel(t.Context())
+	defer stop()
+	var logs orytest.LogBuffer
+	done := make(chan int, 1)
+	go func() {
+		done <- run(ctx, []string{"serve", "--ory-url", k.PublicURL(), "--tokenize-as", kratosdev.MeshTemplate,
+			"--grpc-addr", grpcAddr, "--http-addr", httpAddr, "--log-level", "debug"},
+			func(string) string { return "" }, strings.NewReader(""), &logs, &logs)
+	}()
+	waitFor(t, "readyz 200", func() bool {
+		resp, err := http.Get("http://" + httpAddr + "/readyz")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	})
+
+	tests := []struct {
+		name     string
+		cookie   string
+		wantCode int
+		wantOut  []string
+	}{
+		{"kratos cookie", "theme=dark; " + cookie, 0, []string{
+			"decision: ALLOWED", `"sub": "` + id + `"`, `"sid": "` + sid + `"`, `"email": "` + email + `"`,
+			`"iss": "` + k.PublicURL() + `"`, "lifetime (exp - iat): 1m0s"}},
+		{"invalid cookie", garbage, 1, []string{"decision: DENIED", "HTTP status: 401"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var out, errOut bytes.Buffer
+			code := run(t.Context(), []string{"check", "--addr", grpcAddr, "--cookie", tt.cookie},
+				func(string) string { return "" }, strings.NewReader(""), &out, &errOut)
+			if code != tt.wantCode {
+				t.Fatalf("check exited %d, want %d\nstdout:\n%s\nstderr:\n%s", code, tt.wantCode, out.String(), errOut.String())
+			}
+			for _, w := range tt.wantOut {
+				if !strings.Contains(out.String(), w) {
+					t.Errorf("check output lacks %q:\n%s", w, out.String())
+				}
+			}
+			// The report is meant for tickets: no credential in it.
+			orytest.AssertNoSecrets(t, out.String()+errOut.String(), []string{cookieValue, garbage})
+		})
+	}
+
+	// The JWT the server forwards, to make sure its log does not hold it
+	// either: --print-jwt shows it (a cache hit, so the same JWT).
+	var out bytes.Buffer
+	if code := run(t.Context(), []string{"check", "--addr", grpcAddr, "--cookie", cookie, "--print-jwt"},
+		func(string) string { return "" }, strings.NewReader(""), &out, &out); code != 0 {
+		t.Fatalf("check --print-jwt exited %d:\n%s", code, out.String())
+	}
+	jwt := regexp.MustCompile(`Bearer (eyJ[\w-]+\.[\w-]+\.[\w-]+)`).FindStringSubmatch(out.String())
+	if jwt == nil {
+		t.Fatalf("check --print-jwt printed no JWT:\n%s", out.String())
+	}
+
+	stop()
+	select {
+	case code := <-done:
+		if code != 0 {
+			t.Fatalf("serve exited %d, want 0; log:\n%s", code, logs.String())
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("serve did not stop")
+	}
+	orytest.AssertNoSecrets(t, logs.String(), []string{cookieValue, garbage, jwt[1]})
+}

@@ -1,0 +1,38 @@
+// Package integration proves ory-ext-authz against a real Ory Kratos v1.3.1,
+// not a fake: the production wiring (the pkg/ory client, pkg/authz and
+// pkg/server on 127.0.0.1, as `ory-ext-authz serve` builds them) answers gRPC
+// CheckRequests for real browser cookies and session tokens that Kratos
+// issued through its login flows, and the JWTs it forwards are the ones
+// Kratos' tokenizer signed.
+//
+// The tests show, each against its own Kratos (pkg/kratosdev/kratostest):
+//
+//   - a browser cookie or a session token (x-session-token, or
+//     Authorization: Bearer ory_st_...) is allowed with an authorization
+//     mutation that overwrites (append false, OVERWRITE_IF_EXISTS_OR_ADD)
+//     whatever the client sent, e.g. a forged bearer token; the JWT verifies
+//     against the template's public JWKS and carries the identity, the
+//     session, Kratos' issuer URL and the template's lifetime;
+//   - only the Ory credential reaches Kratos, never the client's other
+//     cookies or its Authorization header;
+//   - an invalid cookie is denied 401; an unknown template in a route's
+//     context_extensions is a FailedPrecondition error while the default
+//     template keeps working;
+//   - 200 concurrent checks of one cookie on a cold cache reach Kratos'
+//     whoami exactly once (counted by a reverse proxy in front of Kratos);
+//   - a session revoked in Kratos is served from the cache at most until the
+//     JWT's exp minus the leeway, and denied after it;
+//   - with Kratos stopped, cached sessions keep passing and uncached ones get
+//     gRPC Unavailable;
+//   - a Set-Cookie of Kratos (cookie refresh after the session was extended)
+//     reaches the client through response_headers_to_add;
+//   - no log line holds a cookie, a session token or a JWT.
+//
+// The package has test files only. Run it with `make test`, which builds
+// bin/kratos first, or directly:
+//
+//	KRATOS_BIN=bin/kratos go test ./pkg/integration
+//
+// Without a Kratos binary the tests skip; with ORY_EXT_AUTHZ_REQUIRE_KRATOS=1
+// (as `make test` sets it) they fail instead.
+package integration
