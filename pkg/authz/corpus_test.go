@@ -17,7 +17,7 @@ func TestFuzzCorpus(t *testing.T) {
 	dir := filepath.Join("testdata", "fuzz", "FuzzCheck")
 	write := os.Getenv("ORY_EXT_AUTHZ_WRITE_FUZZ_CORPUS") == "1"
 	for i, r := range fuzzSeeds() {
-		b, err := proto.Marshal(r)
+		b, err := proto.MarshalOptions{Deterministic: true}.Marshal(r)
 		if err != nil {
 			t.Fatal(err)
 		}

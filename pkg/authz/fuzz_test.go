@@ -55,7 +55,7 @@ func FuzzCheck(f *testing.F) {
 	}
 	f.Cleanup(s.Close)
 	for _, r := range fuzzSeeds() {
-		b, err := proto.Marshal(r)
+		b, err := proto.MarshalOptions{Deterministic: true}.Marshal(r)
 		if err != nil {
 			f.Fatal(err)
 		}

@@ -46,6 +46,9 @@ type Meta struct {
 	IssuedAt time.Time
 	// Cost is the size of the value in bytes.
 	Cost int64
+	// SessionID and IdentityID let InvalidateSession and InvalidateIdentity
+	// find the entry.
+	SessionID, IdentityID string
 }
 
 // Outcome tells the cache what to do with a failed fetch.
@@ -106,6 +109,10 @@ type entry[V any] struct {
 	value  V
 	neg    error // non-nil for a remembered 401
 	hard   int64 // unix nanos; served while now < hard
+	// fetched is when the fetch that made the entry started (unix nanos):
+	// an invalidation at or after it makes the entry void.
+	fetched  int64
+	sid, iid string
 	// nextRefresh is when a hit next starts a background refresh (unix
 	// nanos); it starts at the soft expiry and moves on with each attempt.
 	nextRefresh atomic.Int64
@@ -120,6 +127,8 @@ type Cache[R, V any] struct {
 	log    *slog.Logger
 	wg     sync.WaitGroup // background refreshes
 	closed atomic.Bool
+	rev    *revocations
+	stats  stats
 }
 
 // New builds a Cache.
@@ -146,6 +155,8 @@ func New[R, V any](cfg Config[R, V]) (*Cache[R, V], error) {
 		NumCounters: counters,
 		MaxCost:     cfg.MaxBytes,
 		BufferItems: 64,
+		// For Stats: entries and bytes held (sharded counters, cheap).
+		Metrics: true,
 		// The key already is a uniform hash; the digest in the entry is the
 		// collision check, so no conflict hash is needed.
 		KeyToHash: func(k uint64) (uint64, uint64) { return k, 0 },
@@ -153,7 +164,7 @@ func New[R, V any](cfg Config[R, V]) (*Cache[R, V], error) {
 	if err != nil {
 		return nil, fmt.Errorf("tokencache: %w", err)
 	}
-	return &Cache[R, V]{cfg: cfg, store: store, now: cfg.Now, log: cfg.Logger}, nil
+	return &Cache[R, V]{cfg: cfg, store: store, now: cfg.Now, log: cfg.Logger, rev: newRevocations()}, nil
 }
 
 // Close waits for background refreshes and releases the cache.
@@ -170,50 +181,61 @@ func (c *Cache[R, V]) WaitRefreshes() { c.wg.Wait() }
 func (c *Cache[R, V]) Get(ctx context.Context, key Key, req R) (V, Source, error) {
 	if e, ok := c.store.Get(key.hash()); ok && e.digest == key {
 		now := c.now().UnixNano()
-		if now < e.hard {
+		if now < e.hard && !c.rev.revoked(e.fetched, e.sid, e.iid) {
 			if e.neg != nil {
+				c.stats.negativeHits.add(key)
 				var zero V
 				return zero, NegativeHit, e.neg
 			}
 			if now >= e.nextRefresh.Load() {
 				c.refresh(e, key, req, now)
 			}
+			c.stats.hits.add(key)
 			return e.value, Hit, nil
 		}
 	}
+	c.stats.misses.add(key)
 	return c.miss(ctx, key, req)
 }
 
 // miss is kept out of Get so that the closure capturing req is only built,
 // and only escapes to the heap, on a miss.
 func (c *Cache[R, V]) miss(ctx context.Context, key Key, req R) (V, Source, error) {
-	ch := c.group.DoChan(string(key[:]), func() (any, error) {
-		// A flight for this key may have filled the entry between our
-		// lookup and joining the group: look again before asking Ory.
-		if v, err, ok := c.lookup(key); ok {
-			return v, err
-		}
-		return c.fill(ctx, key, req, false)
-	})
 	var zero V
-	select {
-	case r := <-ch:
-		if r.Err != nil {
-			return zero, Miss, r.Err
+	joined := c.now().UnixNano()
+	for attempt := 0; ; attempt++ {
+		ch := c.group.DoChan(string(key[:]), func() (any, error) {
+			// A flight for this key may have filled the entry between our
+			// lookup and joining the group: look again before asking Ory.
+			if e, ok := c.lookup(key); ok {
+				return e, e.neg
+			}
+			return c.fill(ctx, key, req, false)
+		})
+		select {
+		case r := <-ch:
+			e, _ := r.Val.(*entry[V])
+			// A flight that started before an invalidation this request
+			// arrived after must not answer it: ask once more.
+			if attempt == 0 && e != nil && e.fetched < joined && c.rev.revoked(e.fetched, e.sid, e.iid) {
+				continue
+			}
+			if r.Err != nil {
+				return zero, Miss, r.Err
+			}
+			return e.value, Miss, nil
+		case <-ctx.Done():
+			return zero, Miss, ctx.Err()
 		}
-		return r.Val.(V), Miss, nil
-	case <-ctx.Done():
-		return zero, Miss, ctx.Err()
 	}
 }
 
-// lookup returns a live entry's value, or its remembered error.
-func (c *Cache[R, V]) lookup(key Key) (V, error, bool) { //nolint:revive // the error is a value here, not a failure of lookup
-	if e, ok := c.store.Get(key.hash()); ok && e.digest == key && c.now().UnixNano() < e.hard {
-		return e.value, e.neg, true
+// lookup returns a live entry.
+func (c *Cache[R, V]) lookup(key Key) (*entry[V], bool) {
+	if e, ok := c.store.Get(key.hash()); ok && e.digest == key && c.now().UnixNano() < e.hard && !c.rev.revoked(e.fetched, e.sid, e.iid) {
+		return e, true
 	}
-	var zero V
-	return zero, nil, false
+	return nil, false
 }
 
 // refresh starts one background refresh of e, unless one was started since
@@ -223,6 +245,7 @@ func (c *Cache[R, V]) refresh(e *entry[V], key Key, req R, now int64) {
 	if now < next || !e.nextRefresh.CompareAndSwap(next, now+int64(refreshRetry)) || c.closed.Load() {
 		return
 	}
+	c.stats.refreshes.add(key)
 	c.wg.Add(1)
 	go func() {
 		defer c.wg.Done()
@@ -237,16 +260,17 @@ func (c *Cache[R, V]) refresh(e *entry[V], key Key, req R, now int64) {
 // fill fetches and stores the answer. It runs once per flight, on a context
 // detached from the caller that started it (its values, such as a trace, are
 // kept), so that caller's cancellation does not fail the others.
-func (c *Cache[R, V]) fill(parent context.Context, key Key, req R, refresh bool) (V, error) {
+func (c *Cache[R, V]) fill(parent context.Context, key Key, req R, refresh bool) (*entry[V], error) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(parent), c.cfg.FetchTimeout)
 	defer cancel()
+	started := c.now().UnixNano()
 	v, meta, err := c.cfg.Fetch(ctx, req)
 	now := c.now()
 	if err != nil {
 		switch c.cfg.Classify(err) {
 		case Negative:
 			if c.cfg.NegativeTTL > 0 {
-				e := &entry[V]{digest: key, neg: err, hard: now.Add(c.cfg.NegativeTTL).UnixNano()}
+				e := &entry[V]{digest: key, neg: err, hard: now.Add(c.cfg.NegativeTTL).UnixNano(), fetched: started}
 				c.set(key, e, entryOverhead, c.cfg.NegativeTTL)
 			} else if refresh {
 				c.store.Del(key.hash())
@@ -258,18 +282,19 @@ func (c *Cache[R, V]) fill(parent context.Context, key Key, req R, refresh bool)
 		case Transient:
 			// Keep the warm entry, if any; it serves until its hard expiry.
 		}
-		return v, err
+		return nil, err
 	}
 	hard := meta.Expiry.Add(-c.cfg.Leeway)
+	e := &entry[V]{digest: key, value: v, hard: hard.UnixNano(), fetched: started, sid: meta.SessionID, iid: meta.IdentityID}
 	if !hard.After(now) {
 		c.log.Warn("JWT from Ory expires within the expiry leeway: forwarded but not cached; raise the template's ttl or lower --expiry-leeway",
 			"key", key.Short(), "expires_in", meta.Expiry.Sub(now).Round(time.Millisecond).String(), "leeway", c.cfg.Leeway.String())
-		return v, nil
+		return e, nil
 	}
-	e := &entry[V]{digest: key, value: v, hard: hard.UnixNano()}
 	e.nextRefresh.Store(softExpiry(meta, now, hard).UnixNano())
+	c.rev.observeLifetime(hard.Sub(time.Unix(0, started)))
 	c.set(key, e, meta.Cost+entryOverhead, hard.Sub(now))
-	return v, nil
+	return e, nil
 }
 
 // set stores e and waits until ristretto has applied it, so that a request
@@ -299,3 +324,17 @@ func softExpiry(meta Meta, now, hard time.Time) time.Time {
 
 // Delete drops the entry of key, if any.
 func (c *Cache[R, V]) Delete(key Key) { c.store.Del(key.hash()) }
+
+// InvalidateSession voids every entry of the session, whatever its template
+// or credential kind, before it returns. Entries are not looked for: each is
+// found void when next read.
+func (c *Cache[R, V]) InvalidateSession(id string) { c.rev.session(id, c.now().UnixNano()) }
+
+// InvalidateIdentity voids every entry of every session of the identity.
+func (c *Cache[R, V]) InvalidateIdentity(id string) { c.rev.identity(id, c.now().UnixNano()) }
+
+// Purge voids every entry, remembered 401s included.
+func (c *Cache[R, V]) Purge() {
+	c.rev.purge(c.now().UnixNano())
+	c.store.Clear()
+}
