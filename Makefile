@@ -11,11 +11,12 @@ LDFLAGS     := -s -w -X main.version=$(VERSION)
 KRATOS_BIN  := $(CURDIR)/bin/kratos
 # Pinned tools, run with `go run module@version`.
 GOLANGCI_LINT := github.com/golangci/golangci-lint/v2/cmd/golangci-lint@v2.15.0
+BUF           := github.com/bufbuild/buf/cmd/buf@v1.75.0
 # How long `make test` fuzzes each target; `make fuzz` fuzzes longer.
 FUZZTIME    ?= 20s
 FUZZTIME_LONG ?= 5m
 
-.PHONY: build kratos test unit fuzz lint fmt vet run clean
+.PHONY: build kratos test fuzz lint fmt vet run clean proto proto-check
 
 build: ## build bin/ory-ext-authz
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/ory-ext-authz ./cmd/ory-ext-authz
@@ -33,7 +34,7 @@ $(KRATOS_BIN): deploy/kratos/go.mod deploy/kratos/go.sum
 
 # The whole suite: vet, format check, every test under -race against the
 # real Kratos (never skipped here), and a bounded run of every fuzz target.
-test: kratos vet fmt
+test: kratos vet fmt proto-check
 	KRATOS_BIN=$(KRATOS_BIN) ORY_EXT_AUTHZ_REQUIRE_KRATOS=1 $(GO) test -race -count=1 -timeout 30m ./...
 	$(MAKE) --no-print-directory fuzz FUZZTIME_LONG=$(FUZZTIME)
 
@@ -45,6 +46,16 @@ fuzz:
 			$(GO) test -run '^$$' -fuzz "^$$target$$" -fuzztime $(FUZZTIME_LONG) $$pkg; \
 		done; \
 	done
+
+# Generated code is committed; `make proto` regenerates it with pinned
+# tools (buf, protoc-gen-go, protoc-gen-go-grpc, all through go run).
+proto:
+	$(GO) run $(BUF) lint
+	$(GO) run $(BUF) generate
+
+# Fails when regenerating would change the committed code.
+proto-check:
+	@tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; 	$(GO) run $(BUF) lint; 	$(GO) run $(BUF) generate -o "$$tmp"; 	if ! diff -r -x '*.proto' "$$tmp/proto" proto; then 		echo "generated code under proto/ is stale: run make proto and commit"; exit 1; 	fi
 
 vet:
 	$(GO) vet ./...
