@@ -147,6 +147,18 @@ func New(o Options) (*Server, error) {
 // Close stops background refreshes and frees the cache.
 func (s *Server) Close() { s.cache.Close() }
 
+// InvalidateSession ends every cached JWT of the session before it returns.
+func (s *Server) InvalidateSession(id string) { s.cache.InvalidateSession(id) }
+
+// InvalidateIdentity ends every cached JWT of the identity's sessions.
+func (s *Server) InvalidateIdentity(id string) { s.cache.InvalidateIdentity(id) }
+
+// Purge ends every cached JWT and remembered 401.
+func (s *Server) Purge() { s.cache.Purge() }
+
+// CacheStats reports the token cache.
+func (s *Server) CacheStats() tokencache.Stats { return s.cache.Stats() }
+
 // WaitRefreshes waits for the background refreshes under way, for tests.
 func (s *Server) WaitRefreshes() { s.cache.WaitRefreshes() }
 
@@ -255,7 +267,7 @@ func (s *Server) fetch(ctx context.Context, fr fetchRequest) (*allowed, tokencac
 		return nil, tokencache.Meta{}, err
 	}
 	a, cost := buildAllowed(tok)
-	return a, tokencache.Meta{Expiry: tok.Expiry, IssuedAt: tok.IssuedAt, Cost: cost}, nil
+	return a, tokencache.Meta{Expiry: tok.Expiry, IssuedAt: tok.IssuedAt, Cost: cost, SessionID: tok.SessionID, IdentityID: tok.IdentityID}, nil
 }
 
 // classify tells the cache which failures to remember.

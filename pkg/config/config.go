@@ -25,6 +25,7 @@ const EnvPrefix = "ORY_EXT_AUTHZ_"
 const (
 	DefaultGRPCAddr           = ":9001"
 	DefaultHTTPAddr           = ":9002"
+	DefaultAdminAddr          = "127.0.0.1:9003"
 	DefaultSessionCookies     = "ory_kratos_session,ory_session_*"
 	DefaultSessionTokenHeader = "x-session-token"
 	DefaultOnMissing          = OnMissingDeny
@@ -72,6 +73,7 @@ func ParseOnMissing(s string) (OnMissing, error) {
 type Config struct {
 	GRPCAddr           string
 	HTTPAddr           string
+	AdminAddr          string
 	OryURL             string
 	TokenizeAs         string
 	SessionCookies     []string
@@ -96,6 +98,8 @@ type Config struct {
 	MaxCookies            int
 	// TLS of the gRPC listener. TLSClientCA turns on mTLS.
 	TLSCert, TLSKey, TLSClientCA string
+	// TLS of the admin listener, likewise.
+	AdminTLSCert, AdminTLSKey, AdminTLSClientCA string
 }
 
 // Default returns a Config holding every default.
@@ -103,6 +107,7 @@ func Default() Config {
 	return Config{
 		GRPCAddr:           DefaultGRPCAddr,
 		HTTPAddr:           DefaultHTTPAddr,
+		AdminAddr:          DefaultAdminAddr,
 		SessionCookies:     splitList(DefaultSessionCookies),
 		SessionTokenHeader: DefaultSessionTokenHeader,
 		OnMissing:          DefaultOnMissing,
@@ -129,6 +134,10 @@ func (c *Config) FlagSet(name string, output io.Writer) *flag.FlagSet {
 	fs.SetOutput(output)
 	fs.StringVar(&c.GRPCAddr, "grpc-addr", c.GRPCAddr, "listen address of the gRPC server: envoy.service.auth.v3.Authorization, grpc.health.v1.Health and server reflection")
 	fs.StringVar(&c.HTTPAddr, "http-addr", c.HTTPAddr, "listen address of the HTTP server: GET /healthz (alive), GET /readyz (serving)")
+	fs.StringVar(&c.AdminAddr, "admin-addr", c.AdminAddr, "listen address of the admin gRPC API (ory_ext_authz.admin.v1.Admin: cache invalidation, stats); empty disables it. Never served on --grpc-addr")
+	fs.StringVar(&c.AdminTLSCert, "admin-tls-cert", c.AdminTLSCert, "PEM certificate of the admin listener; with --admin-tls-key turns on TLS")
+	fs.StringVar(&c.AdminTLSKey, "admin-tls-key", c.AdminTLSKey, "PEM private key of --admin-tls-cert")
+	fs.StringVar(&c.AdminTLSClientCA, "admin-tls-client-ca", c.AdminTLSClientCA, "PEM CA certificates for admin clients: turns on mTLS on the admin listener")
 	fs.StringVar(&c.OryURL, "ory-url", c.OryURL, "Ory public base URL: the Kratos public endpoint or the Ory Network project URL (required)")
 	fs.StringVar(&c.TokenizeAs, "tokenize-as", c.TokenizeAs, "default tokenizer template of /sessions/whoami?tokenize_as= (required; a route may override it with the context extension tokenize_as)")
 	fs.Var((*listValue)(&c.SessionCookies), "session-cookies", "comma-separated session cookie names; a trailing * matches a prefix")
@@ -233,10 +242,16 @@ func (c *Config) Validate() error {
 	if c.TokenizeAs == "" {
 		bad("tokenize-as", "required (or %s)", EnvName("tokenize-as"))
 	}
-	for _, addr := range []struct{ flag, v string }{{"grpc-addr", c.GRPCAddr}, {"http-addr", c.HTTPAddr}} {
+	for _, addr := range []struct{ flag, v string }{{"grpc-addr", c.GRPCAddr}, {"http-addr", c.HTTPAddr}, {"admin-addr", c.AdminAddr}} {
+		if addr.v == "" && addr.flag == "admin-addr" {
+			continue
+		}
 		if _, _, err := net.SplitHostPort(addr.v); err != nil {
 			bad(addr.flag, "%v", err)
 		}
+	}
+	if c.AdminAddr != "" && c.AdminAddr == c.GRPCAddr {
+		bad("admin-addr", "must differ from --grpc-addr: the admin API is never served on the ext_authz listener")
 	}
 	if len(c.SessionCookies) == 0 {
 		bad("session-cookies", "at least one cookie name is needed")
@@ -298,6 +313,12 @@ func (c *Config) Validate() error {
 	}
 	if c.TLSClientCA != "" && c.TLSCert == "" {
 		bad("tls-client-ca", "mTLS needs --tls-cert and --tls-key")
+	}
+	if (c.AdminTLSCert == "") != (c.AdminTLSKey == "") {
+		bad("admin-tls-cert", "--admin-tls-cert and --admin-tls-key go together")
+	}
+	if c.AdminTLSClientCA != "" && c.AdminTLSCert == "" {
+		bad("admin-tls-client-ca", "mTLS needs --admin-tls-cert and --admin-tls-key")
 	}
 	return errors.Join(errs...)
 }

@@ -129,7 +129,8 @@ type Client struct {
 	maxJWT  int
 	now     func() time.Time
 	// inflight is a semaphore of MaxInflight slots; nil without a cap.
-	inflight chan struct{}
+	inflight        chan struct{}
+	calls, failures atomic.Uint64
 	// backoffUntil (unix nanos) is set by a 429 or a 503 with Retry-After:
 	// until then calls fail at once instead of adding to Ory's load.
 	backoffUntil atomic.Int64
@@ -221,6 +222,10 @@ func New(o Options) (*Client, error) {
 // Close releases idle connections to Ory.
 func (c *Client) Close() { c.hc.CloseIdleConnections() }
 
+// Stats are the whoami calls sent to Ory since start and how many of them
+// did not end in a JWT (a 401 included).
+func (c *Client) Stats() (calls, errors uint64) { return c.calls.Load(), c.failures.Load() }
+
 // Inflight is the number of whoami calls in flight (0 without a cap).
 func (c *Client) Inflight() int { return len(c.inflight) }
 
@@ -241,7 +246,11 @@ func (c *Client) Tokenize(ctx context.Context, cred credential.Credential, templ
 			return Token{}, &Error{Class: ErrUnavailable, Reason: fmt.Sprintf("%d whoami calls already in flight (--ory-max-inflight)", cap(c.inflight))}
 		}
 	}
+	c.calls.Add(1)
 	tok, err := c.tokenize(ctx, cred, template)
+	if err != nil {
+		c.failures.Add(1)
+	}
 	var e *Error
 	if errors.As(err, &e) && (e.Status == http.StatusTooManyRequests || (e.Status == http.StatusServiceUnavailable && e.RetryAfter > 0)) {
 		// Ory's rate limits apply to the project (and to us as one client),

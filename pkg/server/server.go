@@ -36,6 +36,14 @@ type Options struct {
 	// GRPCOptions are added to the gRPC server's options (TLS credentials,
 	// interceptors).
 	GRPCOptions []grpc.ServerOption
+	// Metrics, when set, is served at GET /metrics on the HTTP listener.
+	Metrics http.Handler
+	// Admin, when set, is the listener of a separate gRPC server on which
+	// RegisterAdmin registers the admin API. The admin API is never
+	// registered on the ext_authz server.
+	Admin            net.Listener
+	RegisterAdmin    func(*grpc.Server)
+	AdminGRPCOptions []grpc.ServerOption
 }
 
 // authzService is the service name health reports for, next to "" (the whole server).
@@ -73,12 +81,26 @@ func Run(ctx context.Context, o Options) error {
 		}
 		_, _ = w.Write([]byte("ok\n"))
 	})
+	if o.Metrics != nil {
+		mux.Handle("GET /metrics", o.Metrics)
+	}
 	hsrv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 
-	errc := make(chan error, 2)
+	errc := make(chan error, 3)
 	go func() { errc <- serveErr("grpc", gs.Serve(o.GRPC)) }()
 	go func() { errc <- serveErr("http", hsrv.Serve(o.HTTP)) }()
-	log.Info("serving", "grpc_addr", o.GRPC.Addr().String(), "http_addr", o.HTTP.Addr().String())
+	var as *grpc.Server
+	adminAddr := ""
+	if o.Admin != nil {
+		as = grpc.NewServer(o.AdminGRPCOptions...)
+		if o.RegisterAdmin != nil {
+			o.RegisterAdmin(as)
+		}
+		reflection.Register(as)
+		adminAddr = o.Admin.Addr().String()
+		go func() { errc <- serveErr("admin", as.Serve(o.Admin)) }()
+	}
+	log.Info("serving", "grpc_addr", o.GRPC.Addr().String(), "http_addr", o.HTTP.Addr().String(), "admin_addr", adminAddr)
 
 	var runErr error
 	select {
@@ -105,6 +127,9 @@ func Run(ctx context.Context, o Options) error {
 		log.Warn("in-flight requests did not finish within the shutdown timeout; closing them")
 		gs.Stop()
 		<-done
+	}
+	if as != nil {
+		as.Stop()
 	}
 	sctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
