@@ -1,0 +1,315 @@
+package deploy_test
+
+import (
+	"io"
+	"maps"
+	"path/filepath"
+	"slices"
+	"testing"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	autoscalingv2 "k8s.io/api/autoscaling/v2"
+	corev1 "k8s.io/api/core/v1"
+	policyv1 "k8s.io/api/policy/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/yaml"
+
+	"github.com/ory-ext-authz/ory-ext-authz/pkg/config"
+)
+
+// kustomization is the part of kustomize's Kustomization that the folder
+// uses; strict parsing rejects anything else.
+type kustomization struct {
+	APIVersion string   `json:"apiVersion"`
+	Kind       string   `json:"kind"`
+	Namespace  string   `json:"namespace"`
+	Resources  []string `json:"resources"`
+	Labels     []struct {
+		Pairs            map[string]string `json:"pairs"`
+		IncludeSelectors bool              `json:"includeSelectors"`
+	} `json:"labels"`
+	Images []struct {
+		Name    string `json:"name"`
+		NewName string `json:"newName"`
+		NewTag  string `json:"newTag"`
+	} `json:"images"`
+}
+
+type kubernetesResources struct {
+	kustomization kustomization
+	deployment    *appsv1.Deployment
+	service       *corev1.Service
+	pdb           *policyv1.PodDisruptionBudget
+	hpa           *autoscalingv2.HorizontalPodAutoscaler
+	kinds         map[string]int
+}
+
+// distrolessNonroot is the uid of USER nonroot in the distroless image.
+const distrolessNonroot = 65532
+
+func loadKubernetes(t *testing.T) kubernetesResources {
+	t.Helper()
+	var k kubernetesResources
+	if err := yaml.UnmarshalStrict(readFile(t, filepath.Join(kubernetesDir, "kustomization.yaml")), &k.kustomization); err != nil {
+		t.Fatalf("kustomization.yaml: %v", err)
+	}
+	k.kinds = map[string]int{}
+	for _, res := range k.kustomization.Resources {
+		path := filepath.Join(kubernetesDir, res)
+		b := readFile(t, path)
+		var tm metav1.TypeMeta
+		if err := yaml.Unmarshal(b, &tm); err != nil {
+			t.Fatalf("%s: %v", path, err)
+		}
+		var obj any
+		want := ""
+		switch tm.Kind {
+		case "Namespace":
+			obj, want = &corev1.Namespace{}, "v1"
+		case "ServiceAccount":
+			obj, want = &corev1.ServiceAccount{}, "v1"
+		case "Deployment":
+			k.deployment = &appsv1.Deployment{}
+			obj, want = k.deployment, "apps/v1"
+		case "Service":
+			k.service = &corev1.Service{}
+			obj, want = k.service, "v1"
+		case "PodDisruptionBudget":
+			k.pdb = &policyv1.PodDisruptionBudget{}
+			obj, want = k.pdb, "policy/v1"
+		case "HorizontalPodAutoscaler":
+			k.hpa = &autoscalingv2.HorizontalPodAutoscaler{}
+			obj, want = k.hpa, "autoscaling/v2"
+		default:
+			t.Fatalf("%s: kind %q not covered by this test", path, tm.Kind)
+		}
+		if tm.APIVersion != want {
+			t.Errorf("%s: apiVersion %s, want %s for %s", path, tm.APIVersion, want, tm.Kind)
+		}
+		if err := yaml.UnmarshalStrict(b, obj); err != nil {
+			t.Fatalf("%s: strict into %T: %v", path, obj, err)
+		}
+		k.kinds[tm.Kind]++
+	}
+	for _, kind := range []string{"Deployment", "Service", "PodDisruptionBudget", "HorizontalPodAutoscaler"} {
+		if k.kinds[kind] != 1 {
+			t.Fatalf("want one %s, got %d", kind, k.kinds[kind])
+		}
+	}
+	return k
+}
+
+// grpcServicePort is the Service port that carries ext_authz.
+func (k kubernetesResources) grpcServicePort(t *testing.T) corev1.ServicePort {
+	t.Helper()
+	for _, p := range k.service.Spec.Ports {
+		if p.AppProtocol != nil && *p.AppProtocol == "grpc" {
+			return p
+		}
+	}
+	t.Fatalf("Service %s has no port with appProtocol grpc (Istio needs it to speak HTTP/2)", k.service.Name)
+	return corev1.ServicePort{}
+}
+
+func TestKubernetes(t *testing.T) {
+	k := loadKubernetes(t)
+	d := k.deployment
+	pod := d.Spec.Template.Spec
+	if len(pod.Containers) != 1 {
+		t.Fatalf("want one container, got %d", len(pod.Containers))
+	}
+	c := pod.Containers[0]
+	env := map[string]string{}
+	for _, e := range c.Env {
+		if e.ValueFrom == nil {
+			env[e.Name] = e.Value
+		}
+	}
+
+	t.Run("kustomization lists every file", func(t *testing.T) {
+		var files []string
+		for _, f := range yamlFiles(t, kubernetesDir) {
+			if b := filepath.Base(f); b != "kustomization.yaml" {
+				files = append(files, b)
+			}
+		}
+		got := slices.Sorted(slices.Values(k.kustomization.Resources))
+		if slices.Sort(files); !slices.Equal(got, files) {
+			t.Errorf("kustomization resources %v, files %v", got, files)
+		}
+		if k.kustomization.Namespace == "" {
+			t.Error("kustomization sets no namespace")
+		}
+	})
+
+	t.Run("configuration through real flags", func(t *testing.T) {
+		checkEnvNames(t, "Deployment", env)
+		cfg, err := config.Parse(nil, func(name string) string { return env[name] }, io.Discard)
+		if err != nil {
+			t.Fatalf("the server rejects the Deployment's environment: %v", err)
+		}
+		ports := map[string]int32{}
+		for _, p := range c.Ports {
+			ports[p.Name] = p.ContainerPort
+		}
+		if ports["grpc"] != int32(addrPort(t, cfg.GRPCAddr)) {
+			t.Errorf("container port grpc = %d, server --grpc-addr %s", ports["grpc"], cfg.GRPCAddr)
+		}
+		if !slices.Contains(slices.Collect(maps.Values(ports)), int32(addrPort(t, cfg.HTTPAddr))) {
+			t.Errorf("no container port for --http-addr %s", cfg.HTTPAddr)
+		}
+		if cfg.WhoamiTimeout >= 2*time.Second {
+			t.Errorf("--whoami-timeout %s is not below the proxies' 2s ext_authz timeout", cfg.WhoamiTimeout)
+		}
+
+		// Graceful shutdown fits the grace period: preStop, then the delay
+		// (NOT_SERVING while still answering), the in-flight timeout and the
+		// 1s HTTP shutdown of server.Run.
+		var preStop time.Duration
+		if c.Lifecycle != nil && c.Lifecycle.PreStop != nil && c.Lifecycle.PreStop.Sleep != nil {
+			preStop = time.Duration(c.Lifecycle.PreStop.Sleep.Seconds) * time.Second
+		}
+		need := preStop + cfg.ShutdownDelay + cfg.ShutdownTimeout + time.Second
+		if grace := time.Duration(deref(pod.TerminationGracePeriodSeconds)) * time.Second; grace <= need {
+			t.Errorf("terminationGracePeriodSeconds %s must exceed preStop + --shutdown-delay + --shutdown-timeout + 1s = %s", grace, need)
+		}
+		if cfg.ShutdownDelay == 0 && preStop == 0 {
+			t.Error("neither --shutdown-delay nor a preStop sleep: endpoints would still route to a stopping pod")
+		}
+		// Liveness must not kill a pod that is draining.
+		if lp := c.LivenessProbe; lp != nil && time.Duration(lp.PeriodSeconds*lp.FailureThreshold)*time.Second <= cfg.ShutdownDelay {
+			t.Errorf("liveness fails after %ds, within --shutdown-delay %s", lp.PeriodSeconds*lp.FailureThreshold, cfg.ShutdownDelay)
+		}
+	})
+
+	t.Run("probes use grpc.health.v1 on the gRPC port", func(t *testing.T) {
+		for name, p := range map[string]*corev1.Probe{"readiness": c.ReadinessProbe, "liveness": c.LivenessProbe} {
+			if p == nil || p.GRPC == nil {
+				t.Errorf("%s probe is not a gRPC probe", name)
+				continue
+			}
+			if uint32(p.GRPC.Port) != addrPort(t, config.DefaultGRPCAddr) {
+				t.Errorf("%s probe port %d, want %s", name, p.GRPC.Port, config.DefaultGRPCAddr)
+			}
+			// The probe asks for "" unless service is set; both "" and the
+			// Authorization service are registered (TestEnvoyConfig checks
+			// the latter against the real server).
+			if s := p.GRPC.Service; s != nil && *s != "" {
+				checkHealthServed(t, *s)
+			}
+		}
+		checkHealthServed(t, "")
+	})
+
+	t.Run("hardened", func(t *testing.T) {
+		if r := deref(d.Spec.Replicas); r != 2 {
+			t.Errorf("replicas %d, want 2", r)
+		}
+		sc := c.SecurityContext
+		psc := pod.SecurityContext
+		if sc == nil || psc == nil {
+			t.Fatal("pod and container need a securityContext")
+		}
+		if sc.RunAsNonRoot == nil || !*sc.RunAsNonRoot {
+			t.Error("runAsNonRoot is not true")
+		}
+		if u := deref(sc.RunAsUser); u != distrolessNonroot {
+			t.Errorf("runAsUser %d, want %d (distroless nonroot)", u, distrolessNonroot)
+		}
+		if sc.ReadOnlyRootFilesystem == nil || !*sc.ReadOnlyRootFilesystem {
+			t.Error("readOnlyRootFilesystem is not true")
+		}
+		if sc.AllowPrivilegeEscalation == nil || *sc.AllowPrivilegeEscalation {
+			t.Error("allowPrivilegeEscalation is not false")
+		}
+		if sc.Capabilities == nil || !slices.Equal(sc.Capabilities.Drop, []corev1.Capability{"ALL"}) || len(sc.Capabilities.Add) > 0 {
+			t.Errorf("capabilities %v, want drop ALL", sc.Capabilities)
+		}
+		for _, s := range []*corev1.SeccompProfile{sc.SeccompProfile, psc.SeccompProfile} {
+			if s == nil || s.Type != corev1.SeccompProfileTypeRuntimeDefault {
+				t.Errorf("seccompProfile %v, want RuntimeDefault", s)
+			}
+		}
+		r := c.Resources
+		for _, name := range []corev1.ResourceName{corev1.ResourceCPU, corev1.ResourceMemory} {
+			if _, ok := r.Requests[name]; !ok {
+				t.Errorf("no %s request", name)
+			}
+		}
+		mem, ok := r.Limits[corev1.ResourceMemory]
+		if !ok {
+			t.Fatal("no memory limit")
+		}
+		cfg, err := config.Parse(nil, func(name string) string { return env[name] }, io.Discard)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if mem.Value() <= cfg.CacheMaxBytes {
+			t.Errorf("memory limit %s does not fit --cache-max-bytes %d", mem.String(), cfg.CacheMaxBytes)
+		}
+	})
+
+	t.Run("Service, PDB and HPA select the Deployment", func(t *testing.T) {
+		labels := d.Spec.Template.Labels
+		sel, err := metav1.LabelSelectorAsMap(d.Spec.Selector)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !subset(sel, labels) {
+			t.Errorf("Deployment selector %v does not match its pods %v", sel, labels)
+		}
+		if !subset(k.service.Spec.Selector, labels) || len(k.service.Spec.Selector) == 0 {
+			t.Errorf("Service selector %v does not match the pods %v", k.service.Spec.Selector, labels)
+		}
+		gp := k.grpcServicePort(t)
+		if gp.Port != int32(addrPort(t, config.DefaultGRPCAddr)) {
+			t.Errorf("Service gRPC port %d, want %s", gp.Port, config.DefaultGRPCAddr)
+		}
+		names := map[string]bool{}
+		for _, p := range c.Ports {
+			names[p.Name] = true
+		}
+		for _, p := range k.service.Spec.Ports {
+			if !names[p.TargetPort.String()] {
+				t.Errorf("Service port %s targets %q, which is no container port name", p.Name, p.TargetPort.String())
+			}
+		}
+		pdbSel, err := metav1.LabelSelectorAsMap(k.pdb.Spec.Selector)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !subset(pdbSel, labels) {
+			t.Errorf("PodDisruptionBudget selector %v does not match the pods", pdbSel)
+		}
+		if k.pdb.Spec.MinAvailable == nil || k.pdb.Spec.MinAvailable.IntValue() >= int(deref(d.Spec.Replicas)) {
+			t.Errorf("PodDisruptionBudget minAvailable %v must be below the replicas (%d), or no node can drain", k.pdb.Spec.MinAvailable, deref(d.Spec.Replicas))
+		}
+		ref := k.hpa.Spec.ScaleTargetRef
+		if ref.Kind != "Deployment" || ref.Name != d.Name || ref.APIVersion != "apps/v1" {
+			t.Errorf("HPA scales %+v, want Deployment %s", ref, d.Name)
+		}
+		if m := deref(k.hpa.Spec.MinReplicas); m < deref(d.Spec.Replicas) {
+			t.Errorf("HPA minReplicas %d is below the Deployment's %d replicas", m, deref(d.Spec.Replicas))
+		}
+	})
+}
+
+// subset: every pair of sel is in labels.
+func subset(sel, labels map[string]string) bool {
+	for k, v := range sel {
+		if labels[k] != v {
+			return false
+		}
+	}
+	return true
+}
+
+// deref is *p, or the zero value for nil.
+func deref[T any](p *T) T {
+	var zero T
+	if p == nil {
+		return zero
+	}
+	return *p
+}
