@@ -7,10 +7,12 @@ import (
 	"log/slog"
 	"net/url"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	"golang.org/x/time/rate"
 	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/ory-ext-authz/ory-ext-authz/pkg/config"
@@ -47,8 +49,21 @@ type Options struct {
 	CacheMaxBytes int64
 	// Limits bound what a request may carry; zero fields take the defaults.
 	Limits Limits
-	Now    func() time.Time
-	Logger *slog.Logger
+	// Observer, when set, sees every decision (metrics).
+	Observer Observer
+	// LogRate bounds denial and error log lines per second (burst 5x);
+	// 0 means DefaultLogRate.
+	LogRate float64
+	Now     func() time.Time
+	Logger  *slog.Logger
+}
+
+// DefaultLogRate is how many denial and error lines a second get logged.
+const DefaultLogRate = 20
+
+// Observer sees the reason and duration of every Check.
+type Observer interface {
+	ObserveCheck(reason Reason, d time.Duration)
 }
 
 // Limits bound a request. Over a limit it is denied as invalid (400) and Ory
@@ -83,6 +98,11 @@ type Server struct {
 	tokenizer Tokenizer
 	limits    Limits
 	log       *slog.Logger
+	observer  Observer
+	// logLimit bounds denial and error log lines; logDropped counts the
+	// lines it dropped since the last one logged.
+	logLimit   *rate.Limiter
+	logDropped atomic.Int64
 }
 
 // fetchRequest is what a cache miss needs to ask Ory.
@@ -116,7 +136,12 @@ func New(o Options) (*Server, error) {
 		tokenizer: o.Tokenizer,
 		limits:    o.Limits.withDefaults(),
 		log:       o.Logger,
+		observer:  o.Observer,
 	}
+	if o.LogRate <= 0 {
+		o.LogRate = DefaultLogRate
+	}
+	s.logLimit = rate.NewLimiter(rate.Limit(o.LogRate), int(5*o.LogRate))
 	if s.onMissing == "" {
 		s.onMissing = config.DefaultOnMissing
 	}
@@ -175,33 +200,53 @@ var headersRead = []string{"accept", "access-control-request-method", "x-forward
 
 // Check answers one CheckRequest.
 func (s *Server) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3.CheckResponse, error) {
+	var start time.Time
+	if s.observer != nil {
+		start = time.Now()
+	}
+	resp, err, reason, key := s.check(ctx, req)
+	if s.observer != nil {
+		s.observer.ObserveCheck(reason, time.Since(start))
+	}
+	if s.log.Enabled(ctx, slog.LevelDebug) {
+		s.log.LogAttrs(ctx, slog.LevelDebug, "decision", slog.String("decision", reason.Decision()), slog.String("reason", reason.String()),
+			slog.String("request_id", req.GetAttributes().GetRequest().GetHttp().GetId()), slog.String("key", key.Short()))
+	}
+	return resp, err
+}
+
+func (s *Server) check(ctx context.Context, req *authv3.CheckRequest) (*authv3.CheckResponse, error, Reason, tokencache.Key) { //nolint:revive // the error is Check's answer
 	r := newRequest(req)
 	template, mode, err := s.routeSettings(req.GetAttributes().GetContextExtensions())
 	if err == nil {
 		err = s.checkLimits(r)
 	}
+	var key tokencache.Key
 	if err != nil {
-		return s.respond(ctx, r, mode, tokencache.Key{}, err)
+		resp, err, reason := s.respond(ctx, r, mode, key, err)
+		return resp, err, reason, key
 	}
 	cred, err := s.extractor.Extract(r.headers)
-	if err != nil {
-		return s.respond(ctx, r, mode, tokencache.Key{}, err)
-	}
-	if cred.Kind == credential.KindNone {
+	if err == nil && cred.Kind == credential.KindNone {
 		if r.isPreflight() {
-			return okUntouched, nil
+			return okUntouched, nil, ReasonPreflight, key
 		}
-		return s.respond(ctx, r, mode, tokencache.Key{}, errNoCredential)
+		err = errNoCredential
 	}
-	key := tokencache.NewKey(template, uint8(cred.Kind), cred.Value)
+	if err != nil {
+		resp, err, reason := s.respond(ctx, r, mode, key, err)
+		return resp, err, reason, key
+	}
+	key = tokencache.NewKey(template, uint8(cred.Kind), cred.Value)
 	a, src, err := s.cache.Get(ctx, key, fetchRequest{cred: cred, template: template})
 	if err != nil {
-		return s.respond(ctx, r, mode, key, err)
+		resp, err, reason := s.respond(ctx, r, mode, key, err)
+		return resp, err, reason, key
 	}
 	if src == tokencache.Hit {
-		return a.cached, nil
+		return a.cached, nil, ReasonCached, key
 	}
-	return a.fresh, nil
+	return a.fresh, nil, ReasonFresh, key
 }
 
 // checkLimits enforces s.limits on the request's headers.

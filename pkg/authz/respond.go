@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"net/url"
 
@@ -55,49 +56,78 @@ var (
 	denyForbidden       = denied(codes.PermissionDenied, http.StatusForbidden, "forbidden", "the Ory session does not satisfy this route, e.g. a second factor is required")
 )
 
-// respond turns every failure of Check into its answer. It is the one place
-// that decides denials and errors.
-func (s *Server) respond(ctx context.Context, r request, mode config.OnMissing, key tokencache.Key, err error) (*authv3.CheckResponse, error) {
-	log := s.log.With("request_id", r.http.GetId(), "x_request_id", r.header("x-request-id"))
-	if key != (tokencache.Key{}) {
-		log = log.With("key", key.Short())
-	}
+// respond turns every failure of Check into its answer and the reason it
+// is counted under. It is the one place that decides denials and errors.
+func (s *Server) respond(ctx context.Context, r request, mode config.OnMissing, key tokencache.Key, err error) (*authv3.CheckResponse, error, Reason) { //nolint:revive // the error is Check's answer, not respond's failure
 	var oe *ory.Error
 	var re *routeError
 	var le *limitError
 	switch {
 	case errors.As(err, &le):
-		log.Info("request denied as invalid", "reason", err.Error())
-		return denyInvalid, nil
+		s.logDenial(ctx, slog.LevelInfo, r, key, "request denied as invalid", err)
+		return denyInvalid, nil, ReasonInvalidRequest
 	case errors.Is(err, errNoCredential), errors.Is(err, credential.ErrTooLarge), errors.Is(err, ory.ErrUnauthenticated):
-		log.Info("no valid session", "on_missing", string(mode), "reason", err.Error())
-		return s.missing(r, mode), nil
-	case errors.Is(err, ory.ErrForbidden):
-		log.Info("session refused by Ory", "reason", err.Error())
-		if errors.As(err, &oe) && mode == config.OnMissingRedirect && r.isBrowser() && oe.RedirectBrowserTo != "" {
-			return redirect(oe.RedirectBrowserTo), nil
+		reason := ReasonInvalidSession
+		switch {
+		case errors.Is(err, errNoCredential):
+			reason = ReasonNoCredential
+		case errors.Is(err, credential.ErrTooLarge):
+			reason = ReasonTooLarge
 		}
-		return denyForbidden, nil
+		resp := s.missing(r, mode)
+		if resp == okUntouched {
+			return resp, nil, ReasonAllowMissing
+		}
+		s.logDenial(ctx, slog.LevelInfo, r, key, "no valid session", err, "on_missing", string(mode))
+		return resp, nil, reason
+	case errors.Is(err, ory.ErrForbidden):
+		s.logDenial(ctx, slog.LevelInfo, r, key, "session refused by Ory", err)
+		if errors.As(err, &oe) && mode == config.OnMissingRedirect && r.isBrowser() && oe.RedirectBrowserTo != "" {
+			return redirect(oe.RedirectBrowserTo), nil, ReasonForbidden
+		}
+		return denyForbidden, nil, ReasonForbidden
 	case errors.As(err, &re):
-		log.Error("misconfigured route", "error", err.Error())
-		return nil, status.Error(codes.FailedPrecondition, err.Error())
+		s.logDenial(ctx, slog.LevelError, r, key, "misconfigured route", err)
+		return nil, status.Error(codes.FailedPrecondition, err.Error()), ReasonBadRoute
 	case errors.Is(err, ory.ErrBadTemplate):
-		log.Error("Ory rejected the tokenizer template: is it configured under session.whoami.tokenizer.templates?", "error", err.Error())
-		return nil, status.Error(codes.FailedPrecondition, "Ory rejected the tokenizer template")
+		s.logDenial(ctx, slog.LevelError, r, key, "Ory rejected the tokenizer template: is it configured under session.whoami.tokenizer.templates?", err)
+		return nil, status.Error(codes.FailedPrecondition, "Ory rejected the tokenizer template"), ReasonBadTemplate
 	case errors.Is(err, ory.ErrExpired):
-		log.Error("Ory minted an already expired JWT: give the tokenizer template a ttl", "error", err.Error())
-		return nil, status.Error(codes.Internal, "Ory minted an expired JWT")
+		s.logDenial(ctx, slog.LevelError, r, key, "Ory minted an already expired JWT: give the tokenizer template a ttl", err)
+		return nil, status.Error(codes.Internal, "Ory minted an expired JWT"), ReasonBadJWT
 	case errors.Is(err, ory.ErrNoExpiry):
-		log.Error("Ory minted a JWT without exp: give the tokenizer template a ttl", "error", err.Error())
-		return nil, status.Error(codes.Internal, "Ory minted a JWT without exp")
+		s.logDenial(ctx, slog.LevelError, r, key, "Ory minted a JWT without exp: give the tokenizer template a ttl", err)
+		return nil, status.Error(codes.Internal, "Ory minted a JWT without exp"), ReasonBadJWT
 	case ctx.Err() != nil:
 		// The caller (Envoy) gave up; its own deadline or cancellation.
-		log.Warn("check abandoned by the caller", "error", ctx.Err().Error())
-		return nil, status.FromContextError(ctx.Err()).Err()
+		s.logDenial(ctx, slog.LevelWarn, r, key, "check abandoned by the caller", ctx.Err())
+		return nil, status.FromContextError(ctx.Err()).Err(), ReasonCanceled
 	default:
-		log.Warn("Ory unavailable", "error", err.Error())
-		return nil, status.Error(codes.Unavailable, "Ory unavailable")
+		s.logDenial(ctx, slog.LevelWarn, r, key, "Ory unavailable", err)
+		return nil, status.Error(codes.Unavailable, "Ory unavailable"), ReasonOryUnavailable
 	}
+}
+
+// logDenial logs a denial or an error, rate-limited so that an attack (a
+// flood of invalid cookies) cannot flood the log; the next line that gets
+// through says how many were dropped. Lines carry the request ids and a
+// short hash of the cache key, never the credential.
+func (s *Server) logDenial(ctx context.Context, level slog.Level, r request, key tokencache.Key, msg string, err error, attrs ...any) {
+	if !s.log.Enabled(ctx, level) {
+		return
+	}
+	if !s.logLimit.Allow() {
+		s.logDropped.Add(1)
+		return
+	}
+	attrs = append(attrs, "request_id", r.http.GetId(), "x_request_id", r.header("x-request-id"), "error", err.Error())
+	if key != (tokencache.Key{}) {
+		attrs = append(attrs, "key", key.Short())
+	}
+	if n := s.logDropped.Swap(0); n > 0 {
+		attrs = append(attrs, "dropped_log_lines", n)
+	}
+	s.log.Log(ctx, level, msg, attrs...)
 }
 
 // missing answers a request without a valid session, by mode.
