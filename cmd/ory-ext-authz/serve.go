@@ -14,8 +14,10 @@ import (
 	"github.com/ory-ext-authz/ory-ext-authz/pkg/authz"
 	"github.com/ory-ext-authz/ory-ext-authz/pkg/config"
 	"github.com/ory-ext-authz/ory-ext-authz/pkg/credential"
+	"github.com/ory-ext-authz/ory-ext-authz/pkg/metrics"
 	"github.com/ory-ext-authz/ory-ext-authz/pkg/ory"
 	"github.com/ory-ext-authz/ory-ext-authz/pkg/server"
+	"github.com/ory-ext-authz/ory-ext-authz/pkg/tokencache"
 )
 
 // serve builds everything from the configuration and runs until ctx is done.
@@ -32,7 +34,16 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 	if err != nil {
 		return fmt.Errorf("--ory-ca-file: %w", err)
 	}
-	oryClient, err := ory.New(ory.Options{
+	// The metrics read the cache and the Ory client at scrape time; both are
+	// built below, after the metrics they report to.
+	var az *authz.Server
+	var oryClient *ory.Client
+	m := metrics.New(metrics.Sources{
+		CacheStats:  func() tokencache.Stats { return az.CacheStats() },
+		OryInflight: func() int { return oryClient.Inflight() },
+	})
+	oryClient, err = ory.New(ory.Options{
+		Observer:    m,
 		BaseURL:     cfg.OryURL,
 		HTTPClient:  &http.Client{Transport: transport},
 		Timeout:     cfg.WhoamiTimeout,
@@ -44,7 +55,8 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 		return err
 	}
 	defer oryClient.Close()
-	az, err := authz.New(authz.Options{
+	az, err = authz.New(authz.Options{
+		Observer:        m,
 		Tokenizer:       oryClient,
 		Extractor:       credential.NewExtractor(cfg.SessionCookies, cfg.SessionTokenHeader, config.MaxCredentialBytes),
 		DefaultTemplate: cfg.TokenizeAs,
@@ -75,7 +87,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 		_ = gl.Close()
 		return fmt.Errorf("--http-addr: %w", err)
 	}
-	var grpcOpts []grpc.ServerOption
+	grpcOpts := m.GRPCServerOptions()
 	if cfg.TLSCert != "" {
 		tc, err := server.NewTLSConfig(server.TLSFiles{Cert: cfg.TLSCert, Key: cfg.TLSKey, ClientCA: cfg.TLSClientCA}, log)
 		if err != nil {
@@ -94,6 +106,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 		ShutdownTimeout: cfg.ShutdownTimeout,
 		Logger:          log,
 		GRPCOptions:     grpcOpts,
+		Metrics:         m.Handler(),
 	})
 }
 

@@ -113,6 +113,8 @@ type Options struct {
 	MaxJWTBytes int
 	// MaxBodyBytes bounds the answer read from Ory.
 	MaxBodyBytes int64
+	// Observer, when set, sees every whoami call (metrics).
+	Observer Observer
 	// MaxInflight caps concurrent whoami calls; a call over the cap fails
 	// at once with ErrUnavailable. 0 means no cap.
 	MaxInflight int
@@ -123,17 +125,52 @@ type Options struct {
 
 // Client calls Ory. It is safe for concurrent use.
 type Client struct {
-	api     *client.APIClient
-	hc      *http.Client
-	timeout time.Duration
-	maxJWT  int
-	now     func() time.Time
+	observer Observer
+	api      *client.APIClient
+	hc       *http.Client
+	timeout  time.Duration
+	maxJWT   int
+	now      func() time.Time
 	// inflight is a semaphore of MaxInflight slots; nil without a cap.
 	inflight        chan struct{}
 	calls, failures atomic.Uint64
 	// backoffUntil (unix nanos) is set by a 429 or a 503 with Retry-After:
 	// until then calls fail at once instead of adding to Ory's load.
 	backoffUntil atomic.Int64
+}
+
+// Observer sees each whoami call: its code label (one of CodeLabels) and
+// how long it took.
+type Observer interface {
+	ObserveOryRequest(code string, d time.Duration)
+}
+
+// CodeLabels are the fixed values of a call's code label: the HTTP status
+// for the statuses whoami answers, a class for others, "error" for no answer,
+// "timeout", and "rejected" for a call not sent (in-flight cap, Retry-After).
+var CodeLabels = []string{"200", "400", "401", "403", "404", "429", "500", "502", "503", "504", "2xx", "3xx", "4xx", "5xx", "error", "timeout", "rejected"}
+
+func codeLabel(err error) string {
+	var e *Error
+	if !errors.As(err, &e) {
+		if err == nil {
+			return "200"
+		}
+		return "error"
+	}
+	switch e.Status {
+	case 0:
+		if e.Reason == "timeout" {
+			return "timeout"
+		}
+		return "error"
+	case 200, 400, 401, 403, 404, 429, 500, 502, 503, 504:
+		return strconv.Itoa(e.Status)
+	}
+	if e.Status >= 200 && e.Status < 600 {
+		return strconv.Itoa(e.Status/100) + "xx"
+	}
+	return "error"
 }
 
 // maxBackoff caps a Retry-After, so that a bogus value cannot switch the
@@ -212,7 +249,7 @@ func New(o Options) (*Client, error) {
 	if o.UserAgent != "" {
 		cfg.UserAgent = o.UserAgent
 	}
-	c := &Client{api: client.NewAPIClient(cfg), hc: &limited, timeout: o.Timeout, maxJWT: o.MaxJWTBytes, now: o.Now}
+	c := &Client{api: client.NewAPIClient(cfg), hc: &limited, timeout: o.Timeout, maxJWT: o.MaxJWTBytes, now: o.Now, observer: o.Observer}
 	if o.MaxInflight > 0 {
 		c.inflight = make(chan struct{}, o.MaxInflight)
 	}
@@ -221,6 +258,12 @@ func New(o Options) (*Client, error) {
 
 // Close releases idle connections to Ory.
 func (c *Client) Close() { c.hc.CloseIdleConnections() }
+
+func (c *Client) observe(code string, d time.Duration) {
+	if c.observer != nil {
+		c.observer.ObserveOryRequest(code, d)
+	}
+}
 
 // Stats are the whoami calls sent to Ory since start and how many of them
 // did not end in a JWT (a 401 included).
@@ -235,6 +278,7 @@ func (c *Client) Inflight() int { return len(c.inflight) }
 func (c *Client) Tokenize(ctx context.Context, cred credential.Credential, template string) (Token, error) {
 	if until := c.backoffUntil.Load(); until != 0 {
 		if left := time.Duration(until - c.now().UnixNano()); left > 0 {
+			c.observe("rejected", 0)
 			return Token{}, &Error{Class: ErrUnavailable, Reason: fmt.Sprintf("Ory asked to retry after %s; not calling it until then", left.Round(time.Millisecond))}
 		}
 	}
@@ -243,11 +287,14 @@ func (c *Client) Tokenize(ctx context.Context, cred credential.Credential, templ
 		case c.inflight <- struct{}{}:
 			defer func() { <-c.inflight }()
 		default:
+			c.observe("rejected", 0)
 			return Token{}, &Error{Class: ErrUnavailable, Reason: fmt.Sprintf("%d whoami calls already in flight (--ory-max-inflight)", cap(c.inflight))}
 		}
 	}
 	c.calls.Add(1)
+	start := time.Now()
 	tok, err := c.tokenize(ctx, cred, template)
+	c.observe(codeLabel(err), time.Since(start))
 	if err != nil {
 		c.failures.Add(1)
 	}

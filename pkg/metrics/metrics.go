@@ -1,0 +1,148 @@
+// Package metrics is ory-ext-authz's Prometheus instrumentation, on a private
+// registry served at GET /metrics. Every label value comes from a fixed set
+// (decision reasons, lookup results, Ory code classes): no label ever holds a
+// value from a request.
+package metrics
+
+import (
+	"net/http"
+	"time"
+
+	grpcprom "github.com/grpc-ecosystem/go-grpc-middleware/providers/prometheus"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"google.golang.org/grpc"
+
+	"github.com/ory-ext-authz/ory-ext-authz/pkg/authz"
+	"github.com/ory-ext-authz/ory-ext-authz/pkg/ory"
+	"github.com/ory-ext-authz/ory-ext-authz/pkg/tokencache"
+)
+
+// Sources are read at scrape time.
+type Sources struct {
+	// CacheStats reports the token cache (nil until the cache exists).
+	CacheStats func() tokencache.Stats
+	// OryInflight is the number of whoami calls in flight.
+	OryInflight func() int
+}
+
+// Metrics implements authz.Observer and ory.Observer.
+type Metrics struct {
+	reg           *prometheus.Registry
+	checks        []prometheus.Counter // by authz.Reason
+	checkDuration prometheus.Histogram
+	oryRequests   map[string]prometheus.Counter
+	oryDuration   prometheus.Histogram
+	grpc          *grpcprom.ServerMetrics
+}
+
+// New builds the metrics and registers every collector on a new private
+// registry.
+func New(src Sources) *Metrics {
+	reg := prometheus.NewRegistry()
+	m := &Metrics{reg: reg, oryRequests: map[string]prometheus.Counter{}}
+
+	checks := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "ory_ext_authz_checks_total",
+		Help: "Checks answered, by decision (allow, deny, error) and reason.",
+	}, []string{"decision", "reason"})
+	for _, r := range authz.Reasons() {
+		// Pre-created, so the hot path does one atomic add and every series
+		// exists from the start (rate() needs them).
+		m.checks = append(m.checks, checks.WithLabelValues(r.Decision(), r.String()))
+	}
+	m.checkDuration = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name:    "ory_ext_authz_check_duration_seconds",
+		Help:    "Time to answer a Check, from the request to the response.",
+		Buckets: prometheus.ExponentialBuckets(10e-6, 2.5, 14), // 10µs .. 1.5s
+	})
+	oryRequests := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "ory_ext_authz_ory_requests_total",
+		Help: "whoami calls to Ory, by code: HTTP status, class, error, timeout, or rejected (not sent: in-flight cap or Retry-After).",
+	}, []string{"code"})
+	for _, c := range ory.CodeLabels {
+		m.oryRequests[c] = oryRequests.WithLabelValues(c)
+	}
+	m.oryDuration = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name:    "ory_ext_authz_ory_request_duration_seconds",
+		Help:    "Duration of whoami calls to Ory.",
+		Buckets: prometheus.ExponentialBuckets(1e-3, 2, 13), // 1ms .. 4s
+	})
+	stats := func() tokencache.Stats {
+		if src.CacheStats == nil {
+			return tokencache.Stats{}
+		}
+		return src.CacheStats()
+	}
+	lookups := func(result string, f func(tokencache.Stats) uint64) prometheus.Collector {
+		return prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name:        "ory_ext_authz_cache_lookups_total",
+			Help:        "Token cache lookups by result: hit, miss, negative_hit (a remembered 401), refresh (a hit that started a background refresh).",
+			ConstLabels: prometheus.Labels{"result": result},
+		}, func() float64 { return float64(f(stats())) })
+	}
+	m.grpc = grpcprom.NewServerMetrics()
+	reg.MustRegister(
+		checks, m.checkDuration, oryRequests, m.oryDuration,
+		lookups("hit", func(s tokencache.Stats) uint64 { return s.Hits }),
+		lookups("miss", func(s tokencache.Stats) uint64 { return s.Misses }),
+		lookups("negative_hit", func(s tokencache.Stats) uint64 { return s.NegativeHits }),
+		lookups("refresh", func(s tokencache.Stats) uint64 { return s.Refreshes }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "ory_ext_authz_cache_entries",
+			Help: "Entries in the token cache (JWTs and remembered 401s).",
+		}, func() float64 { return float64(stats().Entries) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "ory_ext_authz_cache_bytes",
+			Help: "Bytes of the entries in the token cache (bounded by --cache-max-bytes).",
+		}, func() float64 { return float64(stats().Bytes) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "ory_ext_authz_ory_inflight",
+			Help: "whoami calls to Ory in flight (bounded by --ory-max-inflight).",
+		}, func() float64 {
+			if src.OryInflight == nil {
+				return 0
+			}
+			return float64(src.OryInflight())
+		}),
+		m.grpc,
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+	)
+	return m
+}
+
+// ObserveCheck implements authz.Observer.
+func (m *Metrics) ObserveCheck(r authz.Reason, d time.Duration) {
+	if int(r) < len(m.checks) {
+		m.checks[r].Inc()
+	}
+	m.checkDuration.Observe(d.Seconds())
+}
+
+// ObserveOryRequest implements ory.Observer.
+func (m *Metrics) ObserveOryRequest(code string, d time.Duration) {
+	c, ok := m.oryRequests[code]
+	if !ok {
+		c = m.oryRequests["error"]
+	}
+	c.Inc()
+	if code != "rejected" {
+		m.oryDuration.Observe(d.Seconds())
+	}
+}
+
+// GRPCServerOptions instrument a gRPC server with the standard gRPC server
+// metrics (grpc_server_started_total, grpc_server_handled_total, ...).
+func (m *Metrics) GRPCServerOptions() []grpc.ServerOption {
+	return []grpc.ServerOption{
+		grpc.ChainUnaryInterceptor(m.grpc.UnaryServerInterceptor()),
+		grpc.ChainStreamInterceptor(m.grpc.StreamServerInterceptor()),
+	}
+}
+
+// Handler serves the registry in the Prometheus text format.
+func (m *Metrics) Handler() http.Handler {
+	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{Registry: m.reg})
+}

@@ -1,0 +1,187 @@
+package metrics_test
+
+import (
+	"context"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/ory-ext-authz/ory-ext-authz/pkg/authz"
+	"github.com/ory-ext-authz/ory-ext-authz/pkg/config"
+	"github.com/ory-ext-authz/ory-ext-authz/pkg/credential"
+	"github.com/ory-ext-authz/ory-ext-authz/pkg/metrics"
+	"github.com/ory-ext-authz/ory-ext-authz/pkg/ory"
+	"github.com/ory-ext-authz/ory-ext-authz/pkg/orytest"
+	"github.com/ory-ext-authz/ory-ext-authz/pkg/server"
+	"github.com/ory-ext-authz/ory-ext-authz/pkg/tokencache"
+)
+
+// TestScrape runs a known sequence of checks through the real server and
+// asserts the counts on /metrics.
+func TestScrape(t *testing.T) {
+	fake := orytest.New()
+	defer fake.Close()
+	var az *authz.Server
+	var oc *ory.Client
+	m := metrics.New(metrics.Sources{
+		CacheStats:  func() tokencache.Stats { return az.CacheStats() },
+		OryInflight: func() int { return oc.Inflight() },
+	})
+	var err error
+	oc, err = ory.New(ory.Options{BaseURL: fake.URL, Timeout: 2 * time.Second, Observer: m, MaxInflight: 8})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer oc.Close()
+	d := config.Default()
+	az, err = authz.New(authz.Options{
+		Tokenizer: oc, Observer: m, Extractor: credential.NewExtractor(d.SessionCookies, d.SessionTokenHeader, config.MaxCredentialBytes),
+		DefaultTemplate: "mesh", ExpiryLeeway: d.ExpiryLeeway, NegativeTTL: d.NegativeTTL, FetchTimeout: 2 * time.Second, CacheMaxBytes: d.CacheMaxBytes,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer az.Close()
+	gl, _ := net.Listen("tcp", "127.0.0.1:0")
+	hl, _ := net.Listen("tcp", "127.0.0.1:0")
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() {
+		done <- server.Run(ctx, server.Options{GRPC: gl, HTTP: hl, Authz: az, Metrics: m.Handler(), GRPCOptions: m.GRPCServerOptions(), ShutdownTimeout: time.Second})
+	}()
+	defer func() { cancel(); <-done }()
+	conn, err := grpc.NewClient(gl.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	client := authv3.NewAuthorizationClient(conn)
+	check := func(headers map[string]string) {
+		t.Helper()
+		_, _ = client.Check(t.Context(), &authv3.CheckRequest{Attributes: &authv3.AttributeContext{Request: &authv3.AttributeContext_Request{
+			Http: &authv3.AttributeContext_HttpRequest{Method: "GET", Path: "/", Headers: headers},
+		}}})
+	}
+	s := fake.NewSession()
+	check(map[string]string{"cookie": s.CookiePair()})           // fresh, Ory 200
+	check(map[string]string{"cookie": s.CookiePair()})           // cached
+	check(map[string]string{"cookie": s.CookiePair()})           // cached
+	check(map[string]string{})                                   // no_credential
+	check(map[string]string{"cookie": "ory_kratos_session=bad"}) // invalid_session, Ory 401
+	check(map[string]string{"cookie": "ory_kratos_session=bad"}) // invalid_session, negative hit
+	fake.SetHook(orytest.Status(502, ""))
+	check(map[string]string{"x-session-token": "ory_st_unknown"}) // ory_unavailable, Ory 502
+
+	resp, err := http.Get("http://" + hl.Addr().String() + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	parser := expfmt.NewTextParser(model.UTF8Validation)
+	families, err := parser.TextToMetricFamilies(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	value := func(name string, labels map[string]string) float64 {
+		t.Helper()
+		f, ok := families[name]
+		if !ok {
+			t.Fatalf("no metric %s", name)
+		}
+		for _, mt := range f.GetMetric() {
+			if matches(mt, labels) {
+				switch {
+				case mt.GetCounter() != nil:
+					return mt.GetCounter().GetValue()
+				case mt.GetGauge() != nil:
+					return mt.GetGauge().GetValue()
+				case mt.GetHistogram() != nil:
+					return float64(mt.GetHistogram().GetSampleCount())
+				}
+			}
+		}
+		t.Fatalf("no %s%v", name, labels)
+		return 0
+	}
+	for _, tt := range []struct {
+		name   string
+		labels map[string]string
+		want   float64
+	}{
+		{"ory_ext_authz_checks_total", map[string]string{"decision": "allow", "reason": "fresh"}, 1},
+		{"ory_ext_authz_checks_total", map[string]string{"decision": "allow", "reason": "cached"}, 2},
+		{"ory_ext_authz_checks_total", map[string]string{"decision": "deny", "reason": "no_credential"}, 1},
+		{"ory_ext_authz_checks_total", map[string]string{"decision": "deny", "reason": "invalid_session"}, 2},
+		{"ory_ext_authz_checks_total", map[string]string{"decision": "error", "reason": "ory_unavailable"}, 1},
+		{"ory_ext_authz_checks_total", map[string]string{"decision": "deny", "reason": "forbidden"}, 0},
+		{"ory_ext_authz_check_duration_seconds", nil, 7},
+		{"ory_ext_authz_cache_lookups_total", map[string]string{"result": "hit"}, 2},
+		{"ory_ext_authz_cache_lookups_total", map[string]string{"result": "miss"}, 3},
+		{"ory_ext_authz_cache_lookups_total", map[string]string{"result": "negative_hit"}, 1},
+		{"ory_ext_authz_cache_lookups_total", map[string]string{"result": "refresh"}, 0},
+		{"ory_ext_authz_cache_entries", nil, 2}, // the JWT and the remembered 401
+		{"ory_ext_authz_ory_requests_total", map[string]string{"code": "200"}, 1},
+		{"ory_ext_authz_ory_requests_total", map[string]string{"code": "401"}, 1},
+		{"ory_ext_authz_ory_requests_total", map[string]string{"code": "502"}, 1},
+		{"ory_ext_authz_ory_request_duration_seconds", nil, 3},
+		{"ory_ext_authz_ory_inflight", nil, 0},
+		{"grpc_server_handled_total", map[string]string{"grpc_method": "Check", "grpc_code": "OK"}, 6},
+		{"grpc_server_handled_total", map[string]string{"grpc_method": "Check", "grpc_code": "Unavailable"}, 1},
+	} {
+		if got := value(tt.name, tt.labels); got != tt.want {
+			t.Errorf("%s%v = %v, want %v", tt.name, tt.labels, got, tt.want)
+		}
+	}
+	if value("ory_ext_authz_cache_bytes", nil) <= 0 {
+		t.Error("cache bytes not reported")
+	}
+	for _, name := range []string{"go_goroutines", "process_resident_memory_bytes"} {
+		if _, ok := families[name]; !ok {
+			t.Errorf("no runtime metric %s", name)
+		}
+	}
+	// Every label value of our metrics comes from the fixed sets.
+	fixed := map[string]bool{"allow": true, "deny": true, "error": true, "hit": true, "miss": true, "negative_hit": true, "refresh": true}
+	for _, r := range authz.Reasons() {
+		fixed[r.String()] = true
+	}
+	for _, c := range ory.CodeLabels {
+		fixed[c] = true
+	}
+	for name, f := range families {
+		if !strings.HasPrefix(name, "ory_ext_authz_") {
+			continue
+		}
+		for _, mt := range f.GetMetric() {
+			for _, l := range mt.GetLabel() {
+				if l.GetName() != "le" && !fixed[l.GetValue()] {
+					t.Errorf("%s has label %s=%q outside the fixed sets", name, l.GetName(), l.GetValue())
+				}
+			}
+		}
+	}
+}
+
+func matches(m *dto.Metric, labels map[string]string) bool {
+	for k, v := range labels {
+		found := false
+		for _, l := range m.GetLabel() {
+			if l.GetName() == k && l.GetValue() == v {
+				found = true
+			}
+		}
+		if !found {
+			return false
+		}
+	}
+	return true
+}
