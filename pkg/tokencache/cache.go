@@ -109,9 +109,9 @@ type entry[V any] struct {
 	value  V
 	neg    error // non-nil for a remembered 401
 	hard   int64 // unix nanos; served while now < hard
-	// fetched is when the fetch that made the entry started (unix nanos):
-	// an invalidation at or after it makes the entry void.
-	fetched  int64
+	// fetched is the revocation epoch when the fetch that made the entry
+	// started: a later invalidation of its session or identity voids it.
+	fetched  uint64
 	sid, iid string
 	// nextRefresh is when a hit next starts a background refresh (unix
 	// nanos); it starts at the soft expiry and moves on with each attempt.
@@ -202,7 +202,6 @@ func (c *Cache[R, V]) Get(ctx context.Context, key Key, req R) (V, Source, error
 // and only escapes to the heap, on a miss.
 func (c *Cache[R, V]) miss(ctx context.Context, key Key, req R) (V, Source, error) {
 	var zero V
-	joined := c.now().UnixNano()
 	for attempt := 0; ; attempt++ {
 		ch := c.group.DoChan(string(key[:]), func() (any, error) {
 			// A flight for this key may have filled the entry between our
@@ -217,7 +216,7 @@ func (c *Cache[R, V]) miss(ctx context.Context, key Key, req R) (V, Source, erro
 			e, _ := r.Val.(*entry[V])
 			// A flight that started before an invalidation this request
 			// arrived after must not answer it: ask once more.
-			if attempt == 0 && e != nil && e.fetched < joined && c.rev.revoked(e.fetched, e.sid, e.iid) {
+			if attempt == 0 && e != nil && c.rev.revoked(e.fetched, e.sid, e.iid) {
 				continue
 			}
 			if r.Err != nil {
@@ -263,7 +262,8 @@ func (c *Cache[R, V]) refresh(e *entry[V], key Key, req R, now int64) {
 func (c *Cache[R, V]) fill(parent context.Context, key Key, req R, refresh bool) (*entry[V], error) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(parent), c.cfg.FetchTimeout)
 	defer cancel()
-	started := c.now().UnixNano()
+	started := c.rev.started()
+	startedAt := c.now()
 	v, meta, err := c.cfg.Fetch(ctx, req)
 	now := c.now()
 	if err != nil {
@@ -292,7 +292,7 @@ func (c *Cache[R, V]) fill(parent context.Context, key Key, req R, refresh bool)
 		return e, nil
 	}
 	e.nextRefresh.Store(softExpiry(meta, now, hard).UnixNano())
-	c.rev.observeLifetime(hard.Sub(time.Unix(0, started)))
+	c.rev.observeLifetime(hard.Sub(startedAt))
 	c.set(key, e, meta.Cost+entryOverhead, hard.Sub(now))
 	return e, nil
 }
@@ -335,6 +335,6 @@ func (c *Cache[R, V]) InvalidateIdentity(id string) { c.rev.identity(id, c.now()
 
 // Purge voids every entry, remembered 401s included.
 func (c *Cache[R, V]) Purge() {
-	c.rev.purge(c.now().UnixNano())
+	c.rev.purge()
 	c.store.Clear()
 }

@@ -6,36 +6,51 @@ import (
 	"time"
 )
 
-// revocations records when sessions and identities were invalidated, so
-// that invalidation needs no scan of the cache: an entry whose fetch started
-// at or before the revocation of its session or identity (or a purge) is
-// treated as absent. Records older than the longest entry lifetime seen can
-// no longer match a live entry and are pruned; past maxRecords the
-// revocations collapse into one purge, so memory stays bounded whatever the
-// rate of invalidations.
+// revocations records invalidations of sessions and identities so that
+// invalidation needs no scan of the cache. Order is kept with an epoch, not a
+// clock: every invalidation bumps the epoch and records the new value, every
+// fetch notes the epoch when it starts, and an entry whose fetch started
+// before the record (fetched < record) is void. A fetch that started after
+// the bump sees Ory's state after the caller's revocation. So concurrent
+// invalidations, a slow caller or a wall clock that steps back can never
+// leave an entry alive that an invalidation which has returned should have
+// voided.
+//
+// Records older than the longest entry lifetime seen can no longer match a
+// live entry and are pruned; past maxRecords they collapse into one purge,
+// so memory stays bounded whatever the rate of invalidations.
 type revocations struct {
-	purged atomic.Int64 // unix nanos of the last purge
-	count  atomic.Int64 // records held; 0 skips the lookups on the hot path
-	// lifetime is the longest hard-expiry lifetime of any entry (nanos).
+	epoch  atomic.Uint64 // bumped by every invalidation and purge
+	purged atomic.Uint64 // epoch of the last purge
+	count  atomic.Int64  // records held; 0 skips the lookups on the hot path
+	// lifetime is the longest lifetime of any entry (nanos), for pruning.
 	lifetime  atomic.Int64
 	lastPrune atomic.Int64
 
 	mu         sync.RWMutex
-	sessions   map[string]int64
-	identities map[string]int64
+	sessions   map[string]record
+	identities map[string]record
+}
+
+type record struct {
+	epoch uint64
+	at    int64 // unix nanos, only to prune
 }
 
 // maxRecords bounds the records of each kind.
 const maxRecords = 100_000
 
 func newRevocations() *revocations {
-	return &revocations{sessions: map[string]int64{}, identities: map[string]int64{}}
+	return &revocations{sessions: map[string]record{}, identities: map[string]record{}}
 }
 
-// revoked tells whether an entry fetched at fetched for sid/iid was
-// invalidated since.
-func (r *revocations) revoked(fetched int64, sid, iid string) bool {
-	if fetched <= r.purged.Load() {
+// started is the epoch a fetch starting now records.
+func (r *revocations) started() uint64 { return r.epoch.Load() }
+
+// revoked tells whether an entry whose fetch started at epoch fetched, for
+// sid/iid, was invalidated since.
+func (r *revocations) revoked(fetched uint64, sid, iid string) bool {
+	if fetched < r.purged.Load() {
 		return true
 	}
 	if r.count.Load() == 0 {
@@ -43,10 +58,10 @@ func (r *revocations) revoked(fetched int64, sid, iid string) bool {
 	}
 	r.mu.RLock()
 	defer r.mu.RUnlock()
-	if t, ok := r.sessions[sid]; ok && sid != "" && fetched <= t {
+	if rec, ok := r.sessions[sid]; ok && sid != "" && fetched < rec.epoch {
 		return true
 	}
-	if t, ok := r.identities[iid]; ok && iid != "" && fetched <= t {
+	if rec, ok := r.identities[iid]; ok && iid != "" && fetched < rec.epoch {
 		return true
 	}
 	return false
@@ -60,30 +75,32 @@ func (r *revocations) observeLifetime(d time.Duration) {
 	}
 }
 
-func (r *revocations) add(kind map[string]int64, id string, now int64) {
+func (r *revocations) add(kind map[string]record, id string, now int64) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if _, ok := kind[id]; !ok {
 		r.count.Add(1)
 	}
-	kind[id] = now
+	kind[id] = record{epoch: r.epoch.Add(1), at: now}
 	r.pruneLocked(now)
 	if len(r.sessions) > maxRecords || len(r.identities) > maxRecords {
-		r.purgeLocked(now)
+		r.purgeLocked()
 	}
 }
 
 func (r *revocations) session(id string, now int64)  { r.add(r.sessions, id, now) }
 func (r *revocations) identity(id string, now int64) { r.add(r.identities, id, now) }
 
-func (r *revocations) purge(now int64) {
+func (r *revocations) purge() {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.purgeLocked(now)
+	r.purgeLocked()
 }
 
-func (r *revocations) purgeLocked(now int64) {
-	r.purged.Store(now)
+// purgeLocked voids everything fetched before now. Clearing the records
+// loses nothing: each voided only entries older than the purge's epoch.
+func (r *revocations) purgeLocked() {
+	r.purged.Store(r.epoch.Add(1))
 	clear(r.sessions)
 	clear(r.identities)
 	r.count.Store(0)
@@ -97,11 +114,11 @@ func (r *revocations) pruneLocked(now int64) {
 	}
 	r.lastPrune.Store(now)
 	// An entry lives at most lifetime after its fetch started (plus the
-	// fetch timeout, covered by the margin).
+	// fetch timeout and clock slack, covered by the margin).
 	horizon := now - r.lifetime.Load() - int64(time.Minute)
-	for _, m := range []map[string]int64{r.sessions, r.identities} {
-		for id, t := range m {
-			if t < horizon {
+	for _, m := range []map[string]record{r.sessions, r.identities} {
+		for id, rec := range m {
+			if rec.at < horizon {
 				delete(m, id)
 				r.count.Add(-1)
 			}
