@@ -12,6 +12,9 @@ import (
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	"go.opentelemetry.io/otel/attribute"
+	otelcodes "go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
 	"golang.org/x/time/rate"
 	"google.golang.org/protobuf/types/known/structpb"
 
@@ -51,6 +54,10 @@ type Options struct {
 	Limits Limits
 	// Observer, when set, sees every decision (metrics).
 	Observer Observer
+	// Tracer, when set, traces every Check, continuing the caller's trace
+	// from the gRPC metadata or from the request's traceparent. Nil means
+	// no tracing and no cost.
+	Tracer trace.Tracer
 	// LogRate bounds denial and error log lines per second (burst 5x);
 	// 0 means DefaultLogRate.
 	LogRate float64
@@ -99,6 +106,7 @@ type Server struct {
 	limits    Limits
 	log       *slog.Logger
 	observer  Observer
+	tracer    trace.Tracer
 	// logLimit bounds denial and error log lines; logDropped counts the
 	// lines it dropped since the last one logged.
 	logLimit   *rate.Limiter
@@ -137,6 +145,7 @@ func New(o Options) (*Server, error) {
 		limits:    o.Limits.withDefaults(),
 		log:       o.Logger,
 		observer:  o.Observer,
+		tracer:    o.Tracer,
 	}
 	if o.LogRate <= 0 {
 		o.LogRate = DefaultLogRate
@@ -204,7 +213,18 @@ func (s *Server) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3.C
 	if s.observer != nil {
 		start = time.Now()
 	}
+	var span trace.Span
+	if s.tracer != nil {
+		ctx, span = s.startSpan(ctx, req)
+	}
 	resp, err, reason, key := s.check(ctx, req)
+	if span != nil {
+		span.SetAttributes(attribute.String("ory_ext_authz.decision", reason.Decision()), attribute.String("ory_ext_authz.reason", reason.String()))
+		if err != nil {
+			span.SetStatus(otelcodes.Error, err.Error())
+		}
+		span.End()
+	}
 	if s.observer != nil {
 		s.observer.ObserveCheck(reason, time.Since(start))
 	}

@@ -23,8 +23,13 @@ import (
 	"github.com/go-jose/go-jose/v4"
 	"github.com/go-jose/go-jose/v4/jwt"
 	client "github.com/ory/client-go"
+	"go.opentelemetry.io/otel/attribute"
+	otelcodes "go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/ory-ext-authz/ory-ext-authz/pkg/credential"
+	"github.com/ory-ext-authz/ory-ext-authz/pkg/tracing"
 )
 
 // The error classes. Every error of Tokenize matches exactly one with errors.Is.
@@ -115,6 +120,9 @@ type Options struct {
 	MaxBodyBytes int64
 	// Observer, when set, sees every whoami call (metrics).
 	Observer Observer
+	// Tracer, when set, makes a client span of each whoami call and passes
+	// the trace on to Ory (traceparent). Nil: no spans, no trace headers.
+	Tracer trace.Tracer
 	// MaxInflight caps concurrent whoami calls; a call over the cap fails
 	// at once with ErrUnavailable. 0 means no cap.
 	MaxInflight int
@@ -126,6 +134,7 @@ type Options struct {
 // Client calls Ory. It is safe for concurrent use.
 type Client struct {
 	observer Observer
+	tracer   trace.Tracer
 	api      *client.APIClient
 	hc       *http.Client
 	timeout  time.Duration
@@ -240,6 +249,9 @@ func New(o Options) (*Client, error) {
 		base = http.DefaultTransport
 	}
 	limited.Transport = limitBody{next: base, max: o.MaxBodyBytes}
+	if o.Tracer != nil {
+		limited.Transport = propagate{next: limited.Transport}
+	}
 	limited.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 
 	cfg := client.NewConfiguration()
@@ -249,7 +261,7 @@ func New(o Options) (*Client, error) {
 	if o.UserAgent != "" {
 		cfg.UserAgent = o.UserAgent
 	}
-	c := &Client{api: client.NewAPIClient(cfg), hc: &limited, timeout: o.Timeout, maxJWT: o.MaxJWTBytes, now: o.Now, observer: o.Observer}
+	c := &Client{api: client.NewAPIClient(cfg), hc: &limited, timeout: o.Timeout, maxJWT: o.MaxJWTBytes, now: o.Now, observer: o.Observer, tracer: o.Tracer}
 	if o.MaxInflight > 0 {
 		c.inflight = make(chan struct{}, o.MaxInflight)
 	}
@@ -292,9 +304,22 @@ func (c *Client) Tokenize(ctx context.Context, cred credential.Credential, templ
 		}
 	}
 	c.calls.Add(1)
+	var span trace.Span
+	if c.tracer != nil {
+		ctx, span = c.tracer.Start(ctx, "ory whoami", trace.WithSpanKind(trace.SpanKindClient),
+			trace.WithAttributes(attribute.String("ory.tokenize_as", template), attribute.String("ory_ext_authz.credential_kind", cred.Kind.String())))
+	}
 	start := time.Now()
 	tok, err := c.tokenize(ctx, cred, template)
-	c.observe(codeLabel(err), time.Since(start))
+	code := codeLabel(err)
+	c.observe(code, time.Since(start))
+	if span != nil {
+		span.SetAttributes(attribute.String("ory_ext_authz.ory_code", code))
+		if err != nil {
+			span.SetStatus(otelcodes.Error, err.Error())
+		}
+		span.End()
+	}
 	if err != nil {
 		c.failures.Add(1)
 	}
@@ -482,6 +507,21 @@ func (l limitBody) RoundTrip(r *http.Request) (*http.Response, error) {
 		resp.Body = &limitedReader{rc: resp.Body, left: l.max}
 	}
 	return resp, err
+}
+
+// propagate passes the trace of the request's context on to Ory.
+type propagate struct{ next http.RoundTripper }
+
+func (p propagate) RoundTrip(r *http.Request) (*http.Response, error) {
+	r = r.Clone(r.Context())
+	tracing.Propagator.Inject(r.Context(), propagation.HeaderCarrier(r.Header))
+	return p.next.RoundTrip(r)
+}
+
+func (p propagate) CloseIdleConnections() {
+	if c, ok := p.next.(interface{ CloseIdleConnections() }); ok {
+		c.CloseIdleConnections()
+	}
 }
 
 // CloseIdleConnections passes http.Client.CloseIdleConnections on to the
