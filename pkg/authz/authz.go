@@ -217,7 +217,7 @@ func (s *Server) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3.C
 	if s.tracer != nil {
 		ctx, span = s.startSpan(ctx, req)
 	}
-	resp, err, reason, key := s.check(ctx, req)
+	resp, reason, key, err := s.check(ctx, req)
 	if span != nil {
 		span.SetAttributes(attribute.String("ory_ext_authz.decision", reason.Decision()), attribute.String("ory_ext_authz.reason", reason.String()))
 		if err != nil {
@@ -235,7 +235,7 @@ func (s *Server) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3.C
 	return resp, err
 }
 
-func (s *Server) check(ctx context.Context, req *authv3.CheckRequest) (*authv3.CheckResponse, error, Reason, tokencache.Key) { //nolint:revive // the error is Check's answer
+func (s *Server) check(ctx context.Context, req *authv3.CheckRequest) (*authv3.CheckResponse, Reason, tokencache.Key, error) {
 	r := newRequest(req)
 	template, mode, err := s.routeSettings(req.GetAttributes().GetContextExtensions())
 	if err == nil {
@@ -243,30 +243,30 @@ func (s *Server) check(ctx context.Context, req *authv3.CheckRequest) (*authv3.C
 	}
 	var key tokencache.Key
 	if err != nil {
-		resp, err, reason := s.respond(ctx, r, mode, key, err)
-		return resp, err, reason, key
+		resp, reason, err := s.respond(ctx, r, mode, key, err)
+		return resp, reason, key, err
 	}
 	cred, err := s.extractor.Extract(r.headers)
 	if err == nil && cred.Kind == credential.KindNone {
 		if r.isPreflight() {
-			return okUntouched, nil, ReasonPreflight, key
+			return okUntouched, ReasonPreflight, key, nil
 		}
 		err = errNoCredential
 	}
 	if err != nil {
-		resp, err, reason := s.respond(ctx, r, mode, key, err)
-		return resp, err, reason, key
+		resp, reason, err := s.respond(ctx, r, mode, key, err)
+		return resp, reason, key, err
 	}
 	key = tokencache.NewKey(template, uint8(cred.Kind), cred.Value)
 	a, src, err := s.cache.Get(ctx, key, fetchRequest{cred: cred, template: template})
 	if err != nil {
-		resp, err, reason := s.respond(ctx, r, mode, key, err)
-		return resp, err, reason, key
+		resp, reason, err := s.respond(ctx, r, mode, key, err)
+		return resp, reason, key, err
 	}
 	if src == tokencache.Hit {
-		return a.cached, nil, ReasonCached, key
+		return a.cached, ReasonCached, key, nil
 	}
-	return a.fresh, nil, ReasonFresh, key
+	return a.fresh, ReasonFresh, key, nil
 }
 
 // checkLimits enforces s.limits on the request's headers.

@@ -58,14 +58,14 @@ var (
 
 // respond turns every failure of Check into its answer and the reason it
 // is counted under. It is the one place that decides denials and errors.
-func (s *Server) respond(ctx context.Context, r request, mode config.OnMissing, key tokencache.Key, err error) (*authv3.CheckResponse, error, Reason) { //nolint:revive // the error is Check's answer, not respond's failure
+func (s *Server) respond(ctx context.Context, r request, mode config.OnMissing, key tokencache.Key, err error) (*authv3.CheckResponse, Reason, error) {
 	var oe *ory.Error
 	var re *routeError
 	var le *limitError
 	switch {
 	case errors.As(err, &le):
 		s.logDenial(ctx, slog.LevelInfo, r, key, "request denied as invalid", err)
-		return denyInvalid, nil, ReasonInvalidRequest
+		return denyInvalid, ReasonInvalidRequest, nil
 	case errors.Is(err, errNoCredential), errors.Is(err, credential.ErrTooLarge), errors.Is(err, ory.ErrUnauthenticated):
 		reason := ReasonInvalidSession
 		switch {
@@ -76,35 +76,35 @@ func (s *Server) respond(ctx context.Context, r request, mode config.OnMissing, 
 		}
 		resp := s.missing(r, mode)
 		if resp == okUntouched {
-			return resp, nil, ReasonAllowMissing
+			return resp, ReasonAllowMissing, nil
 		}
 		s.logDenial(ctx, slog.LevelInfo, r, key, "no valid session", err, "on_missing", string(mode))
-		return resp, nil, reason
+		return resp, reason, nil
 	case errors.Is(err, ory.ErrForbidden):
 		s.logDenial(ctx, slog.LevelInfo, r, key, "session refused by Ory", err)
 		if errors.As(err, &oe) && mode == config.OnMissingRedirect && r.isBrowser() && oe.RedirectBrowserTo != "" {
-			return redirect(oe.RedirectBrowserTo), nil, ReasonForbidden
+			return redirect(oe.RedirectBrowserTo), ReasonForbidden, nil
 		}
-		return denyForbidden, nil, ReasonForbidden
+		return denyForbidden, ReasonForbidden, nil
 	case errors.As(err, &re):
 		s.logDenial(ctx, slog.LevelError, r, key, "misconfigured route", err)
-		return nil, status.Error(codes.FailedPrecondition, err.Error()), ReasonBadRoute
+		return nil, ReasonBadRoute, status.Error(codes.FailedPrecondition, err.Error())
 	case errors.Is(err, ory.ErrBadTemplate):
 		s.logDenial(ctx, slog.LevelError, r, key, "Ory rejected the tokenizer template: is it configured under session.whoami.tokenizer.templates?", err)
-		return nil, status.Error(codes.FailedPrecondition, "Ory rejected the tokenizer template"), ReasonBadTemplate
+		return nil, ReasonBadTemplate, status.Error(codes.FailedPrecondition, "Ory rejected the tokenizer template")
 	case errors.Is(err, ory.ErrExpired):
 		s.logDenial(ctx, slog.LevelError, r, key, "Ory minted an already expired JWT: give the tokenizer template a ttl", err)
-		return nil, status.Error(codes.Internal, "Ory minted an expired JWT"), ReasonBadJWT
+		return nil, ReasonBadJWT, status.Error(codes.Internal, "Ory minted an expired JWT")
 	case errors.Is(err, ory.ErrNoExpiry):
 		s.logDenial(ctx, slog.LevelError, r, key, "Ory minted a JWT without exp: give the tokenizer template a ttl", err)
-		return nil, status.Error(codes.Internal, "Ory minted a JWT without exp"), ReasonBadJWT
+		return nil, ReasonBadJWT, status.Error(codes.Internal, "Ory minted a JWT without exp")
 	case ctx.Err() != nil:
 		// The caller (Envoy) gave up; its own deadline or cancellation.
 		s.logDenial(ctx, slog.LevelWarn, r, key, "check abandoned by the caller", ctx.Err())
-		return nil, status.FromContextError(ctx.Err()).Err(), ReasonCanceled
+		return nil, ReasonCanceled, status.FromContextError(ctx.Err()).Err()
 	default:
 		s.logDenial(ctx, slog.LevelWarn, r, key, "Ory unavailable", err)
-		return nil, status.Error(codes.Unavailable, "Ory unavailable"), ReasonOryUnavailable
+		return nil, ReasonOryUnavailable, status.Error(codes.Unavailable, "Ory unavailable")
 	}
 }
 

@@ -58,7 +58,7 @@ func TestScrape(t *testing.T) {
 	go func() {
 		done <- server.Run(ctx, server.Options{GRPC: gl, HTTP: hl, Authz: az, Metrics: m.Handler(), GRPCOptions: m.GRPCServerOptions(), ShutdownTimeout: time.Second})
 	}()
-	defer func() { cancel(); <-done }()
+	defer func() { cancel(); _ = <-done }()
 	conn, err := grpc.NewClient(gl.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		t.Fatal(err)
