@@ -56,6 +56,8 @@ type Fake struct {
 	// TTL is the JWT lifetime (default 1m); a zero Now means time.Now.
 	TTL time.Duration
 	Now func() time.Time
+	// Forget stops recording what the fake received, for long runs.
+	Forget bool
 
 	key  *ecdsa.PrivateKey
 	jwks jose.JSONWebKeySet
@@ -239,7 +241,9 @@ func (f *Fake) serve(w http.ResponseWriter, r *http.Request) {
 	for m := f.maxInflight.Load(); n > m && !f.maxInflight.CompareAndSwap(m, n); m = f.maxInflight.Load() {
 	}
 	f.mu.Lock()
-	f.received = append(f.received, Received{Template: r.URL.Query().Get("tokenize_as"), Header: r.Header.Clone()})
+	if !f.Forget {
+		f.received = append(f.received, Received{Template: r.URL.Query().Get("tokenize_as"), Header: r.Header.Clone()})
+	}
 	hook := f.hook
 	f.mu.Unlock()
 	if hook != nil && hook(w, r) {

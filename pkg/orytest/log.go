@@ -32,11 +32,18 @@ func (b *LogBuffer) String() string {
 // secrets() returns then (cookie values, tokens, JWTs).
 func Logger(t testing.TB, secrets func() []string) (*slog.Logger, *LogBuffer) {
 	t.Helper()
+	return LoggerLevel(t, secrets, slog.LevelDebug)
+}
+
+// LoggerLevel is Logger at another level, for long runs whose debug log
+// would be too big to keep and scan.
+func LoggerLevel(t testing.TB, secrets func() []string, level slog.Level) (*slog.Logger, *LogBuffer) {
+	t.Helper()
 	b := &LogBuffer{}
 	t.Cleanup(func() {
 		AssertNoSecrets(t, b.String(), secrets())
 	})
-	return slog.New(slog.NewJSONHandler(b, &slog.HandlerOptions{Level: slog.LevelDebug})), b
+	return slog.New(slog.NewJSONHandler(b, &slog.HandlerOptions{Level: level})), b
 }
 
 // AssertNoSecrets fails t if text contains any secret (or a long part of one).
