@@ -44,7 +44,7 @@ func TestSIGTERMDrain(t *testing.T) {
 	defer fake.Close()
 	fake.SetHook(orytest.Slow(300 * time.Millisecond))
 	grpcAddr, httpAddr := freeAddr(t), freeAddr(t)
-	cmd := exec.Command(os.Args[0], "serve", "--grpc-addr", grpcAddr, "--http-addr", httpAddr,
+	cmd := exec.Command(os.Args[0], "serve", "--grpc-addr", grpcAddr, "--http-addr", httpAddr, "--admin-addr", freeAddr(t),
 		"--ory-url", fake.URL, "--tokenize-as", "mesh", "--shutdown-delay", "1s", "--shutdown-timeout", "10s", "--log-level", "debug")
 	cmd.Env = append(os.Environ(), runMainEnv+"=1")
 	var logs bytes.Buffer

@@ -38,7 +38,7 @@ func TestCheckAgainstServeWithKratos(t *testing.T) {
 	done := make(chan int, 1)
 	go func() {
 		done <- run(ctx, []string{"serve", "--ory-url", k.PublicURL(), "--tokenize-as", kratosdev.MeshTemplate,
-			"--grpc-addr", grpcAddr, "--http-addr", httpAddr, "--log-level", "debug"},
+			"--grpc-addr", grpcAddr, "--http-addr", httpAddr, "--admin-addr", freeAddr(t), "--log-level", "debug"},
 			func(string) string { return "" }, strings.NewReader(""), &logs, &logs)
 	}()
 	waitFor(t, "readyz 200", func() bool {

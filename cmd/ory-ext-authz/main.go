@@ -29,6 +29,7 @@ const usage = `ory-ext-authz: an Envoy ext_authz (v3, gRPC) server that turns an
 Usage:
   ory-ext-authz serve [flags]       run the server (ory-ext-authz serve --help lists the flags)
   ory-ext-authz check [flags]       send one CheckRequest as Envoy would and show the answer
+  ory-ext-authz admin invalidate|stats  end cached sessions / show cache stats, over the admin API (--admin-addr)
   ory-ext-authz jwks generate|public  make a signing JWKS for Ory's tokenizer / print its public keys
   ory-ext-authz version             print the version
 
@@ -50,6 +51,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 		err = serve(ctx, rest, getenv, stderr)
 	case "check":
 		return runCheck(ctx, rest, stdout, stderr)
+	case "admin":
+		return runAdmin(ctx, rest, stdout, stderr)
 	case "jwks":
 		err = runJWKS(rest, stdin, stdout, stderr)
 	case "version", "--version":

@@ -69,7 +69,7 @@ func TestServeLifecycle(t *testing.T) {
 	var logs orytest.LogBuffer
 	done := make(chan int, 1)
 	go func() {
-		done <- run(ctx, []string{"serve", "--grpc-addr", grpcAddr, "--http-addr", httpAddr, "--log-level", "debug"},
+		done <- run(ctx, []string{"serve", "--grpc-addr", grpcAddr, "--http-addr", httpAddr, "--admin-addr", freeAddr(t), "--log-level", "debug"},
 			func(k string) string { return env[k] }, strings.NewReader(""), &logs, &logs)
 	}()
 	defer func() { orytest.AssertNoSecrets(t, logs.String(), fake.Secrets()) }()

@@ -7,7 +7,9 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"time"
 
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 
@@ -18,6 +20,7 @@ import (
 	"github.com/ory-ext-authz/ory-ext-authz/pkg/ory"
 	"github.com/ory-ext-authz/ory-ext-authz/pkg/server"
 	"github.com/ory-ext-authz/ory-ext-authz/pkg/tokencache"
+	"github.com/ory-ext-authz/ory-ext-authz/pkg/tracing"
 )
 
 // serve builds everything from the configuration and runs until ctx is done.
@@ -29,6 +32,19 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 	log, err := newLogger(cfg, stderr)
 	if err != nil {
 		return err
+	}
+	tp, shutdownTracing, err := tracing.Setup(ctx, getenv, version)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		_ = shutdownTracing(sctx)
+	}()
+	var oryTracer, authzTracer trace.Tracer
+	if tp != nil {
+		oryTracer, authzTracer = tp.Tracer("ory-ext-authz/ory"), tp.Tracer("ory-ext-authz/authz")
 	}
 	transport, err := ory.NewTransport(cfg.OryCAFile)
 	if err != nil {
@@ -44,6 +60,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 	})
 	oryClient, err = ory.New(ory.Options{
 		Observer:    m,
+		Tracer:      oryTracer,
 		BaseURL:     cfg.OryURL,
 		HTTPClient:  &http.Client{Transport: transport},
 		Timeout:     cfg.WhoamiTimeout,
@@ -57,6 +74,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 	defer oryClient.Close()
 	az, err = authz.New(authz.Options{
 		Observer:        m,
+		Tracer:          authzTracer,
 		Tokenizer:       oryClient,
 		Extractor:       credential.NewExtractor(cfg.SessionCookies, cfg.SessionTokenHeader, config.MaxCredentialBytes),
 		DefaultTemplate: cfg.TokenizeAs,
@@ -97,7 +115,13 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 		}
 		grpcOpts = append(grpcOpts, grpc.Creds(credentials.NewTLS(tc)))
 	}
-	log.Info("ory-ext-authz starting", "tls", cfg.TLSCert != "", "mtls", cfg.TLSClientCA != "", "version", version, "ory_url", cfg.OryURL, "tokenize_as", cfg.TokenizeAs, "on_missing", string(cfg.OnMissing))
+	adm, err := listenAdmin(ctx, cfg, az, oryClient, log)
+	if err != nil {
+		_ = gl.Close()
+		_ = hl.Close()
+		return err
+	}
+	log.Info("ory-ext-authz starting", "tls", cfg.TLSCert != "", "mtls", cfg.TLSClientCA != "", "tracing", tp != nil, "version", version, "ory_url", cfg.OryURL, "tokenize_as", cfg.TokenizeAs, "on_missing", string(cfg.OnMissing))
 	return server.Run(ctx, server.Options{
 		GRPC:            gl,
 		HTTP:            hl,
@@ -107,6 +131,10 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 		Logger:          log,
 		GRPCOptions:     grpcOpts,
 		Metrics:         m.Handler(),
+		// The admin API gets a gRPC server of its own, never grpcOpts' one.
+		Admin:            adm.listener,
+		RegisterAdmin:    adm.register,
+		AdminGRPCOptions: adm.opts,
 	})
 }
 

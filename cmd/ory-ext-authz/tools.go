@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 
+	"github.com/ory-ext-authz/ory-ext-authz/pkg/admin"
 	"github.com/ory-ext-authz/ory-ext-authz/pkg/checkcli"
 	"github.com/ory-ext-authz/ory-ext-authz/pkg/jwks"
 )
@@ -14,4 +15,8 @@ func runCheck(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 
 func runJWKS(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	return jwks.Run(args, stdin, stdout, stderr)
+}
+
+func runAdmin(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	return admin.RunCLI(ctx, args, stdout, stderr)
 }

@@ -22,6 +22,11 @@
 //     whoami exactly once (counted by a reverse proxy in front of Kratos);
 //   - a session revoked in Kratos is served from the cache at most until the
 //     JWT's exp minus the leeway, and denied after it;
+//   - a session revoked with Kratos' admin API and then invalidated through
+//     the admin API (InvalidateSession, or InvalidateIdentity with the
+//     identity id, by gRPC or `ory-ext-authz admin invalidate`) is denied 401
+//     at the next Check, while a session only revoked is still served from
+//     the cache;
 //   - with Kratos stopped, cached sessions keep passing and uncached ones get
 //     gRPC Unavailable;
 //   - a Set-Cookie of Kratos (cookie refresh after the session was extended)

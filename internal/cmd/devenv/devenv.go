@@ -93,7 +93,7 @@ func demo(ctx context.Context, o options, stdout, stderr io.Writer) (err error) 
 	oryURL := strings.TrimSuffix(k.PublicURL(), "/")
 	srv, err := startServer(serverBin, []string{"serve",
 		"--ory-url", oryURL, "--tokenize-as", kratosdev.MeshTemplate,
-		"--grpc-addr", o.grpcAddr, "--http-addr", o.httpAddr, "--log-format", "text"}, stderr)
+		"--grpc-addr", o.grpcAddr, "--http-addr", o.httpAddr, "--admin-addr", o.adminAddr, "--log-format", "text"}, stderr)
 	if err != nil {
 		return err
 	}
@@ -121,6 +121,7 @@ func demo(ctx context.Context, o options, stdout, stderr io.Writer) (err error) 
 	p.printf("  Kratos admin API    %s\n", k.AdminURL())
 	p.printf("  ext_authz gRPC      %s   (Envoy's ext_authz grpc_service)\n", o.grpcAddr)
 	p.printf("  health HTTP         http://%s/readyz\n", o.httpAddr)
+	p.printf("  admin API           %s   (%s)\n", o.adminAddr, commandLine(o.server, []string{"admin", "stats", "--admin-addr", o.adminAddr}))
 	p.printf("  demo identity       %s / %s\n", demoEmail, demoPassword)
 	p.printf("  public JWKS         %s\n", commandLine(o.server, []string{"jwks", "public", display(keyFile)}))
 	p.printf("\nTry again:\n  %s\n", checkLine)

@@ -36,10 +36,10 @@ func TestDemo(t *testing.T) {
 		devDir := t.TempDir()
 		var firstKey []byte
 		for i, wantKey := range []string{"created the dev signing key", "using the dev signing key"} {
-			grpcAddr, httpAddr := freeAddr(t), freeAddr(t)
+			grpcAddr, httpAddr, adminAddr := freeAddr(t), freeAddr(t), freeAddr(t)
 			var out, errOut orytest.LogBuffer
 			code := run(t.Context(), []string{"--kratos", kratosBin, "--server", server, "--root", root, "--dev-dir", devDir,
-				"--kratos-free-ports", "--grpc-addr", grpcAddr, "--http-addr", httpAddr, "--exit-after-check"}, &out, &errOut)
+				"--kratos-free-ports", "--grpc-addr", grpcAddr, "--http-addr", httpAddr, "--admin-addr", adminAddr, "--exit-after-check"}, &out, &errOut)
 			if code != 0 {
 				t.Fatalf("run %d: exit %d\nstdout:\n%s\nstderr:\n%s", i+1, code, out.String(), errOut.String())
 			}
@@ -52,7 +52,7 @@ func TestDemo(t *testing.T) {
 			if !strings.Contains(errOut.String(), "ory-ext-authz | ") {
 				t.Errorf("run %d: the server's log is not shown, prefixed, on stderr:\n%s", i+1, errOut.String())
 			}
-			assertNothingListens(t, append(kratosAddrs(t, out.String()), grpcAddr, httpAddr))
+			assertNothingListens(t, append(kratosAddrs(t, out.String()), grpcAddr, httpAddr, adminAddr))
 			key, err := os.ReadFile(filepath.Join(devDir, "jwks.json"))
 			if err != nil {
 				t.Fatal(err)
@@ -67,10 +67,10 @@ func TestDemo(t *testing.T) {
 
 	t.Run("Ctrl-C stops everything", func(t *testing.T) {
 		devenv := goBuild(t, root, bins, "./internal/cmd/devenv")
-		grpcAddr, httpAddr := freeAddr(t), freeAddr(t)
+		grpcAddr, httpAddr, adminAddr := freeAddr(t), freeAddr(t), freeAddr(t)
 		var out orytest.LogBuffer
 		cmd := exec.Command(devenv, "--kratos", kratosBin, "--server", server, "--root", root, "--dev-dir", t.TempDir(),
-			"--kratos-free-ports", "--grpc-addr", grpcAddr, "--http-addr", httpAddr)
+			"--kratos-free-ports", "--grpc-addr", grpcAddr, "--http-addr", httpAddr, "--admin-addr", adminAddr)
 		cmd.Stdout, cmd.Stderr = &out, &out
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
@@ -120,7 +120,7 @@ func TestDemo(t *testing.T) {
 				t.Errorf("output lacks %q:\n%s", want, out.String())
 			}
 		}
-		assertNothingListens(t, append(kratosAddrs(t, out.String()), grpcAddr, httpAddr))
+		assertNothingListens(t, append(kratosAddrs(t, out.String()), grpcAddr, httpAddr, adminAddr))
 		if err := syscall.Kill(pid, 0); !errors.Is(err, syscall.ESRCH) {
 			t.Errorf("the server process %d still exists (kill -0: %v)", pid, err)
 		}

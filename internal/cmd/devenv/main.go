@@ -41,6 +41,8 @@ func main() {
 const (
 	defaultGRPCAddr = "127.0.0.1:9001"
 	defaultHTTPAddr = "127.0.0.1:9002"
+	// defaultAdminAddr is serve's own default --admin-addr.
+	defaultAdminAddr = "127.0.0.1:9003"
 	// readyTimeout bounds the wait for the server's /readyz.
 	readyTimeout = 20 * time.Second
 	// stopTimeout bounds the server's graceful stop (its own
@@ -50,10 +52,10 @@ const (
 
 // options are the flags.
 type options struct {
-	kratos, server, root, devDir string
-	grpcAddr, httpAddr           string
-	freeKratosPorts              bool
-	exitAfterCheck               bool
+	kratos, server, root, devDir  string
+	grpcAddr, httpAddr, adminAddr string
+	freeKratosPorts               bool
+	exitAfterCheck                bool
 }
 
 func parseFlags(args []string, stderr io.Writer) (options, error) {
@@ -66,6 +68,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.StringVar(&o.devDir, "dev-dir", "", "directory for the dev key and Kratos' files (default: <root>/.dev, git-ignored)")
 	fs.StringVar(&o.grpcAddr, "grpc-addr", defaultGRPCAddr, "listen address of the server's gRPC ext_authz API")
 	fs.StringVar(&o.httpAddr, "http-addr", defaultHTTPAddr, "listen address of the server's health endpoints")
+	fs.StringVar(&o.adminAddr, "admin-addr", defaultAdminAddr, "listen address of the server's admin API (ory-ext-authz admin invalidate|stats)")
 	fs.BoolVar(&o.freeKratosPorts, "kratos-free-ports", false, "run Kratos on free loopback ports instead of kratos.yml's 4433/4434 (for tests)")
 	fs.BoolVar(&o.exitAfterCheck, "exit-after-check", false, "stop everything after the check; exit 1 unless it was allowed (self-test)")
 	fs.Usage = func() {

@@ -1,0 +1,367 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"math/big"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	reflectionpb "google.golang.org/grpc/reflection/grpc_reflection_v1"
+	"google.golang.org/grpc/status"
+
+	"github.com/ory-ext-authz/ory-ext-authz/pkg/orytest"
+	adminv1 "github.com/ory-ext-authz/ory-ext-authz/proto/ory_ext_authz/admin/v1"
+)
+
+const (
+	adminService = "ory_ext_authz.admin.v1.Admin"
+	authzService = "envoy.service.auth.v3.Authorization"
+)
+
+// served is one `serve` running in-process.
+type served struct {
+	grpcAddr, httpAddr, adminAddr string
+	logs                          *orytest.LogBuffer
+}
+
+// startServe runs `serve` in front of fake with free loopback ports (admin
+// included, unless args set --admin-addr) and waits until it is ready. It
+// stops when the test ends and must then exit 0.
+func startServe(t *testing.T, fake *orytest.Fake, args ...string) *served {
+	t.Helper()
+	s := &served{grpcAddr: freeAddr(t), httpAddr: freeAddr(t), logs: &orytest.LogBuffer{}}
+	full := []string{"serve", "--ory-url", fake.URL, "--tokenize-as", "mesh", "--grpc-addr", s.grpcAddr, "--http-addr", s.httpAddr, "--log-level", "debug"}
+	if !slices.Contains(args, "--admin-addr") {
+		s.adminAddr = freeAddr(t)
+		full = append(full, "--admin-addr", s.adminAddr)
+	}
+	full = append(full, args...)
+	ctx, stop := context.WithCancel(context.WithoutCancel(t.Context()))
+	done := make(chan int, 1)
+	go func() {
+		done <- run(ctx, full, func(string) string { return "" }, strings.NewReader(""), s.logs, s.logs)
+	}()
+	t.Cleanup(func() {
+		stop()
+		select {
+		case code := <-done:
+			if code != 0 {
+				t.Errorf("serve exited %d; log:\n%s", code, s.logs.String())
+			}
+		case <-time.After(20 * time.Second):
+			t.Error("serve did not stop")
+		}
+		orytest.AssertNoSecrets(t, s.logs.String(), fake.Secrets())
+	})
+	waitFor(t, "readyz 200", func() bool {
+		select {
+		case code := <-done:
+			t.Fatalf("serve exited %d; log:\n%s", code, s.logs.String())
+		default:
+		}
+		resp, err := http.Get("http://" + s.httpAddr + "/readyz")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	})
+	return s
+}
+
+func plainConn(t *testing.T, addr string) *grpc.ClientConn {
+	t.Helper()
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = conn.Close() })
+	return conn
+}
+
+// listServices asks the server reflection service at conn for its services.
+func listServices(t *testing.T, conn *grpc.ClientConn) []string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	stream, err := reflectionpb.NewServerReflectionClient(conn).ServerReflectionInfo(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := stream.Send(&reflectionpb.ServerReflectionRequest{MessageRequest: &reflectionpb.ServerReflectionRequest_ListServices{}}); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := stream.Recv()
+	if err != nil {
+		t.Fatalf("reflection: %v", err)
+	}
+	_ = stream.CloseSend()
+	var names []string
+	for _, s := range resp.GetListServicesResponse().GetService() {
+		names = append(names, s.GetName())
+	}
+	return names
+}
+
+func cookieCheck(s *orytest.Session) *authv3.CheckRequest {
+	return &authv3.CheckRequest{Attributes: &authv3.AttributeContext{Request: &authv3.AttributeContext_Request{
+		Http: &authv3.AttributeContext_HttpRequest{Method: "GET", Path: "/", Headers: map[string]string{"cookie": s.CookiePair()}},
+	}}}
+}
+
+// checkCached sends a Check of s and tells whether it was answered OK from
+// the cache.
+func checkCached(t *testing.T, client authv3.AuthorizationClient, s *orytest.Session) bool {
+	t.Helper()
+	resp, err := client.Check(t.Context(), cookieCheck(s))
+	if err != nil || resp.GetStatus().GetCode() != 0 {
+		t.Fatalf("Check = %v %v, want OK", resp, err)
+	}
+	return resp.GetDynamicMetadata().AsMap()["cached"] == true
+}
+
+func runCLI(t *testing.T, args ...string) (int, string, string) {
+	t.Helper()
+	var out, errOut bytes.Buffer
+	code := run(t.Context(), args, func(string) string { return "" }, strings.NewReader(""), &out, &errOut)
+	return code, out.String(), errOut.String()
+}
+
+// TestAdminNotOnExtAuthzListener: `serve` serves the admin API on
+// --admin-addr only. On --grpc-addr, the listener Envoy talks to, every
+// admin method is Unimplemented and reflection does not list the service;
+// on --admin-addr reflection lists it (and not ext_authz), and the admin
+// commands work end to end.
+func TestAdminNotOnExtAuthzListener(t *testing.T) {
+	fake := orytest.New()
+	defer fake.Close()
+	srv := startServe(t, fake)
+	extAuthz, adminConn := plainConn(t, srv.grpcAddr), plainConn(t, srv.adminAddr)
+
+	onGRPC := adminv1.NewAdminClient(extAuthz)
+	calls := map[string]func() error{
+		"Stats": func() error { _, err := onGRPC.Stats(t.Context(), &adminv1.StatsRequest{}); return err },
+		"Purge": func() error { _, err := onGRPC.Purge(t.Context(), &adminv1.PurgeRequest{}); return err },
+		"InvalidateSession": func() error {
+			_, err := onGRPC.InvalidateSession(t.Context(), &adminv1.InvalidateSessionRequest{SessionId: "x"})
+			return err
+		},
+		"InvalidateIdentity": func() error {
+			_, err := onGRPC.InvalidateIdentity(t.Context(), &adminv1.InvalidateIdentityRequest{IdentityId: "x"})
+			return err
+		},
+	}
+	for name, call := range calls {
+		if err := call(); status.Code(err) != codes.Unimplemented {
+			t.Errorf("%s on --grpc-addr: %v, want Unimplemented", name, err)
+		}
+	}
+	if got := listServices(t, extAuthz); slices.Contains(got, adminService) || !slices.Contains(got, authzService) {
+		t.Errorf("reflection on --grpc-addr lists %v: want %s and not %s", got, authzService, adminService)
+	}
+	if got := listServices(t, adminConn); !slices.Contains(got, adminService) || slices.Contains(got, authzService) {
+		t.Errorf("reflection on --admin-addr lists %v: want %s and not %s", got, adminService, authzService)
+	}
+
+	// End to end through the binary's own commands.
+	client := authv3.NewAuthorizationClient(extAuthz)
+	s := fake.NewSession()
+	if checkCached(t, client, s) || !checkCached(t, client, s) {
+		t.Fatal("want a fetch, then a cache hit")
+	}
+	if code, out, errOut := runCLI(t, "admin", "invalidate", "--session", s.ID, "--admin-addr", srv.adminAddr); code != 0 || !strings.Contains(out, "invalidated session "+s.ID) {
+		t.Fatalf("admin invalidate = %d\nstdout: %s\nstderr: %s", code, out, errOut)
+	}
+	if checkCached(t, client, s) {
+		t.Error("after admin invalidate the session was still served from the cache")
+	}
+	code, out, errOut := runCLI(t, "admin", "stats", "--admin-addr", srv.adminAddr)
+	if code != 0 || !strings.Contains(out, "cache entries") || !strings.Contains(out, "ory calls") {
+		t.Fatalf("admin stats = %d\nstdout: %s\nstderr: %s", code, out, errOut)
+	}
+	if code, _, errOut := runCLI(t, "admin", "stats", "--admin-addr", srv.grpcAddr); code != 1 || !strings.Contains(errOut, "does not serve the admin API") {
+		t.Errorf("admin stats on --grpc-addr = %d, stderr: %s; want 1", code, errOut)
+	}
+	if code, out, _ := runCLI(t, "--help"); code != 0 || !strings.Contains(out, "ory-ext-authz admin invalidate|stats") {
+		t.Errorf("--help does not list the admin command:\n%s", out)
+	}
+	if !strings.Contains(srv.logs.String(), `"admin_addr":"`+srv.adminAddr+`"`) {
+		t.Errorf("the serving log does not name the admin address:\n%s", srv.logs.String())
+	}
+}
+
+// TestAdminServeFlags: --admin-addr "" disables the admin API; the admin
+// TLS flags give an mTLS listener that refuses a client without a
+// certificate; a bad admin setting stops serve with an error naming it.
+func TestAdminServeFlags(t *testing.T) {
+	fake := orytest.New()
+	defer fake.Close()
+
+	t.Run("disabled", func(t *testing.T) {
+		srv := startServe(t, fake, "--admin-addr", "")
+		if !strings.Contains(srv.logs.String(), `"admin_addr":""`) {
+			t.Errorf("want an empty admin_addr in the serving log:\n%s", srv.logs.String())
+		}
+	})
+
+	t.Run("mTLS", func(t *testing.T) {
+		dir := t.TempDir()
+		root, clients := newTestCA(t, "root"), newTestCA(t, "clients")
+		file := func(name string, data []byte) string {
+			p := filepath.Join(dir, name)
+			if err := os.WriteFile(p, data, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			return p
+		}
+		sc, sk := root.issue(t, "ory-ext-authz", false)
+		cc, ck := clients.issue(t, "operator", true)
+		srv := startServe(t, fake, "--admin-tls-cert", file("tls.crt", sc), "--admin-tls-key", file("tls.key", sk),
+			"--admin-tls-client-ca", file("clients.crt", clients.pem))
+		caFile := file("ca.crt", root.pem)
+		client := authv3.NewAuthorizationClient(plainConn(t, srv.grpcAddr))
+		s := fake.NewSession()
+		checkCached(t, client, s)
+
+		base := []string{"admin", "invalidate", "--session", s.ID, "--admin-addr", srv.adminAddr, "--timeout", "5s"}
+		for name, flags := range map[string][]string{"plaintext": nil, "no client certificate": {"--tls-ca", caFile}} {
+			if code, _, errOut := runCLI(t, append(base, flags...)...); code != 2 || !strings.Contains(errOut, "cannot reach the admin API") {
+				t.Errorf("%s: exit %d, stderr: %s; want 2", name, code, errOut)
+			}
+		}
+		if !checkCached(t, client, s) {
+			t.Fatal("a refused client invalidated the session")
+		}
+		withCert := append(base, "--tls-ca", caFile, "--tls-cert", file("client.crt", cc), "--tls-key", file("client.key", ck))
+		if code, _, errOut := runCLI(t, withCert...); code != 0 {
+			t.Fatalf("with a client certificate: exit %d, stderr: %s", code, errOut)
+		}
+		if checkCached(t, client, s) {
+			t.Error("after the mTLS invalidation the session was still served from the cache")
+		}
+		// The ext_authz listener is not affected by the admin TLS flags.
+		if _, err := adminv1.NewAdminClient(plainConn(t, srv.grpcAddr)).Stats(t.Context(), &adminv1.StatsRequest{}); status.Code(err) != codes.Unimplemented {
+			t.Errorf("Stats on --grpc-addr: %v, want Unimplemented", err)
+		}
+	})
+
+	t.Run("errors", func(t *testing.T) {
+		busy, err := (&net.ListenConfig{}).Listen(t.Context(), "tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer busy.Close()
+		missing := filepath.Join(t.TempDir(), "missing.pem")
+		grpcAddr := freeAddr(t)
+		for name, tt := range map[string]struct {
+			args []string
+			want string
+		}{
+			"admin address in use": {[]string{"--admin-addr", busy.Addr().String()}, "--admin-addr: listen tcp " + busy.Addr().String()},
+			"same as --grpc-addr":  {[]string{"--grpc-addr", grpcAddr, "--admin-addr", grpcAddr}, "must differ from --grpc-addr"},
+			"unreadable cert": {[]string{"--admin-addr", freeAddr(t), "--admin-tls-cert", missing, "--admin-tls-key", missing},
+				"admin listener (--admin-tls-cert, --admin-tls-key, --admin-tls-client-ca)"},
+		} {
+			t.Run(name, func(t *testing.T) {
+				args := append([]string{"serve", "--ory-url", fake.URL, "--tokenize-as", "mesh", "--http-addr", freeAddr(t)}, tt.args...)
+				if !slices.Contains(args, "--grpc-addr") {
+					args = append(args, "--grpc-addr", freeAddr(t))
+				}
+				code, _, errOut := runCLI(t, args...)
+				if code != 1 || !strings.Contains(errOut, tt.want) {
+					t.Errorf("exit %d, stderr: %s; want 1 and %q", code, errOut, tt.want)
+				}
+			})
+		}
+	})
+}
+
+// testCA is a test certificate authority (as in pkg/server's tests).
+type testCA struct {
+	cert   *x509.Certificate
+	key    *ecdsa.PrivateKey
+	pem    []byte
+	serial int64
+}
+
+func newTestCA(t *testing.T, name string) *testCA {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: name},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &testCA{cert: cert, key: key, pem: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), serial: 1}
+}
+
+// issue returns a PEM certificate for 127.0.0.1/localhost and its key.
+func (c *testCA) issue(t *testing.T, cn string, client bool) (certPEM, keyPEM []byte) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	usage := x509.ExtKeyUsageServerAuth
+	if client {
+		usage = x509.ExtKeyUsageClientAuth
+	}
+	c.serial++
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(c.serial), Subject: pkix.Name{CommonName: cn},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{usage},
+		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}, DNSNames: []string{"localhost"},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, c.cert, &key.PublicKey, c.key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kder, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder})
+}
+
+// TestIsLoopback: serve warns about an admin listener without mTLS beyond
+// loopback (tests bind loopback only, so the check is tested on addresses).
+func TestIsLoopback(t *testing.T) {
+	for addr, want := range map[string]bool{"127.0.0.1:9003": true, "[::1]:9003": true, "0.0.0.0:9003": false, "[::]:9003": false, "10.0.0.7:9003": false} {
+		a, err := net.ResolveTCPAddr("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := isLoopback(a); got != want {
+			t.Errorf("isLoopback(%s) = %v, want %v", addr, got, want)
+		}
+	}
+}

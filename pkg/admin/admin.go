@@ -1,0 +1,200 @@
+package admin
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"log/slog"
+	"strings"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/peer"
+	"google.golang.org/grpc/status"
+
+	"github.com/ory-ext-authz/ory-ext-authz/pkg/tokencache"
+	adminv1 "github.com/ory-ext-authz/ory-ext-authz/proto/ory_ext_authz/admin/v1"
+)
+
+// Cache is what the admin API ends and reports on (*authz.Server).
+type Cache interface {
+	InvalidateSession(id string)
+	InvalidateIdentity(id string)
+	Purge()
+	CacheStats() tokencache.Stats
+}
+
+// OryStats counts the whoami calls to Ory (*ory.Client).
+type OryStats interface {
+	Stats() (calls, errors uint64)
+}
+
+// MaxIDLen bounds a session or identity id. Kratos' ids are 36-byte UUIDs;
+// the bound leaves room for other id formats while keeping what a caller can
+// make the server store (one revocation record per id) small.
+const MaxIDLen = 256
+
+// tokenPrefixes start Kratos' session tokens and logout tokens (the two
+// prefixes in Kratos v1.3.1's source). An id never starts with one; a value
+// that does is a credential given where an id belongs, and must be neither
+// stored nor logged.
+var tokenPrefixes = []string{"ory_st_", "ory_lo_"}
+
+// Options configure a Server.
+type Options struct {
+	Cache Cache
+	Ory   OryStats
+	// Logger gets one info line per invalidation and purge; nil discards.
+	Logger *slog.Logger
+}
+
+// Server implements adminv1.AdminServer.
+type Server struct {
+	adminv1.UnimplementedAdminServer
+	cache Cache
+	ory   OryStats
+	log   *slog.Logger
+}
+
+// New builds a Server.
+func New(o Options) (*Server, error) {
+	if o.Cache == nil || o.Ory == nil {
+		return nil, errors.New("admin: Cache and Ory are required")
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	return &Server{cache: o.Cache, ory: o.Ory, log: o.Logger}, nil
+}
+
+// Register registers the admin service on gs, the admin listener's gRPC
+// server (server.Options.RegisterAdmin). Never register it on the ext_authz
+// server.
+func (s *Server) Register(gs grpc.ServiceRegistrar) { adminv1.RegisterAdminServer(gs, s) }
+
+// InvalidateSession voids every cached JWT of the session.
+func (s *Server) InvalidateSession(ctx context.Context, req *adminv1.InvalidateSessionRequest) (*adminv1.InvalidateSessionResponse, error) {
+	id := req.GetSessionId()
+	if err := validateID("session_id", id); err != nil {
+		s.rejected(ctx, "InvalidateSession", err)
+		return nil, err
+	}
+	s.cache.InvalidateSession(id)
+	s.log.LogAttrs(ctx, slog.LevelInfo, "admin: session invalidated", append(idAttrs("session_id", id), caller(ctx)...)...)
+	return &adminv1.InvalidateSessionResponse{}, nil
+}
+
+// InvalidateIdentity voids every cached JWT of every session of the identity.
+func (s *Server) InvalidateIdentity(ctx context.Context, req *adminv1.InvalidateIdentityRequest) (*adminv1.InvalidateIdentityResponse, error) {
+	id := req.GetIdentityId()
+	if err := validateID("identity_id", id); err != nil {
+		s.rejected(ctx, "InvalidateIdentity", err)
+		return nil, err
+	}
+	s.cache.InvalidateIdentity(id)
+	s.log.LogAttrs(ctx, slog.LevelInfo, "admin: identity invalidated", append(idAttrs("identity_id", id), caller(ctx)...)...)
+	return &adminv1.InvalidateIdentityResponse{}, nil
+}
+
+// Purge voids every cached JWT and every remembered 401.
+func (s *Server) Purge(ctx context.Context, _ *adminv1.PurgeRequest) (*adminv1.PurgeResponse, error) {
+	s.cache.Purge()
+	s.log.LogAttrs(ctx, slog.LevelInfo, "admin: cache purged", caller(ctx)...)
+	return &adminv1.PurgeResponse{}, nil
+}
+
+// Stats reports the cache and the calls to Ory since the server started.
+func (s *Server) Stats(context.Context, *adminv1.StatsRequest) (*adminv1.StatsResponse, error) {
+	cs := s.cache.CacheStats()
+	calls, errs := s.ory.Stats()
+	return &adminv1.StatsResponse{
+		CacheEntries: cs.Entries,
+		CacheBytes:   cs.Bytes,
+		Hits:         cs.Hits,
+		Misses:       cs.Misses,
+		NegativeHits: cs.NegativeHits,
+		Refreshes:    cs.Refreshes,
+		OryCalls:     calls,
+		OryErrors:    errs,
+	}, nil
+}
+
+// validateID returns an InvalidArgument error for an id that cannot be one.
+// The message never repeats the id: it may be anything, a credential too.
+func validateID(field, id string) error {
+	if id == "" {
+		return status.Errorf(codes.InvalidArgument, "%s is required", field)
+	}
+	if len(id) > MaxIDLen {
+		return status.Errorf(codes.InvalidArgument, "%s is %d bytes, more than %d", field, len(id), MaxIDLen)
+	}
+	for i := 0; i < len(id); i++ {
+		if c := id[i]; c <= ' ' || c >= 0x7f {
+			return status.Errorf(codes.InvalidArgument, "%s: byte %d is not printable ASCII (ids are UUIDs such as the JWT's sid and sub claims)", field, i)
+		}
+	}
+	for _, p := range tokenPrefixes {
+		if strings.HasPrefix(id, p) {
+			return status.Errorf(codes.InvalidArgument, "%s starts with %q: that is an Ory token, not an id (use the JWT's sid or sub claim, or the id Kratos' admin API lists)", field, p)
+		}
+	}
+	return nil
+}
+
+func (s *Server) rejected(ctx context.Context, method string, err error) {
+	s.log.LogAttrs(ctx, slog.LevelInfo, "admin: request rejected",
+		append([]slog.Attr{slog.String("method", method), slog.String("error", status.Convert(err).Message())}, caller(ctx)...)...)
+}
+
+// idAttrs logs a UUID as is (ids are not secrets) and anything else as its
+// length and a short hash, since conventions forbid ever logging a
+// credential and a non-UUID "id" may be one pasted into the wrong field.
+func idAttrs(key, id string) []slog.Attr {
+	if IsUUID(id) {
+		return []slog.Attr{slog.String(key, id)}
+	}
+	sum := sha256.Sum256([]byte(id))
+	return []slog.Attr{slog.String(key+"_sha256", hex.EncodeToString(sum[:6])), slog.Int(key+"_len", len(id))}
+}
+
+// caller names who made the call: the peer address and, over mTLS, the
+// client certificate's subject common name.
+func caller(ctx context.Context) []slog.Attr {
+	p, ok := peer.FromContext(ctx)
+	if !ok {
+		return nil
+	}
+	attrs := []slog.Attr{slog.String("peer", p.Addr.String())}
+	if ti, ok := p.AuthInfo.(credentials.TLSInfo); ok && len(ti.State.VerifiedChains) > 0 && len(ti.State.PeerCertificates) > 0 {
+		attrs = append(attrs, slog.String("client_cn", ti.State.PeerCertificates[0].Subject.CommonName))
+	}
+	return attrs
+}
+
+// IsUUID reports whether s has the textual form of a UUID
+// (8-4-4-4-12 hex digits), as Kratos' session and identity ids do.
+func IsUUID(s string) bool {
+	if len(s) != 36 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch i {
+		case 8, 13, 18, 23:
+			if c != '-' {
+				return false
+			}
+		default:
+			if !isHex(c) {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+func isHex(c byte) bool {
+	return c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F'
+}

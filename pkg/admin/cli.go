@@ -1,0 +1,369 @@
+package admin
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
+
+	adminv1 "github.com/ory-ext-authz/ory-ext-authz/proto/ory_ext_authz/admin/v1"
+)
+
+// Defaults of the CLI, named so that the help text and the code agree.
+const (
+	// DefaultAddr is serve's default --admin-addr (config.DefaultAdminAddr).
+	DefaultAddr    = "127.0.0.1:9003"
+	defaultTimeout = 5 * time.Second
+)
+
+// Exit codes of RunCLI.
+const (
+	exitOK      = 0
+	exitRefused = 1 // the server answered with an error
+	exitError   = 2 // bad usage, no connection, timeout
+)
+
+const cliUsage = `Usage:
+  ory-ext-authz admin invalidate --session ID | --identity ID | --all [flags]
+  ory-ext-authz admin stats [--json] [flags]
+
+Calls the admin API (ory_ext_authz.admin.v1.Admin) of a running
+ory-ext-authz serve on its --admin-addr. The admin API is never served on
+--grpc-addr, the ext_authz listener Envoy talks to.
+
+  invalidate --session ID    end every cached JWT of the session (the JWT's sid
+                             claim, Kratos' session id), for every template and
+                             credential kind
+  invalidate --identity ID   end every cached JWT of every session of the
+                             identity (the JWT's sub claim, Kratos' identity id)
+  invalidate --all           end every cached JWT and every remembered 401
+  stats                      cache entries and bytes, hits, misses, negative
+                             hits, refreshes, whoami calls to Ory and errors
+
+An invalidation takes effect before the command returns: the next Check of
+the session asks Ory again, and is denied if Ory now answers 401. Revoke the
+session in Ory first (Kratos' admin API, or the logout flow), then invalidate:
+the other way round, a Check in between caches the session again.
+An id that matches no cached session is not an error.
+
+Exit codes:
+  0  done
+  1  the server refused (invalid id, or the address is not an admin API)
+  2  bad flags, no connection, TLS failure or timeout
+
+Flags (after the subcommand; one or two dashes):
+`
+
+// cliOptions is the parsed command line.
+type cliOptions struct {
+	addr          string
+	timeout       time.Duration
+	tls           bool
+	tlsCA         string
+	tlsCert       string
+	tlsKey        string
+	tlsServerName string
+	// invalidate
+	session, identity string
+	all               bool
+	// stats
+	json bool
+}
+
+// RunCLI runs `ory-ext-authz admin <invalidate|stats> [flags]`; args are the
+// arguments after "admin". It returns the exit code: 0 done, 1 the server
+// refused, 2 usage or connection error. -h prints the help to stdout and
+// returns 0.
+func RunCLI(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, cliUsage)
+		return exitError
+	}
+	cmd, rest := args[0], args[1:]
+	switch cmd {
+	case "invalidate", "stats":
+	case "help", "-h", "-help", "--help":
+		fmt.Fprint(stdout, cliUsage)
+		printFlags(stdout)
+		return exitOK
+	default:
+		fmt.Fprintf(stderr, "ory-ext-authz admin: unknown subcommand %q\n\n%s", cmd, cliUsage)
+		return exitError
+	}
+	o, code, ok := parseCLI(cmd, rest, stdout, stderr)
+	if !ok {
+		return code
+	}
+	creds, err := o.transportCredentials()
+	if err != nil {
+		fmt.Fprintf(stderr, "ory-ext-authz admin %s: %v\n", cmd, err)
+		return exitError
+	}
+	conn, err := grpc.NewClient(o.addr, grpc.WithTransportCredentials(creds), grpc.WithUserAgent("ory-ext-authz-admin"))
+	if err != nil {
+		fmt.Fprintf(stderr, "ory-ext-authz admin %s: --admin-addr %q: %v\n", cmd, o.addr, err)
+		return exitError
+	}
+	defer func() { _ = conn.Close() }()
+	client := adminv1.NewAdminClient(conn)
+	ctx, cancel := context.WithTimeout(ctx, o.timeout)
+	defer cancel()
+
+	if cmd == "stats" {
+		resp, err := client.Stats(ctx, &adminv1.StatsRequest{})
+		if err != nil {
+			return callError(stderr, cmd, o.addr, err)
+		}
+		if o.json {
+			err = printStatsJSON(stdout, resp)
+		} else {
+			err = printStats(stdout, resp)
+		}
+		if err != nil {
+			fmt.Fprintf(stderr, "ory-ext-authz admin stats: %v\n", err)
+			return exitError
+		}
+		return exitOK
+	}
+
+	var what string
+	switch {
+	case o.all:
+		_, err = client.Purge(ctx, &adminv1.PurgeRequest{})
+		what = "purged the cache: every cached JWT and remembered 401 is void"
+	case o.session != "":
+		_, err = client.InvalidateSession(ctx, &adminv1.InvalidateSessionRequest{SessionId: o.session})
+		what = "invalidated session " + o.session + ": its cached JWTs are void; its next Check asks Ory"
+	default:
+		_, err = client.InvalidateIdentity(ctx, &adminv1.InvalidateIdentityRequest{IdentityId: o.identity})
+		what = "invalidated identity " + o.identity + ": the cached JWTs of all its sessions are void; their next Check asks Ory"
+	}
+	if err != nil {
+		return callError(stderr, cmd, o.addr, err)
+	}
+	fmt.Fprintln(stdout, what)
+	return exitOK
+}
+
+// callError reports a failed call and picks its exit code.
+func callError(stderr io.Writer, cmd, addr string, err error) int {
+	st := status.Convert(err)
+	switch st.Code() {
+	case codes.Unavailable, codes.DeadlineExceeded, codes.Canceled:
+		fmt.Fprintf(stderr, "ory-ext-authz admin %s: cannot reach the admin API at %s (%s): %s\n", cmd, addr, st.Code(), st.Message())
+		return exitError
+	case codes.Unimplemented:
+		fmt.Fprintf(stderr, "ory-ext-authz admin %s: %s does not serve the admin API (%s): is that --grpc-addr? The admin API is on serve's --admin-addr (default %s)\n",
+			cmd, addr, st.Message(), DefaultAddr)
+	default:
+		fmt.Fprintf(stderr, "ory-ext-authz admin %s: the server refused: %s: %s\n", cmd, st.Code(), st.Message())
+	}
+	return exitRefused
+}
+
+func newFlagSet(cmd string, o *cliOptions, out io.Writer) *flag.FlagSet {
+	fs := flag.NewFlagSet("ory-ext-authz admin "+cmd, flag.ContinueOnError)
+	fs.SetOutput(out)
+	fs.Usage = func() {}
+	fs.StringVar(&o.addr, "admin-addr", DefaultAddr, "`address` of serve's admin listener (its --admin-addr)")
+	fs.DurationVar(&o.timeout, "timeout", defaultTimeout, "`deadline` for connecting and for the call")
+	fs.BoolVar(&o.tls, "tls", false, "connect with TLS, verifying the server against the system roots (implied by any other --tls-* flag)")
+	fs.StringVar(&o.tlsCA, "tls-ca", "", "PEM `file` of the CA(s) that signed the admin listener's certificate (serve's --admin-tls-cert)")
+	fs.StringVar(&o.tlsCert, "tls-cert", "", "PEM client certificate `file`, for an admin listener with --admin-tls-client-ca (with --tls-key)")
+	fs.StringVar(&o.tlsKey, "tls-key", "", "PEM client key `file` (with --tls-cert)")
+	fs.StringVar(&o.tlsServerName, "tls-server-name", "", "`name` to verify the server certificate against (and send as SNI), if not the host of --admin-addr")
+	fs.StringVar(&o.session, "session", "", "invalidate: the session `id` (the JWT's sid claim)")
+	fs.StringVar(&o.identity, "identity", "", "invalidate: the identity `id` (the JWT's sub claim)")
+	fs.BoolVar(&o.all, "all", false, "invalidate: every cached JWT and remembered 401 (purge)")
+	fs.BoolVar(&o.json, "json", false, "stats: print one JSON object instead of a table")
+	return fs
+}
+
+func printFlags(w io.Writer) {
+	fs := newFlagSet("", &cliOptions{}, w)
+	fs.PrintDefaults()
+}
+
+// parseCLI parses the flags of cmd. On failure or -h it has already written
+// what the user needs and returns ok=false with the exit code.
+func parseCLI(cmd string, args []string, stdout, stderr io.Writer) (*cliOptions, int, bool) {
+	o := &cliOptions{}
+	var msg bytes.Buffer
+	fs := newFlagSet(cmd, o, &msg)
+	err := fs.Parse(args)
+	if errors.Is(err, flag.ErrHelp) {
+		fmt.Fprint(stdout, cliUsage)
+		printFlags(stdout)
+		return nil, exitOK, false
+	}
+	if err == nil {
+		set := map[string]bool{}
+		fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+		err = o.validate(cmd, fs.Args(), set)
+	}
+	if err != nil {
+		if msg.Len() == 0 {
+			fmt.Fprintf(&msg, "%v\n", err)
+		}
+		fmt.Fprintf(&msg, "Run 'ory-ext-authz admin --help' for the flags.\n")
+		_, _ = stderr.Write(msg.Bytes())
+		return nil, exitError, false
+	}
+	if o.session != "" && !IsUUID(o.session) || o.identity != "" && !IsUUID(o.identity) {
+		// Not an error: other Ory setups may use other ids. But a typo, or a
+		// cookie pasted by mistake, would silently end nothing.
+		fmt.Fprintln(stderr, "ory-ext-authz admin: note: the id is not a UUID; Kratos' session and identity ids (the JWT's sid and sub) are")
+	}
+	return o, 0, true
+}
+
+// validate checks what the flag types cannot; set holds the flags given.
+func (o *cliOptions) validate(cmd string, rest []string, set map[string]bool) error {
+	if len(rest) > 0 {
+		return fmt.Errorf("unexpected argument %q: admin %s takes flags only", rest[0], cmd)
+	}
+	if o.addr == "" {
+		return errors.New("--admin-addr: must not be empty")
+	}
+	if o.timeout <= 0 {
+		return fmt.Errorf("--timeout %s: must be positive", o.timeout)
+	}
+	if (o.tlsCert == "") != (o.tlsKey == "") {
+		return errors.New("--tls-cert and --tls-key: give both for mTLS, or neither")
+	}
+	if o.tlsCA != "" || o.tlsCert != "" || o.tlsServerName != "" {
+		o.tls = true
+	}
+	switch cmd {
+	case "invalidate":
+		if set["json"] {
+			return errors.New("--json: only for admin stats")
+		}
+		n := 0
+		for _, f := range []string{"session", "identity", "all"} {
+			if set[f] {
+				n++
+			}
+		}
+		if n != 1 {
+			return errors.New("admin invalidate: give exactly one of --session ID, --identity ID or --all")
+		}
+		if set["session"] && o.session == "" {
+			return errors.New("--session: the id must not be empty")
+		}
+		if set["identity"] && o.identity == "" {
+			return errors.New("--identity: the id must not be empty")
+		}
+		if set["all"] && !o.all {
+			return errors.New("--all=false: nothing to do")
+		}
+	case "stats":
+		for _, f := range []string{"session", "identity", "all"} {
+			if set[f] {
+				return fmt.Errorf("--%s: only for admin invalidate", f)
+			}
+		}
+	}
+	return nil
+}
+
+// transportCredentials builds plaintext, TLS or mTLS credentials from the flags.
+func (o *cliOptions) transportCredentials() (credentials.TransportCredentials, error) {
+	if !o.tls {
+		return insecure.NewCredentials(), nil
+	}
+	cfg := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: o.tlsServerName}
+	if o.tlsCA != "" {
+		pem, err := os.ReadFile(o.tlsCA)
+		if err != nil {
+			return nil, fmt.Errorf("--tls-ca: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("--tls-ca %s: no PEM certificate found", o.tlsCA)
+		}
+		cfg.RootCAs = pool
+	}
+	if o.tlsCert != "" {
+		cert, err := tls.LoadX509KeyPair(o.tlsCert, o.tlsKey)
+		if err != nil {
+			return nil, fmt.Errorf("--tls-cert/--tls-key: %w", err)
+		}
+		cfg.Certificates = []tls.Certificate{cert}
+	}
+	return credentials.NewTLS(cfg), nil
+}
+
+// statsJSON is the --json form: the proto's field names, numbers as numbers
+// (protojson would print uint64 as strings).
+type statsJSON struct {
+	CacheEntries uint64 `json:"cache_entries"`
+	CacheBytes   uint64 `json:"cache_bytes"`
+	Hits         uint64 `json:"hits"`
+	Misses       uint64 `json:"misses"`
+	NegativeHits uint64 `json:"negative_hits"`
+	Refreshes    uint64 `json:"refreshes"`
+	OryCalls     uint64 `json:"ory_calls"`
+	OryErrors    uint64 `json:"ory_errors"`
+}
+
+func printStatsJSON(w io.Writer, r *adminv1.StatsResponse) error {
+	return json.NewEncoder(w).Encode(statsJSON{
+		CacheEntries: r.GetCacheEntries(), CacheBytes: r.GetCacheBytes(),
+		Hits: r.GetHits(), Misses: r.GetMisses(), NegativeHits: r.GetNegativeHits(), Refreshes: r.GetRefreshes(),
+		OryCalls: r.GetOryCalls(), OryErrors: r.GetOryErrors(),
+	})
+}
+
+func printStats(w io.Writer, r *adminv1.StatsResponse) error {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	row := func(name string, v uint64, note string) { fmt.Fprintf(tw, "%s\t%d\t%s\n", name, v, note) }
+	row("cache entries", r.GetCacheEntries(), "held now, 401s and invalidated entries not yet evicted included")
+	row("cache bytes", r.GetCacheBytes(), humanBytes(r.GetCacheBytes()))
+	lookups := r.GetHits() + r.GetMisses() + r.GetNegativeHits()
+	row("hits", r.GetHits(), ratio(r.GetHits(), lookups, "of lookups"))
+	row("misses", r.GetMisses(), ratio(r.GetMisses(), lookups, "of lookups"))
+	row("negative hits", r.GetNegativeHits(), "remembered 401s")
+	row("refreshes", r.GetRefreshes(), "background refresh-ahead calls started")
+	row("ory calls", r.GetOryCalls(), "whoami calls since start")
+	row("ory errors", r.GetOryErrors(), ratio(r.GetOryErrors(), r.GetOryCalls(), "of calls; anything but 200, 401s included"))
+	return tw.Flush()
+}
+
+func ratio(n, of uint64, what string) string {
+	if of == 0 {
+		return ""
+	}
+	return fmt.Sprintf("%.1f%% %s", 100*float64(n)/float64(of), what)
+}
+
+func humanBytes(n uint64) string {
+	const unit = 1024
+	if n < unit {
+		return ""
+	}
+	v, suffix := float64(n), ""
+	for _, s := range []string{"KiB", "MiB", "GiB", "TiB"} {
+		v /= unit
+		suffix = s
+		if v < unit {
+			break
+		}
+	}
+	return strings.TrimSuffix(fmt.Sprintf("%.1f", v), ".0") + " " + suffix
+}

@@ -1,0 +1,346 @@
+package admin_test
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/hex"
+	"encoding/pem"
+	"math/big"
+	"net"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/ory-ext-authz/ory-ext-authz/pkg/admin"
+	"github.com/ory-ext-authz/ory-ext-authz/pkg/authz"
+	"github.com/ory-ext-authz/ory-ext-authz/pkg/config"
+	"github.com/ory-ext-authz/ory-ext-authz/pkg/credential"
+	"github.com/ory-ext-authz/ory-ext-authz/pkg/ory"
+	"github.com/ory-ext-authz/ory-ext-authz/pkg/orytest"
+	"github.com/ory-ext-authz/ory-ext-authz/pkg/server"
+	adminv1 "github.com/ory-ext-authz/ory-ext-authz/proto/ory_ext_authz/admin/v1"
+)
+
+// clock drives the authz server, the Ory client and the fake Ory.
+type clock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *clock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *clock) Advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.t = c.t.Add(d)
+}
+
+// env is ory-ext-authz as serve wires it, in front of a fake Ory: an
+// authz.Server behind server.Run on 127.0.0.1 with the admin API on its own
+// listener, and a client for each.
+type env struct {
+	ory       *orytest.Fake
+	clock     *clock
+	az        *authz.Server
+	authz     authv3.AuthorizationClient
+	admin     adminv1.AdminClient
+	grpcAddr  string
+	adminAddr string
+	logs      *orytest.LogBuffer
+}
+
+type envOptions struct {
+	// adminOpts are the admin gRPC server's options (TLS).
+	adminOpts []grpc.ServerOption
+	// noAdminClient: the admin listener needs credentials the test brings.
+	noAdminClient bool
+}
+
+func newEnv(t *testing.T, o envOptions) *env {
+	t.Helper()
+	fake := orytest.New()
+	t.Cleanup(fake.Close)
+	clk := &clock{t: time.Now()}
+	fake.Now = clk.Now
+	log, logs := orytest.Logger(t, fake.Secrets)
+	oc, err := ory.New(ory.Options{BaseURL: fake.URL, Timeout: 2 * time.Second, MaxJWTBytes: config.MaxCredentialBytes, Now: clk.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(oc.Close)
+	d := config.Default()
+	az, err := authz.New(authz.Options{
+		Tokenizer:       oc,
+		Extractor:       credential.NewExtractor(d.SessionCookies, d.SessionTokenHeader, config.MaxCredentialBytes),
+		DefaultTemplate: "mesh",
+		OnMissing:       config.OnMissingDeny,
+		ExpiryLeeway:    d.ExpiryLeeway,
+		NegativeTTL:     d.NegativeTTL,
+		FetchTimeout:    2 * time.Second,
+		CacheMaxBytes:   d.CacheMaxBytes,
+		Now:             clk.Now,
+		Logger:          log,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	api, err := admin.New(admin.Options{Cache: az, Ory: oc, Logger: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	gl, hl, al := listen(t), listen(t), listen(t)
+	// Not t.Context(): it is cancelled before the cleanups run, and the
+	// cleanup wants to see server.Run return.
+	ctx, cancel := context.WithCancel(context.WithoutCancel(t.Context()))
+	done := make(chan error, 1)
+	go func() {
+		done <- server.Run(ctx, server.Options{
+			GRPC: gl, HTTP: hl, Authz: az, ShutdownTimeout: 5 * time.Second, Logger: log,
+			Admin: al, RegisterAdmin: func(gs *grpc.Server) { api.Register(gs) }, AdminGRPCOptions: o.adminOpts,
+		})
+	}()
+	e := &env{ory: fake, clock: clk, az: az, grpcAddr: gl.Addr().String(), adminAddr: al.Addr().String(), logs: logs}
+	e.authz = authv3.NewAuthorizationClient(dial(t, e.grpcAddr))
+	if !o.noAdminClient {
+		e.admin = adminv1.NewAdminClient(dial(t, e.adminAddr))
+	}
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("server.Run: %v", err)
+		}
+		az.Close()
+	})
+	return e
+}
+
+func listen(t *testing.T) net.Listener {
+	t.Helper()
+	var lc net.ListenConfig
+	l, err := lc.Listen(t.Context(), "tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return l
+}
+
+func dial(t *testing.T, addr string) *grpc.ClientConn {
+	t.Helper()
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = conn.Close() })
+	return conn
+}
+
+// cred is one way a client presents a session, under one template.
+type cred struct {
+	name     string
+	headers  map[string]string
+	template string // "" is the default, mesh
+}
+
+// creds are the four (kind, template) pairs of s: cookie and session token,
+// each under mesh and other.
+func creds(s *orytest.Session) []cred {
+	return []cred{
+		{"cookie/mesh", map[string]string{"cookie": s.CookiePair()}, ""},
+		{"cookie/other", map[string]string{"cookie": s.CookiePair()}, "other"},
+		{"token/mesh", map[string]string{"x-session-token": s.Token}, ""},
+		{"token/other", map[string]string{"x-session-token": s.Token}, "other"},
+	}
+}
+
+func checkRequest(c cred) *authv3.CheckRequest {
+	h := map[string]string{":method": "GET", ":path": "/", ":authority": "app.example.org"}
+	for k, v := range c.headers {
+		h[k] = v
+	}
+	var ext map[string]string
+	if c.template != "" {
+		ext = map[string]string{authz.ContextTokenizeAs: c.template}
+	}
+	return &authv3.CheckRequest{Attributes: &authv3.AttributeContext{
+		Request: &authv3.AttributeContext_Request{Http: &authv3.AttributeContext_HttpRequest{
+			Method: "GET", Path: "/", Host: "app.example.org", Scheme: "https", Headers: h,
+		}},
+		ContextExtensions: ext,
+	}}
+}
+
+// outcome of one Check: allowed from the cache, allowed after asking Ory,
+// or denied 401.
+type outcome string
+
+const (
+	cached  outcome = "cached"
+	fetched outcome = "fetched"
+	denied  outcome = "denied"
+)
+
+// check sends c and tells what happened, and how many whoami calls it cost.
+func (e *env) check(t *testing.T, c cred) (outcome, int64) {
+	t.Helper()
+	before := e.ory.Calls()
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	resp, err := e.authz.Check(ctx, checkRequest(c))
+	if err != nil {
+		t.Fatalf("%s: Check: %v", c.name, err)
+	}
+	calls := e.ory.Calls() - before
+	switch code := codes.Code(resp.GetStatus().GetCode()); code {
+	case codes.OK:
+		if resp.GetDynamicMetadata().AsMap()["cached"] == true {
+			return cached, calls
+		}
+		return fetched, calls
+	case codes.Unauthenticated:
+		if s := resp.GetDeniedResponse().GetStatus().GetCode(); s != 401 {
+			t.Fatalf("%s: Unauthenticated with HTTP %d, want 401", c.name, s)
+		}
+		return denied, calls
+	default:
+		t.Fatalf("%s: status %v %s", c.name, code, resp.GetStatus().GetMessage())
+		return "", 0
+	}
+}
+
+// expect checks every cred and requires want for each, with one whoami call
+// per fetch or denial (never one for a cache hit).
+func (e *env) expect(t *testing.T, want outcome, cs ...cred) {
+	t.Helper()
+	for _, c := range cs {
+		got, calls := e.check(t, c)
+		if got != want {
+			t.Errorf("%s: %s, want %s", c.name, got, want)
+		}
+		if wantCalls := map[outcome]int64{cached: 0, fetched: 1, denied: 1}[want]; got == want && calls != wantCalls {
+			t.Errorf("%s: %s with %d whoami calls, want %d", c.name, got, calls, wantCalls)
+		}
+	}
+}
+
+// step lets time move on after an admin call, as it does between the call
+// and the next request: the injected clock otherwise stands still, and a
+// fetch in the very nanosecond of an invalidation counts as before it.
+func (e *env) step() { e.clock.Advance(time.Millisecond) }
+
+// newSessionOf adds a session of identity iid to the fake Ory.
+func newSessionOf(f *orytest.Fake, iid string) *orytest.Session {
+	return f.AddSession(orytest.Session{IdentityID: iid, Cookie: "MTc" + randHex(48), Token: "ory_st_" + randHex(16)})
+}
+
+func randHex(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// certs are PEM files for an mTLS admin listener: a server certificate for
+// 127.0.0.1/localhost, the CA that signed it, and a client certificate (CN
+// "operator") signed by the client CA the server trusts.
+type certs struct {
+	serverCert, serverKey, clientCA string
+	serverCA                        string
+	clientCert, clientKey           string
+	// otherCert/otherKey: a client certificate of a CA the server does not trust.
+	otherCert, otherKey string
+}
+
+func newCerts(t *testing.T) certs {
+	t.Helper()
+	dir := t.TempDir()
+	root, clients, other := newCA(t, "root"), newCA(t, "clients"), newCA(t, "other")
+	write := func(name string, data []byte) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	sc, sk := root.issue(t, "ory-ext-authz", false)
+	cc, ck := clients.issue(t, "operator", true)
+	oc, ok := other.issue(t, "intruder", true)
+	return certs{
+		serverCert: write("tls.crt", sc), serverKey: write("tls.key", sk), clientCA: write("client-ca.crt", clients.pem),
+		serverCA:   write("ca.crt", root.pem),
+		clientCert: write("client.crt", cc), clientKey: write("client.key", ck),
+		otherCert: write("other.crt", oc), otherKey: write("other.key", ok),
+	}
+}
+
+// ca is a test certificate authority (as in pkg/server's tests).
+type ca struct {
+	cert   *x509.Certificate
+	key    *ecdsa.PrivateKey
+	pem    []byte
+	serial int64
+}
+
+func newCA(t *testing.T, name string) *ca {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: name},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &ca{cert: cert, key: key, pem: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), serial: 1}
+}
+
+// issue returns a PEM certificate and key signed by c.
+func (c *ca) issue(t *testing.T, cn string, client bool) (certPEM, keyPEM []byte) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	usage := x509.ExtKeyUsageServerAuth
+	if client {
+		usage = x509.ExtKeyUsageClientAuth
+	}
+	c.serial++
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(c.serial), Subject: pkix.Name{CommonName: cn},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{usage},
+		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}, DNSNames: []string{"localhost"},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, c.cert, &key.PublicKey, c.key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kder, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder})
+}
