@@ -249,7 +249,7 @@ func TestAdminServeFlags(t *testing.T) {
 		if !checkCached(t, client, s) {
 			t.Fatal("a refused client invalidated the session")
 		}
-		withCert := append(base, "--tls-ca", caFile, "--tls-cert", file("client.crt", cc), "--tls-key", file("client.key", ck))
+		withCert := append(slices.Clone(base), "--tls-ca", caFile, "--tls-cert", file("client.crt", cc), "--tls-key", file("client.key", ck))
 		if code, _, errOut := runCLI(t, withCert...); code != 0 {
 			t.Fatalf("with a client certificate: exit %d, stderr: %s", code, errOut)
 		}

@@ -58,7 +58,12 @@ func TestScrape(t *testing.T) {
 	go func() {
 		done <- server.Run(ctx, server.Options{GRPC: gl, HTTP: hl, Authz: az, Metrics: m.Handler(), GRPCOptions: m.GRPCServerOptions(), ShutdownTimeout: time.Second})
 	}()
-	defer func() { cancel(); _ = <-done }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	}()
 	conn, err := grpc.NewClient(gl.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		t.Fatal(err)
