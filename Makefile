@@ -12,6 +12,9 @@ KRATOS_BIN  := $(CURDIR)/bin/kratos
 # Pinned tools, run with `go run module@version`.
 GOLANGCI_LINT := github.com/golangci/golangci-lint/v2/cmd/golangci-lint@v2.15.0
 BUF           := github.com/bufbuild/buf/cmd/buf@v1.75.0
+# gotestsum runs go test and ends with a summary that lists every skipped
+# test with its reason (the Envoy end-to-end test without ENVOY_BIN).
+GOTESTSUM     := gotest.tools/gotestsum@v1.13.0
 # How long `make test` fuzzes each target; `make fuzz` fuzzes longer.
 FUZZTIME    ?= 20s
 FUZZTIME_LONG ?= 5m
@@ -32,11 +35,12 @@ $(KRATOS_BIN): deploy/kratos/go.mod deploy/kratos/go.sum
 		-o $(KRATOS_BIN) github.com/ory/kratos
 	@touch $(KRATOS_BIN)
 
-# The whole suite: vet, format check, every test under -race against the
-# real Kratos (never skipped here), and a bounded run of every fuzz target.
+# The whole suite: vet, format and generated-code checks, a bounded run of
+# every fuzz target, then every test under -race against the real Kratos
+# (never skipped here), ending with gotestsum's summary of skipped tests.
 test: kratos vet fmt proto-check
-	KRATOS_BIN=$(KRATOS_BIN) ORY_EXT_AUTHZ_REQUIRE_KRATOS=1 $(GO) test -race -count=1 -timeout 30m ./...
 	$(MAKE) --no-print-directory fuzz FUZZTIME_LONG=$(FUZZTIME)
+	KRATOS_BIN=$(KRATOS_BIN) ORY_EXT_AUTHZ_REQUIRE_KRATOS=1 $(GO) run $(GOTESTSUM) --format pkgname -- -race -count=1 -timeout 30m ./...
 
 # Every Fuzz* target, one at a time (go test -fuzz takes one target per run).
 fuzz:
