@@ -3,13 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
-	"math/big"
 	"net"
 	"net/http"
 	"os"
@@ -18,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/ory-ext-authz/ory-ext-authz/internal/testpki"
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	"google.golang.org/grpc"
@@ -223,7 +218,7 @@ func TestAdminServeFlags(t *testing.T) {
 
 	t.Run("mTLS", func(t *testing.T) {
 		dir := t.TempDir()
-		root, clients := newTestCA(t, "root"), newTestCA(t, "clients")
+		root, clients := testpki.NewCA(t, "root"), testpki.NewCA(t, "clients")
 		file := func(name string, data []byte) string {
 			p := filepath.Join(dir, name)
 			if err := os.WriteFile(p, data, 0o600); err != nil {
@@ -231,11 +226,11 @@ func TestAdminServeFlags(t *testing.T) {
 			}
 			return p
 		}
-		sc, sk := root.issue(t, "ory-ext-authz", false)
-		cc, ck := clients.issue(t, "operator", true)
+		sc, sk := root.Issue(t, "ory-ext-authz", false)
+		cc, ck := clients.Issue(t, "operator", true)
 		srv := startServe(t, fake, "--admin-tls-cert", file("tls.crt", sc), "--admin-tls-key", file("tls.key", sk),
-			"--admin-tls-client-ca", file("clients.crt", clients.pem))
-		caFile := file("ca.crt", root.pem)
+			"--admin-tls-client-ca", file("clients.crt", clients.PEM))
+		caFile := file("ca.crt", root.PEM)
 		client := authv3.NewAuthorizationClient(plainConn(t, srv.grpcAddr))
 		s := fake.NewSession()
 		checkCached(t, client, s)
@@ -268,7 +263,7 @@ func TestAdminServeFlags(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer busy.Close()
-		missing := filepath.Join(t.TempDir(), "missing.pem")
+		missing := filepath.Join(t.TempDir(), "missing.PEM")
 		grpcAddr := freeAddr(t)
 		for name, tt := range map[string]struct {
 			args []string
@@ -291,65 +286,6 @@ func TestAdminServeFlags(t *testing.T) {
 			})
 		}
 	})
-}
-
-// testCA is a test certificate authority (as in pkg/server's tests).
-type testCA struct {
-	cert   *x509.Certificate
-	key    *ecdsa.PrivateKey
-	pem    []byte
-	serial int64
-}
-
-func newTestCA(t *testing.T, name string) *testCA {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: name},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &testCA{cert: cert, key: key, pem: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), serial: 1}
-}
-
-// issue returns a PEM certificate for 127.0.0.1/localhost and its key.
-func (c *testCA) issue(t *testing.T, cn string, client bool) (certPEM, keyPEM []byte) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	usage := x509.ExtKeyUsageServerAuth
-	if client {
-		usage = x509.ExtKeyUsageClientAuth
-	}
-	c.serial++
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(c.serial), Subject: pkix.Name{CommonName: cn},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{usage},
-		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}, DNSNames: []string{"localhost"},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, c.cert, &key.PublicKey, c.key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kder, err := x509.MarshalECPrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder})
 }
 
 // TestIsLoopback: serve warns about an admin listener without mTLS beyond

@@ -2,20 +2,16 @@ package admin_test
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
 	"crypto/rand"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/hex"
-	"encoding/pem"
-	"math/big"
 	"net"
 	"os"
 	"path/filepath"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/ory-ext-authz/ory-ext-authz/internal/testpki"
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	"google.golang.org/grpc"
@@ -267,7 +263,7 @@ type certs struct {
 func newCerts(t *testing.T) certs {
 	t.Helper()
 	dir := t.TempDir()
-	root, clients, other := newCA(t, "root"), newCA(t, "clients"), newCA(t, "other")
+	root, clients, other := testpki.NewCA(t, "root"), testpki.NewCA(t, "clients"), testpki.NewCA(t, "other")
 	write := func(name string, data []byte) string {
 		p := filepath.Join(dir, name)
 		if err := os.WriteFile(p, data, 0o600); err != nil {
@@ -275,72 +271,13 @@ func newCerts(t *testing.T) certs {
 		}
 		return p
 	}
-	sc, sk := root.issue(t, "ory-ext-authz", false)
-	cc, ck := clients.issue(t, "operator", true)
-	oc, ok := other.issue(t, "intruder", true)
+	sc, sk := root.Issue(t, "ory-ext-authz", false)
+	cc, ck := clients.Issue(t, "operator", true)
+	oc, ok := other.Issue(t, "intruder", true)
 	return certs{
-		serverCert: write("tls.crt", sc), serverKey: write("tls.key", sk), clientCA: write("client-ca.crt", clients.pem),
-		serverCA:   write("ca.crt", root.pem),
+		serverCert: write("tls.crt", sc), serverKey: write("tls.key", sk), clientCA: write("client-ca.crt", clients.PEM),
+		serverCA:   write("ca.crt", root.PEM),
 		clientCert: write("client.crt", cc), clientKey: write("client.key", ck),
 		otherCert: write("other.crt", oc), otherKey: write("other.key", ok),
 	}
-}
-
-// ca is a test certificate authority (as in pkg/server's tests).
-type ca struct {
-	cert   *x509.Certificate
-	key    *ecdsa.PrivateKey
-	pem    []byte
-	serial int64
-}
-
-func newCA(t *testing.T, name string) *ca {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: name},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &ca{cert: cert, key: key, pem: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), serial: 1}
-}
-
-// issue returns a PEM certificate and key signed by c.
-func (c *ca) issue(t *testing.T, cn string, client bool) (certPEM, keyPEM []byte) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	usage := x509.ExtKeyUsageServerAuth
-	if client {
-		usage = x509.ExtKeyUsageClientAuth
-	}
-	c.serial++
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(c.serial), Subject: pkix.Name{CommonName: cn},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{usage},
-		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}, DNSNames: []string{"localhost"},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, c.cert, &key.PublicKey, c.key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kder, err := x509.MarshalECPrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder})
 }

@@ -2,19 +2,15 @@ package server_test
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
-	"math/big"
 	"net"
 	"os"
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/ory-ext-authz/ory-ext-authz/internal/testpki"
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	"go.uber.org/goleak"
@@ -26,60 +22,6 @@ import (
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
-
-// ca is a test certificate authority.
-type ca struct {
-	cert *x509.Certificate
-	key  *ecdsa.PrivateKey
-	pem  []byte
-}
-
-func newCA(t *testing.T, name string) *ca {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: name},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, _ := x509.ParseCertificate(der)
-	return &ca{cert: cert, key: key, pem: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})}
-}
-
-// issue returns a PEM certificate and key signed by c.
-func (c *ca) issue(t *testing.T, cn string, serial int64, client bool) (certPEM, keyPEM []byte) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	usage := x509.ExtKeyUsageServerAuth
-	if client {
-		usage = x509.ExtKeyUsageClientAuth
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(serial), Subject: pkix.Name{CommonName: cn},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{usage},
-		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}, DNSNames: []string{"localhost"},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, c.cert, &key.PublicKey, c.key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kder, err := x509.MarshalECPrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder})
-}
 
 func write(t *testing.T, path string, data []byte) {
 	t.Helper()
@@ -152,15 +94,15 @@ func probe(t *testing.T, addr string, cfg *tls.Config) (int64, error) {
 
 func TestTLSAndRotation(t *testing.T) {
 	dir := t.TempDir()
-	root := newCA(t, "root")
+	root := testpki.NewCA(t, "root")
 	files := server.TLSFiles{Cert: filepath.Join(dir, "tls.crt"), Key: filepath.Join(dir, "tls.key")}
-	c, k := root.issue(t, "ory-ext-authz", 100, false)
+	c, k := root.IssueSerial(t, "ory-ext-authz", 100, false)
 	write(t, files.Cert, c)
 	write(t, files.Key, k)
 	addr := start(t, files)
 
 	pool := x509.NewCertPool()
-	pool.AppendCertsFromPEM(root.pem)
+	pool.AppendCertsFromPEM(root.PEM)
 	client := &tls.Config{RootCAs: pool, ServerName: "localhost", MinVersion: tls.VersionTLS12}
 	if serial, err := probe(t, addr, client); err != nil || serial != 100 {
 		t.Fatalf("TLS probe: serial %d, err %v", serial, err)
@@ -171,7 +113,7 @@ func TestTLSAndRotation(t *testing.T) {
 	}
 
 	// Rotation: new files, no restart; the next connection gets them.
-	c2, k2 := root.issue(t, "ory-ext-authz", 200, false)
+	c2, k2 := root.IssueSerial(t, "ory-ext-authz", 200, false)
 	write(t, files.Key, k2)
 	write(t, files.Cert, c2)
 	if serial, err := probe(t, addr, client); err != nil || serial != 200 {
@@ -186,18 +128,18 @@ func TestTLSAndRotation(t *testing.T) {
 
 func TestMTLS(t *testing.T) {
 	dir := t.TempDir()
-	root, clients, other := newCA(t, "root"), newCA(t, "clients"), newCA(t, "other")
+	root, clients, other := testpki.NewCA(t, "root"), testpki.NewCA(t, "clients"), testpki.NewCA(t, "other")
 	files := server.TLSFiles{Cert: filepath.Join(dir, "tls.crt"), Key: filepath.Join(dir, "tls.key"), ClientCA: filepath.Join(dir, "ca.crt")}
-	c, k := root.issue(t, "ory-ext-authz", 1, false)
+	c, k := root.IssueSerial(t, "ory-ext-authz", 1, false)
 	write(t, files.Cert, c)
 	write(t, files.Key, k)
-	write(t, files.ClientCA, clients.pem)
+	write(t, files.ClientCA, clients.PEM)
 	addr := start(t, files)
 
 	pool := x509.NewCertPool()
-	pool.AppendCertsFromPEM(root.pem)
-	withCert := func(a *ca, serial int64) *tls.Config {
-		cp, kp := a.issue(t, "envoy", serial, true)
+	pool.AppendCertsFromPEM(root.PEM)
+	withCert := func(a *testpki.CA, serial int64) *tls.Config {
+		cp, kp := a.IssueSerial(t, "envoy", serial, true)
 		pair, err := tls.X509KeyPair(cp, kp)
 		if err != nil {
 			t.Fatal(err)
@@ -214,7 +156,7 @@ func TestMTLS(t *testing.T) {
 		t.Fatal("a client with a certificate of another CA connected")
 	}
 	// Rotating the client CA: the other CA's clients get in, the old ones not.
-	write(t, files.ClientCA, other.pem)
+	write(t, files.ClientCA, other.PEM)
 	if _, err := probe(t, addr, withCert(other, 4)); err != nil {
 		t.Fatalf("after CA rotation, client of the new CA: %v", err)
 	}
