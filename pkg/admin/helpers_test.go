@@ -7,7 +7,6 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-	"sync"
 	"testing"
 	"time"
 
@@ -28,30 +27,12 @@ import (
 	adminv1 "github.com/ory-ext-authz/ory-ext-authz/proto/ory_ext_authz/admin/v1"
 )
 
-// clock drives the authz server, the Ory client and the fake Ory.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
-
 // env is ory-ext-authz as serve wires it, in front of a fake Ory: an
 // authz.Server behind server.Run on 127.0.0.1 with the admin API on its own
 // listener, and a client for each.
 type env struct {
 	ory       *orytest.Fake
-	clock     *clock
+	clock     *orytest.Clock
 	az        *authz.Server
 	authz     authv3.AuthorizationClient
 	admin     adminv1.AdminClient
@@ -71,7 +52,7 @@ func newEnv(t *testing.T, o envOptions) *env {
 	t.Helper()
 	fake := orytest.New()
 	t.Cleanup(fake.Close)
-	clk := &clock{t: time.Now()}
+	clk := orytest.NewClock(time.Now())
 	fake.Now = clk.Now
 	log, logs := orytest.Logger(t, fake.Secrets)
 	oc, err := ory.New(ory.Options{BaseURL: fake.URL, Timeout: 2 * time.Second, MaxJWTBytes: config.MaxCredentialBytes, Now: clk.Now})

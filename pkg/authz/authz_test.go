@@ -390,26 +390,8 @@ func TestConcurrentSessionsIsolated(t *testing.T) {
 	}
 }
 
-// testClock is an injectable clock shared by the server and the fake Ory.
-type testClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *testClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *testClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
-
 func TestOryDownWarmAndCold(t *testing.T) {
-	clk := &testClock{t: time.Now()}
+	clk := orytest.NewClock(time.Now())
 	fake := orytest.New()
 	t.Cleanup(fake.Close)
 	fake.Now = clk.Now

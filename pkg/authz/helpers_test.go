@@ -33,7 +33,7 @@ type env struct {
 	oc     *ory.Client
 	// clock drives the server, the Ory client and the fake Ory, unless the
 	// test brought a clock of its own (then it is nil).
-	clock *testClock
+	clock *orytest.Clock
 }
 
 func newEnv(t *testing.T, edit ...func(*authz.Options)) *env {
@@ -52,9 +52,9 @@ func newEnvWithOry(t *testing.T, fake *orytest.Fake, edit ...func(*authz.Options
 func newEnvFull(t *testing.T, fake *orytest.Fake, oryEdit func(*ory.Options), edit ...func(*authz.Options)) *env {
 	t.Helper()
 	log, logs := orytest.Logger(t, fake.Secrets)
-	var clk *testClock
+	var clk *orytest.Clock
 	if fake.Now == nil {
-		clk = &testClock{t: time.Now()}
+		clk = orytest.NewClock(time.Now())
 		fake.Now = clk.Now
 	}
 	oo := ory.Options{BaseURL: fake.URL, Timeout: 2 * time.Second, MaxJWTBytes: config.MaxCredentialBytes, Now: fake.Now}
