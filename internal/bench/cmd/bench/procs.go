@@ -1,0 +1,280 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/ory-ext-authz/ory-ext-authz/internal/bench/load"
+)
+
+// proc is a child process. Each child gets a process group of its own, so
+// that stopping it also stops what it started (go run's compiled binary) and
+// nothing else.
+type proc struct {
+	name string
+	cmd  *exec.Cmd
+	done chan struct{}
+	err  error
+}
+
+// procs tracks the children so that every one is stopped on the way out.
+type procs struct {
+	dir  string
+	mu   sync.Mutex
+	list []*proc
+}
+
+// start runs name with args; its stderr (and stdout unless stdout is
+// given) go to a log file in the work dir.
+func (ps *procs) start(name string, stdout io.Writer, bin string, args ...string) (*proc, error) {
+	logf, err := os.Create(filepath.Join(ps.dir, name+".log"))
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(bin, args...)
+	cmd.Stderr = logf
+	cmd.Stdout = logf
+	if stdout != nil {
+		cmd.Stdout = stdout
+	}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		_ = logf.Close()
+		return nil, fmt.Errorf("start %s: %w", name, err)
+	}
+	p := &proc{name: name, cmd: cmd, done: make(chan struct{})}
+	go func() {
+		p.err = cmd.Wait()
+		_ = logf.Close()
+		close(p.done)
+	}()
+	ps.mu.Lock()
+	ps.list = append(ps.list, p)
+	ps.mu.Unlock()
+	return p, nil
+}
+
+// stop sends SIGTERM to the child's process group, then SIGKILL after 5s.
+func (p *proc) stop() {
+	select {
+	case <-p.done:
+		return
+	default:
+	}
+	pgid := p.cmd.Process.Pid
+	_ = syscall.Kill(-pgid, syscall.SIGTERM)
+	select {
+	case <-p.done:
+	case <-time.After(5 * time.Second):
+		_ = syscall.Kill(-pgid, syscall.SIGKILL)
+		<-p.done
+	}
+}
+
+func (ps *procs) stopAll() {
+	ps.mu.Lock()
+	list := ps.list
+	ps.list = nil
+	ps.mu.Unlock()
+	for i := len(list) - 1; i >= 0; i-- {
+		list[i].stop()
+	}
+}
+
+// freePort returns a port of 127.0.0.1 that was free a moment ago.
+func freePort() (string, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	defer func() { _ = l.Close() }()
+	return strconv.Itoa(l.Addr().(*net.TCPAddr).Port), nil
+}
+
+// fakeOry is a running fakeory.
+type fakeOry struct {
+	proc     *proc
+	url      string
+	control  string
+	jwtBytes int
+	cookies  []string
+}
+
+type fakeOryInfo struct {
+	URL      string `json:"url"`
+	Control  string `json:"control"`
+	JWTBytes int    `json:"jwt_bytes"`
+}
+
+// oryStats is fakeory's GET /stats.
+type oryStats struct {
+	Calls      int64     `json:"calls"`
+	Unknown    int64     `json:"unknown"`
+	PerSession []int64   `json:"per_session"`
+	Times      [][]int64 `json:"times"`
+}
+
+func (h *harness) startFakeOry(name string, latency, ttl time.Duration, sessions int) (*fakeOry, error) {
+	file := filepath.Join(h.dir, name+".sessions")
+	pr, pw := io.Pipe()
+	p, err := h.procs.start(name, pw, h.bins.fakeory,
+		"--latency", latency.String(), "--ttl", ttl.String(), "--sessions", strconv.Itoa(sessions), "--sessions-file", file)
+	if err != nil {
+		return nil, err
+	}
+	lines := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(pr)
+		if sc.Scan() {
+			lines <- sc.Text()
+		}
+		close(lines)
+		_, _ = io.Copy(io.Discard, pr)
+	}()
+	var line string
+	select {
+	case l, ok := <-lines:
+		if !ok {
+			return nil, fmt.Errorf("%s exited before it was ready (see %s.log)", name, name)
+		}
+		line = l
+	case <-time.After(30 * time.Second):
+		return nil, fmt.Errorf("%s not ready after 30s", name)
+	}
+	var info fakeOryInfo
+	if err := json.Unmarshal([]byte(line), &info); err != nil {
+		return nil, fmt.Errorf("%s ready line %q: %w", name, line, err)
+	}
+	cookies, err := load.ReadLines(file)
+	if err != nil {
+		return nil, err
+	}
+	if len(cookies) != sessions {
+		return nil, fmt.Errorf("%s wrote %d sessions, want %d", name, len(cookies), sessions)
+	}
+	return &fakeOry{proc: p, url: info.URL, control: info.Control, jwtBytes: info.JWTBytes, cookies: cookies}, nil
+}
+
+func (f *fakeOry) stats(ctx context.Context) (oryStats, error) {
+	var s oryStats
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, f.control+"/stats", nil)
+	if err != nil {
+		return s, err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return s, err
+	}
+	defer func() { _ = resp.Body.Close() }()
+	if resp.StatusCode != http.StatusOK {
+		return s, fmt.Errorf("fakeory stats: %s", resp.Status)
+	}
+	return s, json.NewDecoder(resp.Body).Decode(&s)
+}
+
+func (f *fakeOry) reset(ctx context.Context) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, f.control+"/reset", nil)
+	if err != nil {
+		return err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	_ = resp.Body.Close()
+	if resp.StatusCode != http.StatusNoContent {
+		return fmt.Errorf("fakeory reset: %s", resp.Status)
+	}
+	return nil
+}
+
+// startServer starts the real server against the fake Ory, with extra flags,
+// and waits until its gRPC health is SERVING.
+func (h *harness) startServer(ctx context.Context, name string, ory *fakeOry, extra ...string) (string, *proc, error) {
+	gp, err := freePort()
+	if err != nil {
+		return "", nil, err
+	}
+	hp, err := freePort()
+	if err != nil {
+		return "", nil, err
+	}
+	addr := "127.0.0.1:" + gp
+	args := append([]string{"serve", "--grpc-addr", addr, "--http-addr", "127.0.0.1:" + hp,
+		"--ory-url", ory.url, "--tokenize-as", "mesh", "--log-level", "warn"}, extra...)
+	p, err := h.procs.start(name, nil, h.server, args...)
+	if err != nil {
+		return "", nil, err
+	}
+	if err := h.waitServing(ctx, p, addr); err != nil {
+		return "", nil, err
+	}
+	return addr, p, nil
+}
+
+// startNoop starts the baseline with a JWT as long as the fake Ory's.
+func (h *harness) startNoop(ctx context.Context, jwtBytes int) (string, *proc, error) {
+	gp, err := freePort()
+	if err != nil {
+		return "", nil, err
+	}
+	addr := "127.0.0.1:" + gp
+	p, err := h.procs.start("noop", nil, h.bins.noop, "--grpc-addr", addr, "--jwt-bytes", strconv.Itoa(jwtBytes))
+	if err != nil {
+		return "", nil, err
+	}
+	if err := h.waitServing(ctx, p, addr); err != nil {
+		return "", nil, err
+	}
+	return addr, p, nil
+}
+
+func (h *harness) waitServing(ctx context.Context, p *proc, addr string) error {
+	errc := make(chan error, 1)
+	go func() { errc <- load.WaitServing(ctx, addr, 30*time.Second) }()
+	select {
+	case err := <-errc:
+		if err != nil {
+			return fmt.Errorf("%s: %w (see %s.log)", p.name, err, p.name)
+		}
+		return nil
+	case <-p.done:
+		return errors.Join(fmt.Errorf("%s exited before serving (see %s/%s.log)", p.name, h.dir, p.name), p.err)
+	}
+}
+
+// cpuTime is the user+system CPU time a child has used so far (Linux).
+func (p *proc) cpuTime() time.Duration {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", p.cmd.Process.Pid))
+	if err != nil {
+		return 0
+	}
+	// The command name may hold spaces; the fields after it are fixed.
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	if i < 0 {
+		return 0
+	}
+	f := strings.Fields(s[i+1:])
+	if len(f) < 13 {
+		return 0
+	}
+	utime, _ := strconv.ParseInt(f[11], 10, 64)
+	stime, _ := strconv.ParseInt(f[12], 10, 64)
+	// USER_HZ is 100 on every Linux this runs on.
+	return time.Duration(utime+stime) * 10 * time.Millisecond
+}

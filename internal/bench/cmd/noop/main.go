@@ -1,0 +1,47 @@
+// Command noop is the baseline ext_authz server of `make bench`: every Check
+// gets one prebuilt OK response (see internal/bench/noop). It listens on a
+// loopback address only.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"net"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"github.com/ory-ext-authz/ory-ext-authz/internal/bench/noop"
+)
+
+func main() {
+	if err := run(); err != nil {
+		fmt.Fprintln(os.Stderr, "noop:", err)
+		os.Exit(1)
+	}
+}
+
+func run() error {
+	addr := flag.String("grpc-addr", "127.0.0.1:0", "loopback listen address")
+	jwtBytes := flag.Int("jwt-bytes", 520, "length of the JWT in the authorization header")
+	flag.Parse()
+	if !strings.HasPrefix(*addr, "127.0.0.1:") {
+		return fmt.Errorf("--grpc-addr %q: loopback only", *addr)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	var lc net.ListenConfig
+	l, err := lc.Listen(ctx, "tcp", *addr)
+	if err != nil {
+		return err
+	}
+	gs := noop.NewGRPCServer(*jwtBytes)
+	go func() {
+		<-ctx.Done()
+		gs.Stop()
+	}()
+	fmt.Fprintf(os.Stderr, "noop serving on %s\n", l.Addr())
+	return gs.Serve(l)
+}

@@ -1,0 +1,72 @@
+// Package noop is the floor of the performance comparison: an ext_authz
+// server that answers every Check with one prebuilt OK response, shaped and
+// sized like the answer of a cache hit of the real server (the authorization
+// header with a JWT of the same length, the same dynamic metadata), and does
+// no lookup at all. What the real server costs beyond it is the cost of
+// extraction, hashing and the cache.
+package noop
+
+import (
+	"context"
+	"strings"
+	"time"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	rpcstatus "google.golang.org/genproto/googleapis/rpc/status"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/keepalive"
+	"google.golang.org/protobuf/types/known/structpb"
+	"google.golang.org/protobuf/types/known/wrapperspb"
+)
+
+// Server answers every Check with Response.
+type Server struct {
+	authv3.UnimplementedAuthorizationServer
+	Response *authv3.CheckResponse
+}
+
+// Check returns the prebuilt response.
+func (s *Server) Check(context.Context, *authv3.CheckRequest) (*authv3.CheckResponse, error) {
+	return s.Response, nil
+}
+
+// uuidLen is the length of the identity and session ids Ory hands out.
+const uuidLen = 36
+
+// Response builds the OK answer with an authorization header of "Bearer "
+// and a JWT-shaped value of jwtBytes bytes, and the dynamic metadata of a
+// cache hit.
+func Response(jwtBytes int) *authv3.CheckResponse {
+	jwt := strings.Repeat("x", jwtBytes)
+	return &authv3.CheckResponse{
+		Status: &rpcstatus.Status{},
+		HttpResponse: &authv3.CheckResponse_OkResponse{OkResponse: &authv3.OkHttpResponse{
+			Headers: []*corev3.HeaderValueOption{{
+				Header:       &corev3.HeaderValue{Key: "authorization", Value: "Bearer " + jwt},
+				Append:       wrapperspb.Bool(false),
+				AppendAction: corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD,
+			}},
+		}},
+		DynamicMetadata: &structpb.Struct{Fields: map[string]*structpb.Value{
+			"identity_id": structpb.NewStringValue(strings.Repeat("0", uuidLen)),
+			"session_id":  structpb.NewStringValue(strings.Repeat("0", uuidLen)),
+			"aal":         structpb.NewStringValue("aal1"),
+			"cached":      structpb.NewBoolValue(true),
+		}},
+	}
+}
+
+// NewGRPCServer returns a gRPC server with the baseline registered, plus
+// grpc.health.v1 so that readiness is polled the same way as for the real
+// server. The server options are those pkg/server uses.
+func NewGRPCServer(jwtBytes int) *grpc.Server {
+	gs := grpc.NewServer(grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}))
+	authv3.RegisterAuthorizationServer(gs, &Server{Response: Response(jwtBytes)})
+	hs := health.NewServer()
+	hs.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
+	healthpb.RegisterHealthServer(gs, hs)
+	return gs
+}
