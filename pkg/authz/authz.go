@@ -162,14 +162,17 @@ func New(o Options) (*Server, error) {
 		s.loginURL = u
 	}
 	cache, err := tokencache.New(tokencache.Config[fetchRequest, *allowed]{
-		MaxBytes:     o.CacheMaxBytes,
-		Leeway:       o.ExpiryLeeway,
-		NegativeTTL:  o.NegativeTTL,
-		FetchTimeout: o.FetchTimeout,
-		Fetch:        s.fetch,
-		Classify:     classify,
-		Now:          o.Now,
-		Logger:       o.Logger,
+		MaxBytes: o.CacheMaxBytes,
+		Leeway:   o.ExpiryLeeway,
+		// Spread the refreshes of sessions filled together over a tenth of
+		// their time to the refresh-ahead point.
+		RefreshJitter: 0.1,
+		NegativeTTL:   o.NegativeTTL,
+		FetchTimeout:  o.FetchTimeout,
+		Fetch:         s.fetch,
+		Classify:      classify,
+		Now:           o.Now,
+		Logger:        o.Logger,
 	})
 	if err != nil {
 		return nil, err

@@ -122,7 +122,8 @@ func claims(c func(map[string]any)) func(*testing.T, *orytest.Fake) {
 }
 
 // TestOryMaxInflight: with a cap of 2 and a stuck Ory, misses over the cap
-// fail at once with Unavailable instead of queueing.
+// wait a quarter of the whoami timeout for a slot, then fail with
+// Unavailable instead of queueing without bound.
 func TestOryMaxInflight(t *testing.T) {
 	fake := orytest.New()
 	t.Cleanup(fake.Close)
@@ -136,7 +137,7 @@ func TestOryMaxInflight(t *testing.T) {
 		}
 		return false
 	})
-	e := newEnvFull(t, fake, func(o *ory.Options) { o.MaxInflight = 2; o.Timeout = 10 * time.Second })
+	e := newEnvFull(t, fake, func(o *ory.Options) { o.MaxInflight = 2; o.Timeout = 4 * time.Second })
 	held := make(chan error, 2)
 	for range 2 {
 		s := fake.NewSession()
@@ -146,12 +147,18 @@ func TestOryMaxInflight(t *testing.T) {
 		}()
 	}
 	waitUntil(t, "2 calls in flight at Ory", func() bool { return fake.Calls() == 2 })
+	over := make(chan error, 5)
 	for range 5 {
 		s := fake.NewSession()
-		ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
-		_, err := e.client.Check(ctx, req(map[string]string{"cookie": s.CookiePair()}, nil))
-		cancel()
-		if status.Code(err) != codes.Unavailable {
+		go func() {
+			ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+			defer cancel()
+			_, err := e.client.Check(ctx, req(map[string]string{"cookie": s.CookiePair()}, nil))
+			over <- err
+		}()
+	}
+	for range 5 {
+		if err := <-over; status.Code(err) != codes.Unavailable {
 			t.Fatalf("check over the cap: err = %v, want Unavailable", err)
 		}
 	}

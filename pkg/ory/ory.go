@@ -123,8 +123,9 @@ type Options struct {
 	// Tracer, when set, makes a client span of each whoami call and passes
 	// the trace on to Ory (traceparent). Nil: no spans, no trace headers.
 	Tracer trace.Tracer
-	// MaxInflight caps concurrent whoami calls; a call over the cap fails
-	// at once with ErrUnavailable. 0 means no cap.
+	// MaxInflight caps concurrent whoami calls; a call over the cap waits
+	// up to a quarter of Timeout for a slot, then fails with ErrUnavailable.
+	// 0 means no cap.
 	MaxInflight int
 	// Now is the clock; nil means time.Now.
 	Now       func() time.Time
@@ -271,6 +272,28 @@ func New(o Options) (*Client, error) {
 // Close releases idle connections to Ory.
 func (c *Client) Close() { c.hc.CloseIdleConnections() }
 
+// acquire takes a whoami slot. When all are taken it waits, at most a
+// quarter of the whoami timeout: a burst of misses on a healthy Ory (a cold
+// start, the refreshes of sessions filled together) drains in milliseconds,
+// while a stuck Ory still fails the calls over the cap quickly and nothing
+// queues without bound.
+func (c *Client) acquire(ctx context.Context) error {
+	select {
+	case c.inflight <- struct{}{}:
+		return nil
+	default:
+	}
+	t := time.NewTimer(c.timeout / 4)
+	defer t.Stop()
+	select {
+	case c.inflight <- struct{}{}:
+		return nil
+	case <-t.C:
+	case <-ctx.Done():
+	}
+	return &Error{Class: ErrUnavailable, Reason: fmt.Sprintf("%d whoami calls in flight (--ory-max-inflight), none finished within %s", cap(c.inflight), c.timeout/4)}
+}
+
 func (c *Client) observe(code string, d time.Duration) {
 	if c.observer != nil {
 		c.observer.ObserveOryRequest(code, d)
@@ -295,13 +318,11 @@ func (c *Client) Tokenize(ctx context.Context, cred credential.Credential, templ
 		}
 	}
 	if c.inflight != nil {
-		select {
-		case c.inflight <- struct{}{}:
-			defer func() { <-c.inflight }()
-		default:
+		if err := c.acquire(ctx); err != nil {
 			c.observe("rejected", 0)
-			return Token{}, &Error{Class: ErrUnavailable, Reason: fmt.Sprintf("%d whoami calls already in flight (--ory-max-inflight)", cap(c.inflight))}
+			return Token{}, err
 		}
+		defer func() { <-c.inflight }()
 	}
 	c.calls.Add(1)
 	var span trace.Span
