@@ -70,6 +70,9 @@ func FuzzCheck(f *testing.F) {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		resp, err := s.Check(ctx, &r)
+		// Look at the answer as Envoy does: parsed from the wire (an OK
+		// answer is pre-encoded; its fields are unknown fields until then).
+		resp = onTheWire(t, resp)
 		if err != nil {
 			if resp != nil {
 				t.Fatalf("error %v with a response", err)
@@ -144,4 +147,21 @@ func fuzzSeeds() []*authv3.CheckRequest {
 		}}}},
 		{},
 	}
+}
+
+// onTheWire is resp as a client parses it.
+func onTheWire(t *testing.T, resp *authv3.CheckResponse) *authv3.CheckResponse {
+	t.Helper()
+	if resp == nil {
+		return nil
+	}
+	b, err := proto.Marshal(resp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out authv3.CheckResponse
+	if err := proto.Unmarshal(b, &out); err != nil {
+		t.Fatal(err)
+	}
+	return &out
 }

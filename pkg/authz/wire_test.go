@@ -1,0 +1,58 @@
+package authz
+
+import (
+	"testing"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/structpb"
+
+	"github.com/ory-ext-authz/ory-ext-authz/pkg/ory"
+)
+
+// TestAnswerOnTheWire: the pre-encoded answer parses into exactly the answer
+// built as a tree, the two dynamic_metadata occurrences merged, for a hit
+// and for a fresh fetch.
+func TestAnswerOnTheWire(t *testing.T) {
+	tok := ory.Token{JWT: "h.p.s", IdentityID: "iid", SessionID: "sid", AAL: "aal2", SetCookies: []string{"a=1; Path=/"}}
+	a, cost, err := buildAllowed(tok)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cost < int64(len(tok.JWT)) {
+		t.Errorf("cost %d below the JWT's size", cost)
+	}
+	for _, hit := range []bool{true, false} {
+		want := &authv3.CheckResponse{
+			Status: statusOK,
+			HttpResponse: &authv3.CheckResponse_OkResponse{OkResponse: &authv3.OkHttpResponse{
+				Headers: []*corev3.HeaderValueOption{{
+					Header: &corev3.HeaderValue{Key: "authorization", Value: "Bearer h.p.s"},
+					Append: wrapFalse, AppendAction: corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD,
+				}},
+				ResponseHeadersToAdd: []*corev3.HeaderValueOption{{
+					Header: &corev3.HeaderValue{Key: "set-cookie", Value: "a=1; Path=/"},
+					Append: wrapTrue, AppendAction: corev3.HeaderValueOption_APPEND_IF_EXISTS_OR_ADD,
+				}},
+			}},
+			DynamicMetadata: &structpb.Struct{Fields: map[string]*structpb.Value{
+				"identity_id": structpb.NewStringValue("iid"),
+				"session_id":  structpb.NewStringValue("sid"),
+				"aal":         structpb.NewStringValue("aal2"),
+				"cached":      structpb.NewBoolValue(hit),
+			}},
+		}
+		b, err := proto.Marshal(a.response(hit))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got authv3.CheckResponse
+		if err := proto.Unmarshal(b, &got); err != nil {
+			t.Fatal(err)
+		}
+		if !proto.Equal(&got, want) {
+			t.Errorf("hit=%v: on the wire %v, want %v", hit, &got, want)
+		}
+	}
+}
