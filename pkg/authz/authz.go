@@ -1,6 +1,7 @@
 package authz
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -9,6 +10,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
@@ -140,6 +142,17 @@ func (a allowed) response(hit bool) *authv3.CheckResponse {
 	r := &authv3.CheckResponse{DynamicMetadata: meta}
 	r.ProtoReflect().SetUnknown(protoreflect.RawFields(a))
 	return r
+}
+
+// alias returns s as a string sharing the memory of its copy in a, or s
+// when a does not hold it. a is never written after it was encoded, so the
+// string stays valid and unchanged for as long as it is reachable.
+func (a allowed) alias(s string) string {
+	i := bytes.Index(a, []byte(s))
+	if s == "" || i < 0 {
+		return s
+	}
+	return unsafe.String(&a[i], len(s))
 }
 
 // The per-answer part of the dynamic metadata; shared, never modified.
@@ -360,6 +373,9 @@ func (s *Server) fetch(ctx context.Context, fr fetchRequest) (allowed, tokencach
 	if err != nil {
 		return nil, tokencache.Meta{}, err
 	}
+	// The cache entry needs the ids for invalidation; point them into the
+	// encoded answer, which holds them already, instead of keeping copies.
+	tok.SessionID, tok.IdentityID = a.alias(tok.SessionID), a.alias(tok.IdentityID)
 	return a, tokencache.Meta{Expiry: tok.Expiry, IssuedAt: tok.IssuedAt, Cost: cost, SessionID: tok.SessionID, IdentityID: tok.IdentityID}, nil
 }
 
