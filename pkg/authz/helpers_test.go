@@ -3,7 +3,6 @@ package authz_test
 import (
 	"context"
 	"log/slog"
-	"net"
 	"strings"
 	"testing"
 	"time"
@@ -12,9 +11,8 @@ import (
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	"github.com/go-jose/go-jose/v4"
 	"github.com/go-jose/go-jose/v4/jwt"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 
+	"github.com/ory-ext-authz/ory-ext-authz/internal/servertest"
 	"github.com/ory-ext-authz/ory-ext-authz/pkg/authz"
 	"github.com/ory-ext-authz/ory-ext-authz/pkg/config"
 	"github.com/ory-ext-authz/ory-ext-authz/pkg/credential"
@@ -93,32 +91,9 @@ func newEnvFull(t *testing.T, fake *orytest.Fake, oryEdit func(*ory.Options), ed
 // serve runs az behind server.Run on loopback and returns a client.
 func serve(t *testing.T, az *authz.Server, log *slog.Logger) authv3.AuthorizationClient {
 	t.Helper()
-	gl, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	hl, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() {
-		done <- server.Run(ctx, server.Options{GRPC: gl, HTTP: hl, Authz: az, ShutdownTimeout: 5 * time.Second, Logger: log})
-	}()
-	conn, err := grpc.NewClient(gl.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = conn.Close()
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("server.Run: %v", err)
-		}
-		az.Close()
-	})
-	return authv3.NewAuthorizationClient(conn)
+	t.Cleanup(az.Close) // after the server stopped
+	addr, _ := servertest.Start(t, server.Options{Authz: az, Logger: log})
+	return authv3.NewAuthorizationClient(servertest.Dial(t, addr))
 }
 
 // req builds a CheckRequest as Envoy sends it (headers map, lower-case keys).

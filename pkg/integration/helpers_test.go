@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
@@ -19,10 +18,9 @@ import (
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	jose "github.com/go-jose/go-jose/v4"
 	"github.com/go-jose/go-jose/v4/jwt"
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 
+	"github.com/ory-ext-authz/ory-ext-authz/internal/servertest"
 	"github.com/ory-ext-authz/ory-ext-authz/pkg/authz"
 	"github.com/ory-ext-authz/ory-ext-authz/pkg/config"
 	"github.com/ory-ext-authz/ory-ext-authz/pkg/credential"
@@ -124,35 +122,9 @@ func newStack(t *testing.T, k *kratosdev.Kratos, o stackOptions) *stack {
 // server stops when the test ends.
 func serve(t *testing.T, az *authz.Server, log *slog.Logger) authv3.AuthorizationClient {
 	t.Helper()
-	var lc net.ListenConfig
-	gl, err := lc.Listen(t.Context(), "tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	hl, err := lc.Listen(t.Context(), "tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	// Not t.Context(): that is cancelled before the cleanups run, and the
-	// cleanup below wants to see server.Run return.
-	ctx, cancel := context.WithCancel(context.WithoutCancel(t.Context()))
-	done := make(chan error, 1)
-	go func() {
-		done <- server.Run(ctx, server.Options{GRPC: gl, HTTP: hl, Authz: az, ShutdownTimeout: 5 * time.Second, Logger: log})
-	}()
-	conn, err := grpc.NewClient(gl.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = conn.Close()
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("server.Run: %v", err)
-		}
-		az.Close()
-	})
-	return authv3.NewAuthorizationClient(conn)
+	t.Cleanup(az.Close) // after the server stopped
+	addr, _ := servertest.Start(t, server.Options{Authz: az, Logger: log})
+	return authv3.NewAuthorizationClient(servertest.Dial(t, addr))
 }
 
 // user is an identity in Kratos.

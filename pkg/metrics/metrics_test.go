@@ -1,8 +1,6 @@
 package metrics_test
 
 import (
-	"context"
-	"net"
 	"net/http"
 	"strings"
 	"testing"
@@ -12,9 +10,8 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 
+	"github.com/ory-ext-authz/ory-ext-authz/internal/servertest"
 	"github.com/ory-ext-authz/ory-ext-authz/pkg/authz"
 	"github.com/ory-ext-authz/ory-ext-authz/pkg/config"
 	"github.com/ory-ext-authz/ory-ext-authz/pkg/credential"
@@ -50,26 +47,9 @@ func TestScrape(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer az.Close()
-	gl, _ := net.Listen("tcp", "127.0.0.1:0")
-	hl, _ := net.Listen("tcp", "127.0.0.1:0")
-	ctx, cancel := context.WithCancel(t.Context())
-	done := make(chan error, 1)
-	go func() {
-		done <- server.Run(ctx, server.Options{GRPC: gl, HTTP: hl, Authz: az, Metrics: m.Handler(), GRPCOptions: m.GRPCServerOptions(), ShutdownTimeout: time.Second})
-	}()
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Error(err)
-		}
-	}()
-	conn, err := grpc.NewClient(gl.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	client := authv3.NewAuthorizationClient(conn)
+	t.Cleanup(az.Close) // after the server stopped
+	grpcAddr, httpAddr := servertest.Start(t, server.Options{Authz: az, Metrics: m.Handler(), GRPCOptions: m.GRPCServerOptions()})
+	client := authv3.NewAuthorizationClient(servertest.Dial(t, grpcAddr))
 	check := func(headers map[string]string) {
 		t.Helper()
 		_, _ = client.Check(t.Context(), &authv3.CheckRequest{Attributes: &authv3.AttributeContext{Request: &authv3.AttributeContext_Request{
@@ -86,7 +66,7 @@ func TestScrape(t *testing.T) {
 	fake.SetHook(orytest.Status(502, ""))
 	check(map[string]string{"x-session-token": "ory_st_unknown"}) // ory_unavailable, Ory 502
 
-	resp, err := http.Get("http://" + hl.Addr().String() + "/metrics")
+	resp, err := http.Get("http://" + httpAddr + "/metrics")
 	if err != nil {
 		t.Fatal(err)
 	}
