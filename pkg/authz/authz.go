@@ -199,9 +199,12 @@ func New(o Options) (*Server, error) {
 	cache, err := tokencache.New(tokencache.Config[fetchRequest, allowed]{
 		MaxBytes: o.CacheMaxBytes,
 		Leeway:   o.ExpiryLeeway,
-		// Spread the refreshes of sessions filled together over a tenth of
-		// their time to the refresh-ahead point.
-		RefreshJitter: 0.1,
+		// Spread the refreshes of sessions filled together over a quarter
+		// of their time to the refresh-ahead point: make bench (expiry,
+		// 1000 sessions filled at once) measured a p99 in the refresh
+		// seconds of 1.6x the rest at 0.1 and 1.1-1.2x at 0.25, for 1.45
+		// instead of 1.33 whoami calls per session per ttl.
+		RefreshJitter: 0.25,
 		NegativeTTL:   o.NegativeTTL,
 		FetchTimeout:  o.FetchTimeout,
 		Fetch:         s.fetch,
