@@ -202,8 +202,9 @@ func New(o Options) (*Server, error) {
 		// Spread the refreshes of sessions filled together over a quarter
 		// of their time to the refresh-ahead point: make bench (expiry,
 		// 1000 sessions filled at once) measured a p99 in the refresh
-		// seconds of 1.6x the rest at 0.1 and 1.1-1.2x at 0.25, for 1.45
-		// instead of 1.33 whoami calls per session per ttl.
+		// seconds of 1.6x the rest at 0.1 and 1.1x-1.6x across runs at 0.25
+		// (noisy, 2 shared cores), for about 1.47 instead of 1.33 whoami
+		// calls per session per ttl.
 		RefreshJitter: 0.25,
 		NegativeTTL:   o.NegativeTTL,
 		FetchTimeout:  o.FetchTimeout,
