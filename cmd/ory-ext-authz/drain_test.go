@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"net/http"
 	"os"
 	"os/exec"
 	"sync"
@@ -60,14 +59,7 @@ func TestSIGTERMDrain(t *testing.T) {
 		}
 		orytest.AssertNoSecrets(t, logs.String(), fake.Secrets())
 	}()
-	waitFor(t, "readyz", func() bool {
-		resp, err := http.Get("http://" + httpAddr + "/readyz")
-		if err != nil {
-			return false
-		}
-		resp.Body.Close()
-		return resp.StatusCode == http.StatusOK
-	})
+	waitReady(t, httpAddr)
 
 	conn, err := grpc.NewClient(grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {

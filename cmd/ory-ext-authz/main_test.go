@@ -74,14 +74,7 @@ func TestServeLifecycle(t *testing.T) {
 	}()
 	defer func() { orytest.AssertNoSecrets(t, logs.String(), fake.Secrets()) }()
 
-	waitFor(t, "readyz 200", func() bool {
-		resp, err := http.Get("http://" + httpAddr + "/readyz")
-		if err != nil {
-			return false
-		}
-		resp.Body.Close()
-		return resp.StatusCode == http.StatusOK
-	})
+	waitReady(t, httpAddr)
 	conn, err := grpc.NewClient(grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		t.Fatal(err)
@@ -121,6 +114,19 @@ func TestServeLifecycle(t *testing.T) {
 	case <-time.After(20 * time.Second):
 		t.Fatal("serve did not stop")
 	}
+}
+
+// waitReady waits until serve's /readyz at httpAddr answers 200.
+func waitReady(t *testing.T, httpAddr string) {
+	t.Helper()
+	waitFor(t, "readyz 200", func() bool {
+		resp, err := http.Get("http://" + httpAddr + "/readyz")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	})
 }
 
 func waitFor(t *testing.T, what string, cond func() bool) {
