@@ -12,12 +12,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ory-ext-authz/ory-ext-authz/internal/servertest"
+
 	"github.com/ory-ext-authz/ory-ext-authz/internal/testpki"
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	reflectionpb "google.golang.org/grpc/reflection/grpc_reflection_v1"
 	"google.golang.org/grpc/status"
 
@@ -81,16 +82,6 @@ func startServe(t *testing.T, fake *orytest.Fake, args ...string) *served {
 	return s
 }
 
-func plainConn(t *testing.T, addr string) *grpc.ClientConn {
-	t.Helper()
-	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = conn.Close() })
-	return conn
-}
-
 // listServices asks the server reflection service at conn for its services.
 func listServices(t *testing.T, conn *grpc.ClientConn) []string {
 	t.Helper()
@@ -148,7 +139,7 @@ func TestAdminNotOnExtAuthzListener(t *testing.T) {
 	fake := orytest.New()
 	defer fake.Close()
 	srv := startServe(t, fake)
-	extAuthz, adminConn := plainConn(t, srv.grpcAddr), plainConn(t, srv.adminAddr)
+	extAuthz, adminConn := servertest.Dial(t, srv.grpcAddr), servertest.Dial(t, srv.adminAddr)
 
 	onGRPC := adminv1.NewAdminClient(extAuthz)
 	calls := map[string]func() error{
@@ -231,7 +222,7 @@ func TestAdminServeFlags(t *testing.T) {
 		srv := startServe(t, fake, "--admin-tls-cert", file("tls.crt", sc), "--admin-tls-key", file("tls.key", sk),
 			"--admin-tls-client-ca", file("clients.crt", clients.PEM))
 		caFile := file("ca.crt", root.PEM)
-		client := authv3.NewAuthorizationClient(plainConn(t, srv.grpcAddr))
+		client := authv3.NewAuthorizationClient(servertest.Dial(t, srv.grpcAddr))
 		s := fake.NewSession()
 		checkCached(t, client, s)
 
@@ -252,7 +243,7 @@ func TestAdminServeFlags(t *testing.T) {
 			t.Error("after the mTLS invalidation the session was still served from the cache")
 		}
 		// The ext_authz listener is not affected by the admin TLS flags.
-		if _, err := adminv1.NewAdminClient(plainConn(t, srv.grpcAddr)).Stats(t.Context(), &adminv1.StatsRequest{}); status.Code(err) != codes.Unimplemented {
+		if _, err := adminv1.NewAdminClient(servertest.Dial(t, srv.grpcAddr)).Stats(t.Context(), &adminv1.StatsRequest{}); status.Code(err) != codes.Unimplemented {
 			t.Errorf("Stats on --grpc-addr: %v, want Unimplemented", err)
 		}
 	})

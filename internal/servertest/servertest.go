@@ -14,13 +14,26 @@ import (
 	"github.com/ory-ext-authz/ory-ext-authz/pkg/server"
 )
 
+// Addrs are the addresses a started server listens on.
+type Addrs struct {
+	GRPC, HTTP string
+	// Admin is empty unless the options registered an admin API.
+	Admin string
+}
+
 // Start runs server.Run with o on new loopback listeners (o.GRPC and o.HTTP
-// are set here; a zero ShutdownTimeout becomes 5s) and returns their
-// addresses. At cleanup it stops the server and fails t if Run returned an
-// error. Cleanups registered before Start run after the server stopped.
-func Start(t testing.TB, o server.Options) (grpcAddr, httpAddr string) {
+// are set here, and o.Admin when o.RegisterAdmin is set; a zero
+// ShutdownTimeout becomes 5s) and returns their addresses. At cleanup it
+// stops the server and fails t if Run returned an error. Cleanups registered
+// before Start run after the server stopped.
+func Start(t testing.TB, o server.Options) Addrs {
 	t.Helper()
 	o.GRPC, o.HTTP = Listen(t), Listen(t)
+	var a Addrs
+	if o.RegisterAdmin != nil {
+		o.Admin = Listen(t)
+		a.Admin = o.Admin.Addr().String()
+	}
 	if o.ShutdownTimeout == 0 {
 		o.ShutdownTimeout = 5 * time.Second
 	}
@@ -35,7 +48,8 @@ func Start(t testing.TB, o server.Options) (grpcAddr, httpAddr string) {
 			t.Errorf("server.Run: %v", err)
 		}
 	})
-	return o.GRPC.Addr().String(), o.HTTP.Addr().String()
+	a.GRPC, a.HTTP = o.GRPC.Addr().String(), o.HTTP.Addr().String()
+	return a
 }
 
 // Listen returns a TCP listener on a free 127.0.0.1 port.

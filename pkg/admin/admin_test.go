@@ -12,6 +12,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/ory-ext-authz/ory-ext-authz/internal/servertest"
 	"github.com/ory-ext-authz/ory-ext-authz/pkg/admin"
 	"github.com/ory-ext-authz/ory-ext-authz/pkg/tokencache"
 	adminv1 "github.com/ory-ext-authz/ory-ext-authz/proto/ory_ext_authz/admin/v1"
@@ -205,7 +206,7 @@ func TestStats(t *testing.T) {
 		t.Errorf("entries after the refill = %d, want 3 (the refill replaces the voided entry)", n)
 	}
 
-	_, err := adminv1.NewAdminClient(dial(t, e.grpcAddr)).Stats(callCtx(t), &adminv1.StatsRequest{})
+	_, err := adminv1.NewAdminClient(servertest.Dial(t, e.grpcAddr)).Stats(callCtx(t), &adminv1.StatsRequest{})
 	if status.Code(err) != codes.Unimplemented {
 		t.Errorf("Stats on the ext_authz listener: %v, want Unimplemented", err)
 	}

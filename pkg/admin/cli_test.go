@@ -9,6 +9,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 
+	"github.com/ory-ext-authz/ory-ext-authz/internal/servertest"
 	"github.com/ory-ext-authz/ory-ext-authz/pkg/admin"
 	"github.com/ory-ext-authz/ory-ext-authz/pkg/server"
 )
@@ -164,7 +165,7 @@ func TestCLI(t *testing.T) {
 		}
 	})
 	t.Run("no connection is exit 2", func(t *testing.T) {
-		l := listen(t)
+		l := servertest.Listen(t)
 		addr := l.Addr().String()
 		_ = l.Close()
 		code, _, errOut := cli(t, "invalidate", "--all", "--admin-addr", addr, "--timeout", "5s")

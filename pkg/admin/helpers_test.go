@@ -4,18 +4,18 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"net"
 	"os"
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/ory-ext-authz/ory-ext-authz/internal/servertest"
 
 	"github.com/ory-ext-authz/ory-ext-authz/internal/testpki"
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/ory-ext-authz/ory-ext-authz/pkg/admin"
 	"github.com/ory-ext-authz/ory-ext-authz/pkg/authz"
@@ -80,50 +80,17 @@ func newEnv(t *testing.T, o envOptions) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	gl, hl, al := listen(t), listen(t), listen(t)
-	// Not t.Context(): it is cancelled before the cleanups run, and the
-	// cleanup wants to see server.Run return.
-	ctx, cancel := context.WithCancel(context.WithoutCancel(t.Context()))
-	done := make(chan error, 1)
-	go func() {
-		done <- server.Run(ctx, server.Options{
-			GRPC: gl, HTTP: hl, Authz: az, ShutdownTimeout: 5 * time.Second, Logger: log,
-			Admin: al, RegisterAdmin: func(gs *grpc.Server) { api.Register(gs) }, AdminGRPCOptions: o.adminOpts,
-		})
-	}()
-	e := &env{ory: fake, clock: clk, az: az, grpcAddr: gl.Addr().String(), adminAddr: al.Addr().String(), logs: logs}
-	e.authz = authv3.NewAuthorizationClient(dial(t, e.grpcAddr))
-	if !o.noAdminClient {
-		e.admin = adminv1.NewAdminClient(dial(t, e.adminAddr))
-	}
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("server.Run: %v", err)
-		}
-		az.Close()
+	t.Cleanup(az.Close) // after the server stopped
+	addrs := servertest.Start(t, server.Options{
+		Authz: az, Logger: log,
+		RegisterAdmin: func(gs *grpc.Server) { api.Register(gs) }, AdminGRPCOptions: o.adminOpts,
 	})
+	e := &env{ory: fake, clock: clk, az: az, grpcAddr: addrs.GRPC, adminAddr: addrs.Admin, logs: logs}
+	e.authz = authv3.NewAuthorizationClient(servertest.Dial(t, e.grpcAddr))
+	if !o.noAdminClient {
+		e.admin = adminv1.NewAdminClient(servertest.Dial(t, e.adminAddr))
+	}
 	return e
-}
-
-func listen(t *testing.T) net.Listener {
-	t.Helper()
-	var lc net.ListenConfig
-	l, err := lc.Listen(t.Context(), "tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return l
-}
-
-func dial(t *testing.T, addr string) *grpc.ClientConn {
-	t.Helper()
-	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = conn.Close() })
-	return conn
 }
 
 // cred is one way a client presents a session, under one template.

@@ -92,8 +92,8 @@ func newEnvFull(t *testing.T, fake *orytest.Fake, oryEdit func(*ory.Options), ed
 func serve(t *testing.T, az *authz.Server, log *slog.Logger) authv3.AuthorizationClient {
 	t.Helper()
 	t.Cleanup(az.Close) // after the server stopped
-	addr, _ := servertest.Start(t, server.Options{Authz: az, Logger: log})
-	return authv3.NewAuthorizationClient(servertest.Dial(t, addr))
+	addrs := servertest.Start(t, server.Options{Authz: az, Logger: log})
+	return authv3.NewAuthorizationClient(servertest.Dial(t, addrs.GRPC))
 }
 
 // req builds a CheckRequest as Envoy sends it (headers map, lower-case keys).

@@ -4,17 +4,16 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"net"
 	"net/http"
 	"strings"
 	"testing"
-	"time"
+
+	"github.com/ory-ext-authz/ory-ext-authz/internal/servertest"
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	jose "github.com/go-jose/go-jose/v4"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/ory-ext-authz/ory-ext-authz/pkg/admin"
 	"github.com/ory-ext-authz/ory-ext-authz/pkg/authz"
@@ -85,40 +84,10 @@ func newAdminStack(t *testing.T, k *kratosdev.Kratos) *adminStack {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var lc net.ListenConfig
-	var ls [3]net.Listener
-	for i := range ls {
-		if ls[i], err = lc.Listen(t.Context(), "tcp", "127.0.0.1:0"); err != nil {
-			t.Fatal(err)
-		}
-	}
-	ctx, cancel := context.WithCancel(context.WithoutCancel(t.Context()))
-	done := make(chan error, 1)
-	go func() {
-		done <- server.Run(ctx, server.Options{
-			GRPC: ls[0], HTTP: ls[1], Authz: az, ShutdownTimeout: 5 * time.Second, Logger: log,
-			Admin: ls[2], RegisterAdmin: func(gs *grpc.Server) { api.Register(gs) },
-		})
-	}()
-	dial := func(addr string) *grpc.ClientConn {
-		conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
-		if err != nil {
-			t.Fatal(err)
-		}
-		return conn
-	}
-	authzConn, adminConn := dial(ls[0].Addr().String()), dial(ls[2].Addr().String())
-	t.Cleanup(func() {
-		_ = authzConn.Close()
-		_ = adminConn.Close()
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("server.Run: %v", err)
-		}
-		az.Close()
-	})
-	s.client = authv3.NewAuthorizationClient(authzConn)
-	return &adminStack{stack: s, adminAddr: ls[2].Addr().String(), admin: adminv1.NewAdminClient(adminConn)}
+	t.Cleanup(az.Close) // after the server stopped
+	addrs := servertest.Start(t, server.Options{Authz: az, Logger: log, RegisterAdmin: func(gs *grpc.Server) { api.Register(gs) }})
+	s.client = authv3.NewAuthorizationClient(servertest.Dial(t, addrs.GRPC))
+	return &adminStack{stack: s, adminAddr: addrs.Admin, admin: adminv1.NewAdminClient(servertest.Dial(t, addrs.Admin))}
 }
 
 // kratosSays401 asks Kratos' whoami directly, bypassing ory-ext-authz, and

@@ -123,8 +123,8 @@ func newStack(t *testing.T, k *kratosdev.Kratos, o stackOptions) *stack {
 func serve(t *testing.T, az *authz.Server, log *slog.Logger) authv3.AuthorizationClient {
 	t.Helper()
 	t.Cleanup(az.Close) // after the server stopped
-	addr, _ := servertest.Start(t, server.Options{Authz: az, Logger: log})
-	return authv3.NewAuthorizationClient(servertest.Dial(t, addr))
+	addrs := servertest.Start(t, server.Options{Authz: az, Logger: log})
+	return authv3.NewAuthorizationClient(servertest.Dial(t, addrs.GRPC))
 }
 
 // user is an identity in Kratos.

@@ -48,8 +48,8 @@ func TestScrape(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(az.Close) // after the server stopped
-	grpcAddr, httpAddr := servertest.Start(t, server.Options{Authz: az, Metrics: m.Handler(), GRPCOptions: m.GRPCServerOptions()})
-	client := authv3.NewAuthorizationClient(servertest.Dial(t, grpcAddr))
+	addrs := servertest.Start(t, server.Options{Authz: az, Metrics: m.Handler(), GRPCOptions: m.GRPCServerOptions()})
+	client := authv3.NewAuthorizationClient(servertest.Dial(t, addrs.GRPC))
 	check := func(headers map[string]string) {
 		t.Helper()
 		_, _ = client.Check(t.Context(), &authv3.CheckRequest{Attributes: &authv3.AttributeContext{Request: &authv3.AttributeContext_Request{
@@ -66,7 +66,7 @@ func TestScrape(t *testing.T) {
 	fake.SetHook(orytest.Status(502, ""))
 	check(map[string]string{"x-session-token": "ory_st_unknown"}) // ory_unavailable, Ory 502
 
-	resp, err := http.Get("http://" + httpAddr + "/metrics")
+	resp, err := http.Get("http://" + addrs.HTTP + "/metrics")
 	if err != nil {
 		t.Fatal(err)
 	}
