@@ -350,9 +350,6 @@ func softExpiry(meta Meta, now, hard time.Time) time.Time {
 	return soft
 }
 
-// Delete drops the entry of key, if any.
-func (c *Cache[R, V]) Delete(key Key) { c.store.Del(key.hash()) }
-
 // InvalidateSession voids every entry of the session, whatever its template
 // or credential kind, before it returns. Entries are not looked for: each is
 // found void when next read.
