@@ -83,10 +83,17 @@ type Config[R, V any] struct {
 	MaxBytes int64
 	// Leeway: an entry is served only until Expiry - Leeway (hard expiry).
 	Leeway time.Duration
-	// RefreshJitter moves each entry's refresh-ahead point earlier by a
-	// random part of up to this fraction of the time left until it (0 turns
-	// it off), so that sessions filled together (a cold start) do not
-	// refresh together, in one wave of whoami calls per ttl, for ever.
+	// FirstJitter moves the refresh-ahead point of an entry filled on a
+	// miss earlier by a random part of up to this fraction of the time
+	// left until it (0 turns it off): sessions filled together (a cold
+	// start, a purge) then have their refreshes spread over that part of
+	// the lifetime instead of in one wave of whoami calls, and as a
+	// refresh keeps the phase of the entry it replaces, the waves do not
+	// come back. It costs at most one early refresh per fill from cold.
+	FirstJitter float64
+	// RefreshJitter is the same for an entry filled by a background
+	// refresh; small, it keeps phases from locking together again while
+	// costing little (every refresh pays it).
 	RefreshJitter float64
 	// NegativeTTL is how long a Negative outcome is remembered; 0 disables.
 	NegativeTTL time.Duration
@@ -316,7 +323,11 @@ func (c *Cache[R, V]) fill(parent context.Context, key Key, req R, refresh bool)
 		return e, nil
 	}
 	soft := softExpiry(meta, now, hard)
-	if j := int64(float64(soft.Sub(now)) * c.cfg.RefreshJitter); j > 0 {
+	jitter := c.cfg.FirstJitter
+	if refresh {
+		jitter = c.cfg.RefreshJitter
+	}
+	if j := int64(float64(soft.Sub(now)) * jitter); j > 0 {
 		soft = soft.Add(-time.Duration(rand.Int64N(j)))
 	}
 	e.nextRefresh.Store(soft.UnixNano())

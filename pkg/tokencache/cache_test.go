@@ -3,6 +3,7 @@ package tokencache
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -331,5 +332,68 @@ func TestNewKeyDistinct(t *testing.T) {
 			t.Fatalf("%q and %q share a key", in, prev)
 		}
 		keys[k] = in[0] + in[1] + in[2]
+	}
+}
+
+// TestRefreshJitter: an entry filled on a miss gets its refresh-ahead point
+// anywhere in FirstJitter of the time up to the soft expiry, so sessions
+// filled together do not refresh together; an entry filled by a refresh
+// keeps its phase, moved by at most RefreshJitter.
+func TestRefreshJitter(t *testing.T) {
+	clk := &clock{t: time.Unix(1_800_000_000, 0)}
+	o := &origin{clk: clk, ttl: time.Minute}
+	c, err := New(Config[string, int]{
+		MaxBytes: 16 << 20, Leeway: 5 * time.Second, FetchTimeout: time.Second,
+		FirstJitter: 2.0 / 3, RefreshJitter: 0.05,
+		Fetch: o.fetch, Classify: classifyTest, Now: clk.Now,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	const n = 300
+	keys := make([]Key, n)
+	// next is each entry's refresh-ahead point, as an offset from base.
+	next := func(key Key, base time.Time) time.Duration {
+		t.Helper()
+		e, ok := c.store.Get(key.hash())
+		if !ok {
+			t.Fatalf("entry of %s not cached", key.Short())
+		}
+		return time.Duration(e.nextRefresh.Load() - base.UnixNano())
+	}
+	t0 := clk.Now()
+	// A 1m JWT: soft expiry when a quarter is left, 45s after the fill.
+	const soft = 45 * time.Second
+	lo, hi := soft, time.Duration(0)
+	for i := range keys {
+		keys[i] = NewKey("mesh", 2, fmt.Sprintf("ory_kratos_session=%d", i))
+		if _, src, err := get(t, c, keys[i]); err != nil || src != Miss {
+			t.Fatalf("fill %d: %v %v", i, src, err)
+		}
+		d := next(keys[i], t0)
+		if d < soft/3 || d > soft {
+			t.Fatalf("first refresh-ahead point %s after the fill, want within [%s, %s]", d, soft/3, soft)
+		}
+		lo, hi = min(lo, d), max(hi, d)
+	}
+	// 300 uniform draws over 30s: the spread covers most of it.
+	if lo > 20*time.Second || hi < 40*time.Second {
+		t.Fatalf("first refresh-ahead points within [%s, %s]: not spread over [15s, 45s]", lo, hi)
+	}
+	// Every entry refreshes at its point (the hit that finds it due starts
+	// the refresh); the new JWT's point is 45s on, less at most 5%.
+	clk.Advance(soft)
+	t1 := clk.Now()
+	for _, k := range keys {
+		if _, src, err := get(t, c, k); err != nil || src != Hit {
+			t.Fatalf("hit: %v %v", src, err)
+		}
+	}
+	waitCalls(t, c, o, 2*n)
+	for _, k := range keys {
+		if d := next(k, t1); d < soft-soft/20 || d > soft {
+			t.Fatalf("refresh-ahead point after a refresh %s, want within [%s, %s]", d, soft-soft/20, soft)
+		}
 	}
 }
