@@ -1,7 +1,6 @@
 package authz
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -18,6 +17,7 @@ import (
 	otelcodes "go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/trace"
 	"golang.org/x/time/rate"
+	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/types/known/structpb"
@@ -144,16 +144,70 @@ func (a allowed) response(hit bool) *authv3.CheckResponse {
 	return r
 }
 
-// alias returns s as a string sharing the memory of its copy in a, or s
-// when a does not hold it. a is never written after it was encoded, so the
-// string stays valid and unchanged for as long as it is reachable.
-func (a allowed) alias(s string) string {
-	i := bytes.Index(a, []byte(s))
-	if s == "" || i < 0 {
-		return s
+// ids returns the session_id and identity_id of the answer's
+// dynamic_metadata, as strings sharing a's memory (a is never written after
+// it was encoded). The cache asks for them only while invalidation records
+// are held, instead of keeping copies in every entry. It walks the encoding
+// without allocating; the ok_response (the JWT) is skipped in one step.
+func (a allowed) ids() (sid, iid string) {
+	md, _ := bytesField(a, fieldDynamicMetadata)
+	for rest := md; ; {
+		var entry []byte
+		if entry, rest = bytesField(rest, fieldStructFields); entry == nil {
+			return sid, iid
+		}
+		key, _ := bytesField(entry, fieldEntryKey)
+		val, _ := bytesField(entry, fieldEntryValue)
+		str, _ := bytesField(val, fieldValueString)
+		switch string(key) {
+		case "session_id":
+			sid = bytesString(str)
+		case "identity_id":
+			iid = bytesString(str)
+		}
 	}
-	return unsafe.String(&a[i], len(s))
 }
+
+// bytesField finds the first length-delimited field numbered num of the
+// encoded message b: its value (non-nil, maybe empty) and what follows it.
+// It returns nil at the end of b or at a malformed field.
+func bytesField(b []byte, num protowire.Number) (field, rest []byte) {
+	for len(b) > 0 {
+		n, typ, l := protowire.ConsumeTag(b)
+		if l < 0 {
+			return nil, nil
+		}
+		b = b[l:]
+		if n == num && typ == protowire.BytesType {
+			v, l := protowire.ConsumeBytes(b)
+			if l < 0 {
+				return nil, nil
+			}
+			return v[:len(v):len(v)], b[l:]
+		}
+		if l = protowire.ConsumeFieldValue(n, typ, b); l < 0 {
+			return nil, nil
+		}
+		b = b[l:]
+	}
+	return nil, nil
+}
+
+func bytesString(b []byte) string {
+	if len(b) == 0 {
+		return ""
+	}
+	return unsafe.String(&b[0], len(b))
+}
+
+// The field numbers ids walks, from the descriptors.
+var (
+	fieldDynamicMetadata = (&authv3.CheckResponse{}).ProtoReflect().Descriptor().Fields().ByName("dynamic_metadata").Number()
+	fieldStructFields    = (&structpb.Struct{}).ProtoReflect().Descriptor().Fields().ByName("fields").Number()
+	fieldEntryKey        = (&structpb.Struct{}).ProtoReflect().Descriptor().Fields().ByName("fields").MapKey().Number()
+	fieldEntryValue      = (&structpb.Struct{}).ProtoReflect().Descriptor().Fields().ByName("fields").MapValue().Number()
+	fieldValueString     = (&structpb.Value{}).ProtoReflect().Descriptor().Fields().ByName("string_value").Number()
+)
 
 // The per-answer part of the dynamic metadata; shared, never modified.
 var (
@@ -209,6 +263,7 @@ func New(o Options) (*Server, error) {
 		NegativeTTL:   o.NegativeTTL,
 		FetchTimeout:  o.FetchTimeout,
 		Fetch:         s.fetch,
+		IDs:           allowed.ids,
 		Classify:      classify,
 		Now:           o.Now,
 		Logger:        o.Logger,
@@ -377,10 +432,7 @@ func (s *Server) fetch(ctx context.Context, fr fetchRequest) (allowed, tokencach
 	if err != nil {
 		return nil, tokencache.Meta{}, err
 	}
-	// The cache entry needs the ids for invalidation; point them into the
-	// encoded answer, which holds them already, instead of keeping copies.
-	tok.SessionID, tok.IdentityID = a.alias(tok.SessionID), a.alias(tok.IdentityID)
-	return a, tokencache.Meta{Expiry: tok.Expiry, IssuedAt: tok.IssuedAt, Cost: cost, SessionID: tok.SessionID, IdentityID: tok.IdentityID}, nil
+	return a, tokencache.Meta{Expiry: tok.Expiry, IssuedAt: tok.IssuedAt, Cost: cost}, nil
 }
 
 // classify tells the cache which failures to remember.

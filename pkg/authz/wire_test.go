@@ -1,6 +1,7 @@
 package authz
 
 import (
+	"strings"
 	"testing"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
@@ -55,4 +56,40 @@ func TestAnswerOnTheWire(t *testing.T) {
 			t.Errorf("hit=%v: on the wire %v, want %v", hit, &got, want)
 		}
 	}
+}
+
+// TestAnswerIDs: the ids the cache reads for invalidation are those encoded
+// in the answer, whatever the JWT, cookies and values around them hold, and
+// reading them does not allocate.
+func TestAnswerIDs(t *testing.T) {
+	tests := []ory.Token{
+		{JWT: "h.p.s", IdentityID: "iid", SessionID: "sid", AAL: "aal1"},
+		// The ids also appear inside the JWT and a cookie: only the
+		// metadata counts.
+		{JWT: "session_id.identity_id.x", IdentityID: "7b1c", SessionID: "0d2e", AAL: "aal2", SetCookies: []string{"session_id=evil", "identity_id=evil"}},
+		{JWT: strings.Repeat("j", 16<<10), IdentityID: strings.Repeat("i", 300), SessionID: "s"},
+		{JWT: "h.p.s", IdentityID: "", SessionID: ""},
+	}
+	for _, tok := range tests {
+		a, _, err := buildAllowed(tok)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sid, iid := a.ids()
+		if sid != tok.SessionID || iid != tok.IdentityID {
+			t.Errorf("ids() = %q, %q, want %q, %q", sid, iid, tok.SessionID, tok.IdentityID)
+		}
+		if n := testing.AllocsPerRun(100, func() { a.ids() }); n != 0 {
+			t.Errorf("ids() allocates %v times", n)
+		}
+	}
+	// Truncated or garbage encodings give up without panicking.
+	a, _, err := buildAllowed(tests[1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range a {
+		allowed(a[:i]).ids()
+	}
+	allowed([]byte{0xff, 0xff, 0xff}).ids()
 }

@@ -47,9 +47,6 @@ type Meta struct {
 	IssuedAt time.Time
 	// Cost is the size of the value in bytes.
 	Cost int64
-	// SessionID and IdentityID let InvalidateSession and InvalidateIdentity
-	// find the entry.
-	SessionID, IdentityID string
 }
 
 // Outcome tells the cache what to do with a failed fetch.
@@ -102,6 +99,12 @@ type Config[R, V any] struct {
 	FetchTimeout time.Duration
 	// Fetch asks Ory.
 	Fetch func(ctx context.Context, req R) (V, Meta, error)
+	// IDs returns the session and identity a value was issued for, so
+	// that InvalidateSession and InvalidateIdentity find its entry. It is
+	// called on a hit only while invalidation records are held, so the
+	// entry need not keep copies of the ids. Nil: entries can only be
+	// purged.
+	IDs func(V) (sessionID, identityID string)
 	// Classify sorts fetch errors.
 	Classify func(error) Outcome
 	// Now is the clock; nil means time.Now.
@@ -115,14 +118,15 @@ const refreshRetry = time.Second
 
 // entryOverhead approximates the bytes of an entry beyond its value's cost,
 // so that MaxBytes means bytes of heap. Measured with internal/bench/cmd/memory
-// (--bare, and with --cache-max-bytes 8 MiB): about 300 for the entry and
-// ristretto's bookkeeping, 100 for the session and identity ids, the rest
-// allocation rounding and ristretto's per-shard growth.
+// (--bare, and with --cache-max-bytes 8 MiB): about 260 for the entry and
+// ristretto's bookkeeping, the rest allocation rounding of the value and
+// ristretto's per-shard growth; it errs high, so that the bound holds.
 const entryOverhead = 640
 
-// entry is one cached answer. Its fields are laid out to fit the 112-byte
-// allocation class with a []byte value: every byte of it is paid 100,000
-// times over.
+// entry is one cached answer. With a []byte value it is 80 bytes, an
+// allocation class of its own: every byte of it is paid 100,000 times over,
+// which is why the session and identity ids are not kept here but read from
+// the value (Config.IDs) when an invalidation needs them.
 type entry[V any] struct {
 	// rest is the digest beyond the first 8 bytes, which are the ristretto
 	// key the entry is stored under: with it the whole digest is compared
@@ -133,8 +137,7 @@ type entry[V any] struct {
 	hard  int64     // unix nanos; served while now < hard
 	// fetched is the revocation epoch when the fetch that made the entry
 	// started: a later invalidation of its session or identity voids it.
-	fetched  uint64
-	sid, iid string
+	fetched uint64
 	// nextRefresh is when a hit next starts a background refresh (unix
 	// nanos); it starts at the soft expiry and moves on with each attempt.
 	nextRefresh atomic.Int64
@@ -209,7 +212,7 @@ func (c *Cache[R, V]) WaitRefreshes() { c.wg.Wait() }
 func (c *Cache[R, V]) Get(ctx context.Context, key Key, req R) (V, Source, error) {
 	if e, ok := c.store.Get(key.hash()); ok && e.matches(key) {
 		now := c.now().UnixNano()
-		if now < e.hard && !c.rev.revoked(e.fetched, e.sid, e.iid) {
+		if now < e.hard && !c.voided(e) {
 			if e.neg != nil {
 				c.stats.negativeHits.add(key)
 				var zero V
@@ -247,7 +250,7 @@ func (c *Cache[R, V]) miss(ctx context.Context, key Key, req R) (V, Source, erro
 			e, _ := r.Val.(*entry[V])
 			// A flight that started before an invalidation this request
 			// arrived after must not answer it: ask once more.
-			if attempt == 0 && e != nil && c.rev.revoked(e.fetched, e.sid, e.iid) {
+			if attempt == 0 && e != nil && c.voided(e) {
 				continue
 			}
 			if r.Err != nil {
@@ -260,9 +263,22 @@ func (c *Cache[R, V]) miss(ctx context.Context, key Key, req R) (V, Source, erro
 	}
 }
 
+// voided tells whether an invalidation or purge since e's fetch started
+// ended e. The ids are only read while invalidation records are held.
+func (c *Cache[R, V]) voided(e *entry[V]) bool {
+	if e.fetched < c.rev.purged.Load() {
+		return true
+	}
+	if c.rev.count.Load() == 0 || e.neg != nil || c.cfg.IDs == nil {
+		return false
+	}
+	sid, iid := c.cfg.IDs(e.value)
+	return c.rev.revoked(e.fetched, sid, iid)
+}
+
 // lookup returns a live entry.
 func (c *Cache[R, V]) lookup(key Key) (*entry[V], bool) {
-	if e, ok := c.store.Get(key.hash()); ok && e.matches(key) && c.now().UnixNano() < e.hard && !c.rev.revoked(e.fetched, e.sid, e.iid) {
+	if e, ok := c.store.Get(key.hash()); ok && e.matches(key) && c.now().UnixNano() < e.hard && !c.voided(e) {
 		return e, true
 	}
 	return nil, false
@@ -316,7 +332,7 @@ func (c *Cache[R, V]) fill(parent context.Context, key Key, req R, refresh bool)
 		return nil, err
 	}
 	hard := meta.Expiry.Add(-c.cfg.Leeway)
-	e := &entry[V]{rest: [len(Key{}) - 8]byte(key[8:]), value: v, hard: hard.UnixNano(), fetched: started, sid: meta.SessionID, iid: meta.IdentityID}
+	e := &entry[V]{rest: [len(Key{}) - 8]byte(key[8:]), value: v, hard: hard.UnixNano(), fetched: started}
 	if !hard.After(now) {
 		c.log.Warn("JWT from Ory expires within the expiry leeway: forwarded but not cached; raise the template's ttl or lower --expiry-leeway",
 			"key", key.Short(), "expires_in", meta.Expiry.Sub(now).Round(time.Millisecond).String(), "leeway", c.cfg.Leeway.String())

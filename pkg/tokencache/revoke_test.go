@@ -3,6 +3,7 @@ package tokencache
 import (
 	"context"
 	"fmt"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -25,12 +26,19 @@ func (o *taggedOrigin) fetch(ctx context.Context, req string) (string, Meta, err
 			return "", Meta{}, ctx.Err()
 		}
 	}
-	var sid, iid string
-	if _, err := fmt.Sscanf(req, "%s %s", &sid, &iid); err != nil {
-		return "", Meta{}, err
+	if sid, iid := taggedIDs(req); sid == "" || iid == "" {
+		return "", Meta{}, fmt.Errorf("request %q is not \"sid iid\"", req)
 	}
 	now := o.clk.Now()
-	return fmt.Sprintf("%s#%d", req, n), Meta{Expiry: now.Add(time.Minute), IssuedAt: now, Cost: 100, SessionID: sid, IdentityID: iid}, nil
+	return fmt.Sprintf("%s#%d", req, n), Meta{Expiry: now.Add(time.Minute), IssuedAt: now, Cost: 100}, nil
+}
+
+// taggedIDs reads the session and identity out of a value ("sid iid#n") or
+// a request ("sid iid"): the cache's Config.IDs.
+func taggedIDs(v string) (sid, iid string) {
+	v, _, _ = strings.Cut(v, "#")
+	sid, iid, _ = strings.Cut(v, " ")
+	return sid, iid
 }
 
 func newTaggedCache(t *testing.T) (*Cache[string, string], *taggedOrigin, *clock) {
@@ -39,7 +47,7 @@ func newTaggedCache(t *testing.T) (*Cache[string, string], *taggedOrigin, *clock
 	o := &taggedOrigin{clk: clk}
 	c, err := New(Config[string, string]{
 		MaxBytes: 1 << 20, Leeway: 5 * time.Second, NegativeTTL: 5 * time.Second, FetchTimeout: time.Second,
-		Fetch: o.fetch, Classify: func(error) Outcome { return Transient }, Now: clk.Now,
+		Fetch: o.fetch, IDs: taggedIDs, Classify: func(error) Outcome { return Transient }, Now: clk.Now,
 	})
 	if err != nil {
 		t.Fatal(err)

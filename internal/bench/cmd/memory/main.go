@@ -54,7 +54,16 @@ type Result struct {
 	// HeapPerEntry and RSSPerEntry are (after - before) / cached.
 	HeapPerEntry float64 `json:"heap_per_entry"`
 	RSSPerEntry  float64 `json:"rss_per_entry"`
-	FillSeconds  float64 `json:"fill_seconds"`
+	// HeapMid and RSSMid are measured when half the sessions are filled;
+	// the Marginal figures are (after - mid) per session of the second
+	// half: what one more session costs, without the fixed costs that the
+	// first fills page in (ristretto's admission counters are allocated up
+	// front but become resident only when touched).
+	HeapMid              uint64  `json:"heap_mid"`
+	RSSMid               uint64  `json:"rss_mid"`
+	HeapMarginalPerEntry float64 `json:"heap_marginal_per_entry"`
+	RSSMarginalPerEntry  float64 `json:"rss_marginal_per_entry"`
+	FillSeconds          float64 `json:"fill_seconds"`
 }
 
 func main() {
@@ -96,7 +105,11 @@ func run() error {
 
 	ctx := context.Background()
 	t0 := time.Now()
+	half := *sessions / 2
 	for i := range *sessions {
+		if i == half {
+			r.HeapMid, r.RSSMid = settle()
+		}
 		resp, err := s.Check(ctx, load.CheckRequest(cookie(i)))
 		if err != nil {
 			return fmt.Errorf("fill %d: %w", i, err)
@@ -121,6 +134,10 @@ func run() error {
 	if r.Cached > 0 {
 		r.HeapPerEntry = (float64(r.HeapAfter) - float64(r.HeapBefore)) / float64(r.Cached)
 		r.RSSPerEntry = (float64(r.RSSAfter) - float64(r.RSSBefore)) / float64(r.Cached)
+	}
+	if r.Cached == r.Sessions && r.Sessions > half {
+		r.HeapMarginalPerEntry = (float64(r.HeapAfter) - float64(r.HeapMid)) / float64(r.Sessions-half)
+		r.RSSMarginalPerEntry = (float64(r.RSSAfter) - float64(r.RSSMid)) / float64(r.Sessions-half)
 	}
 	return json.NewEncoder(os.Stdout).Encode(r)
 }
