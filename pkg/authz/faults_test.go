@@ -2,6 +2,7 @@ package authz_test
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"strings"
 	"sync"
@@ -123,7 +124,8 @@ func claims(c func(map[string]any)) func(*testing.T, *orytest.Fake) {
 
 // TestOryMaxInflight: with a cap of 2 and a stuck Ory, misses over the cap
 // wait a quarter of the whoami timeout for a slot, then fail with
-// Unavailable instead of queueing without bound.
+// Unavailable instead of queueing without bound (the two calls in flight
+// get no answer, so Ory is not making progress).
 func TestOryMaxInflight(t *testing.T) {
 	fake := orytest.New()
 	t.Cleanup(fake.Close)
@@ -170,6 +172,39 @@ func TestOryMaxInflight(t *testing.T) {
 		if err := <-held; err != nil {
 			t.Errorf("held check: %v", err)
 		}
+	}
+}
+
+// TestOryMaxInflightDrains: with a cap of 2 and an Ory that answers every
+// call, slowly, a burst of misses longer than the cap's patience (a quarter
+// of the whoami timeout) drains: every check is allowed, Ory never sees more
+// than 2 calls at once.
+func TestOryMaxInflightDrains(t *testing.T) {
+	fake := orytest.New()
+	t.Cleanup(fake.Close)
+	fake.SetHook(orytest.Slow(150 * time.Millisecond))
+	// Patience 250ms; 12 sessions over 2 slots take 6 x 150ms = 900ms,
+	// within the 2s fetch timeout.
+	e := newEnvFull(t, fake, func(o *ory.Options) { o.MaxInflight = 2; o.Timeout = time.Second })
+	const n = 12
+	errs := make(chan error, n)
+	for range n {
+		s := fake.NewSession()
+		go func() {
+			resp, err := check(t, e, req(map[string]string{"cookie": s.CookiePair()}, nil))
+			if err == nil && resp.GetStatus().GetCode() != 0 {
+				err = fmt.Errorf("status %v", resp.GetStatus())
+			}
+			errs <- err
+		}()
+	}
+	for range n {
+		if err := <-errs; err != nil {
+			t.Errorf("check in the burst: %v", err)
+		}
+	}
+	if fake.Calls() != n || fake.MaxConcurrent() != 2 {
+		t.Errorf("Ory saw %d calls, %d at once; want %d and 2", fake.Calls(), fake.MaxConcurrent(), n)
 	}
 }
 

@@ -152,7 +152,7 @@ func (c *Config) FlagSet(name string, output io.Writer) *flag.FlagSet {
 	fs.StringVar(&c.LogFormat, "log-format", c.LogFormat, "log format: json or text")
 	fs.DurationVar(&c.ShutdownDelay, "shutdown-delay", c.ShutdownDelay, "on SIGTERM, how long to report NOT_SERVING before the listeners stop accepting, so that Envoy's health checks move traffic away first")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", c.ShutdownTimeout, "on SIGTERM, how long in-flight requests may take to finish before they are cut")
-	fs.IntVar(&c.OryMaxInflight, "ory-max-inflight", c.OryMaxInflight, "most whoami calls in flight at once; a cache miss over the cap fails fast with Unavailable instead of queueing")
+	fs.IntVar(&c.OryMaxInflight, "ory-max-inflight", c.OryMaxInflight, "most whoami calls in flight at once; a cache miss over the cap waits for a slot while Ory keeps answering (until --whoami-timeout), and fails with Unavailable once Ory has not answered for a quarter of --whoami-timeout")
 	fs.StringVar(&c.OryCAFile, "ory-ca-file", c.OryCAFile, "PEM file of CA certificates trusted for Ory's TLS, in addition to the system roots")
 	fs.IntVar(&c.MaxRequestHeaders, "max-request-headers", c.MaxRequestHeaders, "a request with more headers is denied as invalid (400) without asking Ory")
 	fs.IntVar(&c.MaxRequestHeaderBytes, "max-request-header-bytes", c.MaxRequestHeaderBytes, "a request whose header names and values add up to more bytes is denied as invalid (400)")

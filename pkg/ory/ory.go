@@ -142,7 +142,10 @@ type Client struct {
 	maxJWT   int
 	now      func() time.Time
 	// inflight is a semaphore of MaxInflight slots; nil without a cap.
-	inflight        chan struct{}
+	inflight chan struct{}
+	// answered is when Ory last answered a call (unix nanos, wall clock):
+	// while it keeps answering, a miss over the cap waits for a slot.
+	answered        atomic.Int64
 	calls, failures atomic.Uint64
 	// backoffUntil (unix nanos) is set by a 429 or a 503 with Retry-After:
 	// until then calls fail at once instead of adding to Ory's load.
@@ -272,26 +275,35 @@ func New(o Options) (*Client, error) {
 // Close releases idle connections to Ory.
 func (c *Client) Close() { c.hc.CloseIdleConnections() }
 
-// acquire takes a whoami slot. When all are taken it waits, at most a
-// quarter of the whoami timeout: a burst of misses on a healthy Ory (a cold
-// start, the refreshes of sessions filled together) drains in milliseconds,
-// while a stuck Ory still fails the calls over the cap quickly and nothing
-// queues without bound.
+// acquire takes a whoami slot. When all are taken it waits for one as long
+// as Ory keeps answering: a burst of misses on a healthy Ory (a cold start,
+// a restart under load) drains, however long it takes within the fetch's
+// deadline, while with a stuck Ory (no answer for a quarter of the whoami
+// timeout) the calls over the cap fail at once. Nothing queues without
+// bound: every wait ends at the fetch's deadline.
 func (c *Client) acquire(ctx context.Context) error {
 	select {
 	case c.inflight <- struct{}{}:
 		return nil
 	default:
 	}
-	t := time.NewTimer(c.timeout / 4)
+	patience := c.timeout / 4
+	t := time.NewTimer(patience)
 	defer t.Stop()
-	select {
-	case c.inflight <- struct{}{}:
-		return nil
-	case <-t.C:
-	case <-ctx.Done():
+	for {
+		select {
+		case c.inflight <- struct{}{}:
+			return nil
+		case <-t.C:
+			if since := time.Duration(time.Now().UnixNano() - c.answered.Load()); since < patience {
+				t.Reset(patience - since)
+				continue
+			}
+			return &Error{Class: ErrUnavailable, Reason: fmt.Sprintf("%d whoami calls in flight (--ory-max-inflight) and no answer from Ory within %s", cap(c.inflight), patience)}
+		case <-ctx.Done():
+			return &Error{Class: ErrUnavailable, Reason: fmt.Sprintf("%d whoami calls in flight (--ory-max-inflight); no slot before the deadline", cap(c.inflight)), Err: ctx.Err()}
+		}
 	}
-	return &Error{Class: ErrUnavailable, Reason: fmt.Sprintf("%d whoami calls in flight (--ory-max-inflight), none finished within %s", cap(c.inflight), c.timeout/4)}
 }
 
 func (c *Client) observe(code string, d time.Duration) {
@@ -370,6 +382,9 @@ func (c *Client) tokenize(ctx context.Context, cred credential.Credential, templ
 		return Token{}, &Error{Class: ErrUnauthenticated, Reason: "no credential"}
 	}
 	sess, resp, err := req.Execute()
+	if resp != nil {
+		c.answered.Store(time.Now().UnixNano())
+	}
 	if resp == nil {
 		return Token{}, transportError(ctx, err)
 	}

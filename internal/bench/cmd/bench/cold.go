@@ -15,7 +15,7 @@ import (
 // the baseline shows what the client and gRPC alone cost.
 func (h *harness) cold(ctx context.Context) error {
 	o := h.opt
-	ory, err := h.startFakeOry("fakeory-cold", o.oryLatency, time.Hour, o.sessions)
+	ory, err := h.startFakeOry("fakeory-cold", o.oryLatency, time.Hour, o.sessions, 0)
 	if err != nil {
 		return err
 	}

@@ -83,7 +83,7 @@ func main() {
 	flag.DurationVar(&o.expiryLeeway, "expiry-leeway", 2*time.Second, "expiry: the server's --expiry-leeway (below a quarter of the ttl, so refresh-ahead runs at 75% of the lifetime)")
 	flag.DurationVar(&o.expiryFor, "expiry-duration", 45*time.Second, "expiry: how long the steady load runs")
 	flag.Float64Var(&o.expiryRate, "expiry-rate", 2000, "expiry: checks per second of the steady load")
-	flag.IntVar(&o.oryNice, "ory-nice", 19, "run the fake Ory at this nice level (0: as the others), so that its signing takes the cores only when the server and the load leave them idle")
+	flag.IntVar(&o.oryNice, "ory-nice", 19, "expiry: run the fake Ory at this nice level (0: as the others), so that its signing takes the cores only when the server and the load leave them idle")
 	flag.IntVar(&o.memSessions, "memory-sessions", 100_000, "memory: sessions cached")
 	flag.Int64Var(&o.memBound, "memory-bound", 8<<20, "memory: the small --cache-max-bytes whose bound is shown")
 	flag.StringVar(&o.only, "only", "", "comma-separated scenarios to run (warm,cold,expiry,memory,go); empty runs all")

@@ -128,15 +128,13 @@ type oryStats struct {
 	Times      [][]int64 `json:"times"`
 }
 
-func (h *harness) startFakeOry(name string, latency, ttl time.Duration, sessions int) (*fakeOry, error) {
+// startFakeOry starts the fake Ory; nice, when not 0, is its nice level.
+func (h *harness) startFakeOry(name string, latency, ttl time.Duration, sessions, nice int) (*fakeOry, error) {
 	file := filepath.Join(h.dir, name+".sessions")
 	pr, pw := io.Pipe()
 	bin, args := h.bins.fakeory, []string{"--latency", latency.String(), "--ttl", ttl.String(), "--sessions", strconv.Itoa(sessions), "--sessions-file", file}
-	if h.opt.oryNice != 0 {
-		// Ory runs on other machines in production; here it shares the
-		// cores with the server under test, and its JWT signing (ES256,
-		// the bulk of its CPU) would be counted as the server's latency.
-		bin, args = "nice", append([]string{"-n", strconv.Itoa(h.opt.oryNice), bin}, args...)
+	if nice != 0 {
+		bin, args = "nice", append([]string{"-n", strconv.Itoa(nice), bin}, args...)
 	}
 	p, err := h.procs.start(name, pw, bin, args...)
 	if err != nil {

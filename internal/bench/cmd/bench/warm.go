@@ -94,7 +94,7 @@ func (h *harness) ghz(ctx context.Context, name, addr, protoset, data string, n,
 
 func (h *harness) warm(ctx context.Context) error {
 	o := h.opt
-	ory, err := h.startFakeOry("fakeory-warm", 0, time.Hour, o.sessions)
+	ory, err := h.startFakeOry("fakeory-warm", 0, time.Hour, o.sessions, 0)
 	if err != nil {
 		return err
 	}
