@@ -143,9 +143,11 @@ type Client struct {
 	now      func() time.Time
 	// inflight is a semaphore of MaxInflight slots; nil without a cap.
 	inflight chan struct{}
-	// answered is when Ory last answered a call (unix nanos, wall clock):
-	// while it keeps answering, a miss over the cap waits for a slot.
+	// answered is when Ory last answered a call, as nanos since started
+	// (monotonic): while it keeps answering, a miss over the cap waits for
+	// a slot.
 	answered        atomic.Int64
+	started         time.Time
 	calls, failures atomic.Uint64
 	// backoffUntil (unix nanos) is set by a 429 or a 503 with Retry-After:
 	// until then calls fail at once instead of adding to Ory's load.
@@ -265,7 +267,7 @@ func New(o Options) (*Client, error) {
 	if o.UserAgent != "" {
 		cfg.UserAgent = o.UserAgent
 	}
-	c := &Client{api: client.NewAPIClient(cfg), hc: &limited, timeout: o.Timeout, maxJWT: o.MaxJWTBytes, now: o.Now, observer: o.Observer, tracer: o.Tracer}
+	c := &Client{api: client.NewAPIClient(cfg), hc: &limited, timeout: o.Timeout, maxJWT: o.MaxJWTBytes, now: o.Now, observer: o.Observer, tracer: o.Tracer, started: time.Now()}
 	if o.MaxInflight > 0 {
 		c.inflight = make(chan struct{}, o.MaxInflight)
 	}
@@ -295,9 +297,12 @@ func (c *Client) acquire(ctx context.Context) error {
 		case c.inflight <- struct{}{}:
 			return nil
 		case <-t.C:
-			if since := time.Duration(time.Now().UnixNano() - c.answered.Load()); since < patience {
-				t.Reset(patience - since)
-				continue
+			// answered is 0 until Ory first answers.
+			if a := c.answered.Load(); a != 0 {
+				if since := time.Since(c.started) - time.Duration(a); since < patience {
+					t.Reset(patience - since)
+					continue
+				}
 			}
 			return &Error{Class: ErrUnavailable, Reason: fmt.Sprintf("%d whoami calls in flight (--ory-max-inflight) and no answer from Ory within %s", cap(c.inflight), patience)}
 		case <-ctx.Done():
@@ -383,7 +388,7 @@ func (c *Client) tokenize(ctx context.Context, cred credential.Credential, templ
 	}
 	sess, resp, err := req.Execute()
 	if resp != nil {
-		c.answered.Store(time.Now().UnixNano())
+		c.answered.Store(int64(time.Since(c.started)))
 	}
 	if resp == nil {
 		return Token{}, transportError(ctx, err)
