@@ -9,6 +9,7 @@ package credential
 
 import (
 	"errors"
+	"net/textproto"
 	"strings"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
@@ -147,14 +148,23 @@ func (e *Extractor) cookies(v string) string {
 		if comma >= 0 && comma < end {
 			end = comma
 		}
-		pair := strings.TrimSpace(v[pos:end])
+		// Trimmed as net/http reads cookies (Kratos does): ASCII space and
+		// tab around the pair and around the name.
+		pair := textproto.TrimString(v[pos:end])
 		pos = end + 1
 		if pair == "" || !e.firstByte[pair[0]] {
 			continue
 		}
-		name, _, ok := strings.Cut(pair, "=")
-		if !ok || !e.isSessionCookie(strings.TrimSpace(name)) {
+		raw, value, ok := strings.Cut(pair, "=")
+		name := textproto.TrimString(raw)
+		if !ok || !e.isSessionCookie(name) {
 			continue
+		}
+		if len(name) != len(raw) {
+			// "name =value": forward it as Kratos reads it, so that only
+			// session cookie names reach Ory and the cache key is that
+			// of the plain pair.
+			pair = name + "=" + value
 		}
 		switch {
 		case first == "":

@@ -21,6 +21,11 @@ func TestExtract(t *testing.T) {
 		{"semicolon joined", map[string]string{"cookie": "theme=dark; ory_kratos_session=abc; _ga=1"}, Credential{KindCookie, "ory_kratos_session=abc"}, nil},
 		{"comma joined (HTTP/1.1 lines)", map[string]string{"cookie": "theme=dark,ory_kratos_session=abc,_ga=1"}, Credential{KindCookie, "ory_kratos_session=abc"}, nil},
 		{"mixed separators and spaces", map[string]string{"cookie": " a=1 ;  ory_kratos_session=abc , b=2"}, Credential{KindCookie, "ory_kratos_session=abc"}, nil},
+		// Names are trimmed of ASCII space and tab as net/http (Kratos)
+		// reads them, and forwarded trimmed.
+		{"space before =", map[string]string{"cookie": "a=1; ory_kratos_session =abc"}, Credential{KindCookie, "ory_kratos_session=abc"}, nil},
+		{"tab before =", map[string]string{"cookie": "ory_kratos_session\t=abc; ory_session_x  =1"}, Credential{KindCookie, "ory_kratos_session=abc; ory_session_x=1"}, nil},
+		{"non-ASCII space is part of the name", map[string]string{"cookie": "ory_kratos_session\u00a0=abc"}, Credential{}, nil},
 		{"ory network prefix", map[string]string{"cookie": "ory_session_coolslug=xyz"}, Credential{KindCookie, "ory_session_coolslug=xyz"}, nil},
 		{"prefix alone is not a match", map[string]string{"cookie": "ory_session_=xyz"}, Credential{}, nil},
 		{"several session cookies kept in order", map[string]string{"cookie": "ory_session_b=2; x=0; ory_kratos_session=1"}, Credential{KindCookie, "ory_session_b=2; ory_kratos_session=1"}, nil},
