@@ -11,19 +11,12 @@ import (
 	"github.com/ory-ext-authz/ory-ext-authz/internal/servertest"
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
-	jose "github.com/go-jose/go-jose/v4"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 
 	"github.com/ory-ext-authz/ory-ext-authz/pkg/admin"
-	"github.com/ory-ext-authz/ory-ext-authz/pkg/authz"
-	"github.com/ory-ext-authz/ory-ext-authz/pkg/config"
-	"github.com/ory-ext-authz/ory-ext-authz/pkg/credential"
-	"github.com/ory-ext-authz/ory-ext-authz/pkg/jwks"
 	"github.com/ory-ext-authz/ory-ext-authz/pkg/kratosdev"
 	"github.com/ory-ext-authz/ory-ext-authz/pkg/kratosdev/kratostest"
-	"github.com/ory-ext-authz/ory-ext-authz/pkg/ory"
-	"github.com/ory-ext-authz/ory-ext-authz/pkg/orytest"
 	"github.com/ory-ext-authz/ory-ext-authz/pkg/server"
 	adminv1 "github.com/ory-ext-authz/ory-ext-authz/proto/ory_ext_authz/admin/v1"
 )
@@ -37,49 +30,12 @@ type adminStack struct {
 	admin     adminv1.AdminClient
 }
 
-// newAdminStack builds the stack like newStack (the Ory client through the
-// recording proxy, the mesh template, the default leeway), plus the admin
-// API. It does not change newStack, so that the other tests keep their
-// wiring.
+// newAdminStack builds the stack of newStack with default options (the Ory
+// client through the recording proxy, the mesh template, the default
+// leeway), plus the admin API.
 func newAdminStack(t *testing.T, k *kratosdev.Kratos) *adminStack {
 	t.Helper()
-	s := &stack{kratos: k, secrets: &secrets{}, leeway: config.DefaultExpiryLeeway}
-	pub, err := jwks.Public(k.JWKS())
-	if err != nil {
-		t.Fatal(err)
-	}
-	var keys jose.JSONWebKeySet
-	if err := json.Unmarshal(pub, &keys); err != nil {
-		t.Fatal(err)
-	}
-	s.keys = keys
-	s.proxy = newWhoamiProxy(t, k.PublicURL())
-	log, logs := orytest.Logger(t, s.secrets.all)
-	s.logs = logs
-	oc, err := ory.New(ory.Options{
-		BaseURL:     s.proxy.URL(),
-		Timeout:     callTimeout,
-		MaxJWTBytes: config.MaxCredentialBytes,
-		UserAgent:   "ory-ext-authz/integration-test",
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	d := config.Default()
-	az, err := authz.New(authz.Options{
-		Tokenizer:       oc,
-		Extractor:       credential.NewExtractor(d.SessionCookies, d.SessionTokenHeader, config.MaxCredentialBytes),
-		DefaultTemplate: kratosdev.MeshTemplate,
-		OnMissing:       config.OnMissingDeny,
-		ExpiryLeeway:    s.leeway,
-		NegativeTTL:     d.NegativeTTL,
-		FetchTimeout:    callTimeout,
-		CacheMaxBytes:   d.CacheMaxBytes,
-		Logger:          log,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	s, az, oc, log := wire(t, k, stackOptions{})
 	api, err := admin.New(admin.Options{Cache: az, Ory: oc, Logger: log})
 	if err != nil {
 		t.Fatal(err)

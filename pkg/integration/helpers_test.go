@@ -66,6 +66,16 @@ type stackOptions struct {
 
 func newStack(t *testing.T, k *kratosdev.Kratos, o stackOptions) *stack {
 	t.Helper()
+	s, az, _, log := wire(t, k, o)
+	s.client = serve(t, az, log)
+	return s
+}
+
+// wire builds the parts of a stack, not yet serving: the stack (without its
+// client), the Check server, the Ory client and the log whose secrets are
+// checked when the test ends.
+func wire(t *testing.T, k *kratosdev.Kratos, o stackOptions) (*stack, *authz.Server, *ory.Client, *slog.Logger) {
+	t.Helper()
 	if o.template == "" {
 		o.template = kratosdev.MeshTemplate
 	}
@@ -114,8 +124,7 @@ func newStack(t *testing.T, k *kratosdev.Kratos, o stackOptions) *stack {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s.client = serve(t, az, log)
-	return s
+	return s, az, oc, log
 }
 
 // serve runs az behind server.Run on loopback and returns a client; the
