@@ -102,6 +102,19 @@ type Call struct {
 	Exp int64
 }
 
+// check sends req and records the call in c: its latency, its start after
+// t0, and what the answer held.
+func check(ctx context.Context, client authv3.AuthorizationClient, req *authv3.CheckRequest, t0 time.Time, timeout time.Duration, c *Call) {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	s := time.Now()
+	resp, err := client.Check(ctx, req)
+	c.Latency = time.Since(s)
+	c.Start = s.Sub(t0)
+	record(c, resp, err)
+}
+
+// record fills c from the answer of its check.
 func record(c *Call, resp *authv3.CheckResponse, err error) {
 	if err != nil {
 		c.Err = err
@@ -161,13 +174,7 @@ func Burst(ctx context.Context, p *Pool, requests []*authv3.CheckRequest, sessio
 			<-start
 			c := &calls[i]
 			c.Session = sessionOf(i)
-			cctx, cancel := context.WithTimeout(ctx, timeout)
-			defer cancel()
-			s := time.Now()
-			resp, err := p.Client(i).Check(cctx, requests[i])
-			c.Latency = time.Since(s)
-			c.Start = s.Sub(t0)
-			record(c, resp, err)
+			check(ctx, p.Client(i), requests[i], t0, timeout, c)
 		})
 	}
 	ready.Wait()
@@ -197,13 +204,7 @@ func Paced(ctx context.Context, p *Pool, requests []*authv3.CheckRequest, rate f
 			for k := range jobs {
 				c := &calls[k]
 				c.Session = k % len(requests)
-				cctx, cancel := context.WithTimeout(ctx, timeout)
-				s := time.Now()
-				resp, err := client.Check(cctx, requests[c.Session])
-				c.Latency = time.Since(s)
-				c.Start = s.Sub(t0)
-				cancel()
-				record(c, resp, err)
+				check(ctx, client, requests[c.Session], t0, timeout, c)
 			}
 		})
 	}
@@ -250,13 +251,7 @@ func Closed(ctx context.Context, p *Pool, requests []*authv3.CheckRequest, total
 				}
 				c := &calls[k]
 				c.Session = k % len(requests)
-				cctx, cancel := context.WithTimeout(ctx, timeout)
-				s := time.Now()
-				resp, err := client.Check(cctx, requests[c.Session])
-				c.Latency = time.Since(s)
-				c.Start = s.Sub(t0)
-				cancel()
-				record(c, resp, err)
+				check(ctx, client, requests[c.Session], t0, timeout, c)
 			}
 		})
 	}
