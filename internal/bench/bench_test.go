@@ -2,7 +2,6 @@ package bench_test
 
 import (
 	"context"
-	"net"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -11,6 +10,7 @@ import (
 
 	"github.com/ory-ext-authz/ory-ext-authz/internal/bench/load"
 	"github.com/ory-ext-authz/ory-ext-authz/internal/bench/noop"
+	"github.com/ory-ext-authz/ory-ext-authz/internal/servertest"
 	"github.com/ory-ext-authz/ory-ext-authz/pkg/authz"
 	"github.com/ory-ext-authz/ory-ext-authz/pkg/config"
 	"github.com/ory-ext-authz/ory-ext-authz/pkg/credential"
@@ -18,16 +18,6 @@ import (
 	"github.com/ory-ext-authz/ory-ext-authz/pkg/orytest"
 	"github.com/ory-ext-authz/ory-ext-authz/pkg/server"
 )
-
-func listen(tb testing.TB) net.Listener {
-	tb.Helper()
-	var lc net.ListenConfig
-	l, err := lc.Listen(context.Background(), "tcp", "127.0.0.1:0")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	return l
-}
 
 // realServer runs the real Check server behind pkg/server's gRPC server, as
 // `serve` does, and returns its address.
@@ -47,25 +37,13 @@ func realServer(tb testing.TB, fake *orytest.Fake) string {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	gl, hl := listen(tb), listen(tb)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() {
-		done <- server.Run(ctx, server.Options{GRPC: gl, HTTP: hl, Authz: az, ShutdownTimeout: time.Second})
-	}()
-	tb.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			tb.Error(err)
-		}
-		az.Close()
-	})
-	return gl.Addr().String()
+	tb.Cleanup(az.Close) // after the server stopped
+	return servertest.Start(tb, server.Options{Authz: az, ShutdownTimeout: time.Second}).GRPC
 }
 
 func noopServer(tb testing.TB, jwtBytes int) string {
 	tb.Helper()
-	l := listen(tb)
+	l := servertest.Listen(tb)
 	gs := noop.NewGRPCServer(jwtBytes)
 	go func() { _ = gs.Serve(l) }()
 	tb.Cleanup(gs.Stop)
