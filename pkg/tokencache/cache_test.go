@@ -8,25 +8,9 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/ory-ext-authz/ory-ext-authz/pkg/orytest"
 )
-
-// clock is an injectable clock for TTL tests.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
 
 var (
 	errUnauth  = errors.New("401")
@@ -37,7 +21,7 @@ var (
 // origin is a fake fetch: it mints "tokens" valid for ttl from the clock and
 // counts calls; err, when set, is returned instead.
 type origin struct {
-	clk   *clock
+	clk   *orytest.Clock
 	ttl   time.Duration
 	calls atomic.Int64
 	mu    sync.Mutex
@@ -81,9 +65,9 @@ func classifyTest(err error) Outcome {
 	return Transient
 }
 
-func newTestCache(t *testing.T, ttl time.Duration) (*Cache[string, int], *origin, *clock) {
+func newTestCache(t *testing.T, ttl time.Duration) (*Cache[string, int], *origin, *orytest.Clock) {
 	t.Helper()
-	clk := &clock{t: time.Unix(1_800_000_000, 0)}
+	clk := orytest.NewClock(time.Unix(1_800_000_000, 0))
 	o := &origin{clk: clk, ttl: ttl}
 	c, err := New(Config[string, int]{
 		MaxBytes: 1 << 20, Leeway: 5 * time.Second, NegativeTTL: 5 * time.Second, FetchTimeout: time.Second,
@@ -340,7 +324,7 @@ func TestNewKeyDistinct(t *testing.T) {
 // filled together do not refresh together; an entry filled by a refresh
 // keeps its phase, moved by at most RefreshJitter.
 func TestRefreshJitter(t *testing.T) {
-	clk := &clock{t: time.Unix(1_800_000_000, 0)}
+	clk := orytest.NewClock(time.Unix(1_800_000_000, 0))
 	o := &origin{clk: clk, ttl: time.Minute}
 	c, err := New(Config[string, int]{
 		MaxBytes: 16 << 20, Leeway: 5 * time.Second, FetchTimeout: time.Second,
