@@ -6,7 +6,7 @@
 // fail, and every session is checked again, so that only the sessions still
 // cached answer OK.
 //
-// It prints one JSON object (Result) to stdout. Run it as a process of its
+// It prints one JSON object (bench.MemoryResult) to stdout. Run it as a process of its
 // own: the figures are those of this process.
 package main
 
@@ -30,6 +30,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/ory-ext-authz/ory-ext-authz/internal/bench"
+
 	"github.com/go-jose/go-jose/v4"
 	"github.com/go-jose/go-jose/v4/jwt"
 
@@ -40,31 +42,6 @@ import (
 	"github.com/ory-ext-authz/ory-ext-authz/pkg/ory"
 	"github.com/ory-ext-authz/ory-ext-authz/pkg/tokencache"
 )
-
-// Result is what memory prints.
-type Result struct {
-	Sessions      int     `json:"sessions"`
-	CacheMaxBytes int64   `json:"cache_max_bytes"`
-	Cached        int     `json:"cached"`
-	JWTAvgBytes   float64 `json:"jwt_avg_bytes"`
-	HeapBefore    uint64  `json:"heap_before"`
-	HeapAfter     uint64  `json:"heap_after"`
-	RSSBefore     uint64  `json:"rss_before"`
-	RSSAfter      uint64  `json:"rss_after"`
-	// HeapPerEntry and RSSPerEntry are (after - before) / cached.
-	HeapPerEntry float64 `json:"heap_per_entry"`
-	RSSPerEntry  float64 `json:"rss_per_entry"`
-	// HeapMid and RSSMid are measured when half the sessions are filled;
-	// the Marginal figures are (after - mid) per session of the second
-	// half: what one more session costs, without the fixed costs that the
-	// first fills page in (ristretto's admission counters are allocated up
-	// front but become resident only when touched).
-	HeapMid              uint64  `json:"heap_mid"`
-	RSSMid               uint64  `json:"rss_mid"`
-	HeapMarginalPerEntry float64 `json:"heap_marginal_per_entry"`
-	RSSMarginalPerEntry  float64 `json:"rss_marginal_per_entry"`
-	FillSeconds          float64 `json:"fill_seconds"`
-}
 
 func main() {
 	if err := run(); err != nil {
@@ -99,7 +76,7 @@ func run() error {
 	}
 	defer s.Close()
 
-	var r Result
+	var r bench.MemoryResult
 	r.Sessions, r.CacheMaxBytes = *sessions, *maxBytes
 	r.HeapBefore, r.RSSBefore = settle()
 
@@ -157,7 +134,7 @@ func runBare(n int, maxBytes int64) error {
 		return err
 	}
 	defer c.Close()
-	var r Result
+	var r bench.MemoryResult
 	r.Sessions, r.CacheMaxBytes = n, maxBytes
 	r.HeapBefore, r.RSSBefore = settle()
 	for i := range n {
