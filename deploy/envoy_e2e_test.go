@@ -33,7 +33,6 @@ import (
 
 	"github.com/ory-ext-authz/ory-ext-authz/pkg/authz"
 	"github.com/ory-ext-authz/ory-ext-authz/pkg/config"
-	"github.com/ory-ext-authz/ory-ext-authz/pkg/credential"
 	"github.com/ory-ext-authz/ory-ext-authz/pkg/jwks"
 	"github.com/ory-ext-authz/ory-ext-authz/pkg/kratosdev"
 	"github.com/ory-ext-authz/ory-ext-authz/pkg/kratosdev/kratostest"
@@ -350,17 +349,10 @@ func startServer(t *testing.T, oryURL string) *countingAuthz {
 	if err != nil {
 		t.Fatal(err)
 	}
-	az, err := authz.New(authz.Options{
-		Tokenizer:       oc,
-		Extractor:       credential.NewExtractor(d.SessionCookies, d.SessionTokenHeader, config.MaxCredentialBytes),
-		DefaultTemplate: kratosdev.MeshTemplate,
-		OnMissing:       d.OnMissing,
-		ExpiryLeeway:    d.ExpiryLeeway,
-		NegativeTTL:     d.NegativeTTL,
-		FetchTimeout:    d.WhoamiTimeout,
-		CacheMaxBytes:   d.CacheMaxBytes,
-		Logger:          log,
-	})
+	d.TokenizeAs = kratosdev.MeshTemplate
+	opts := authz.OptionsFor(d, oc)
+	opts.Logger = log
+	az, err := authz.New(opts)
 	if err != nil {
 		t.Fatal(err)
 	}

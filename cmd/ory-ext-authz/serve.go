@@ -15,7 +15,6 @@ import (
 
 	"github.com/ory-ext-authz/ory-ext-authz/pkg/authz"
 	"github.com/ory-ext-authz/ory-ext-authz/pkg/config"
-	"github.com/ory-ext-authz/ory-ext-authz/pkg/credential"
 	"github.com/ory-ext-authz/ory-ext-authz/pkg/metrics"
 	"github.com/ory-ext-authz/ory-ext-authz/pkg/ory"
 	"github.com/ory-ext-authz/ory-ext-authz/pkg/server"
@@ -72,25 +71,9 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 		return err
 	}
 	defer oryClient.Close()
-	az, err = authz.New(authz.Options{
-		Observer:        m,
-		Tracer:          authzTracer,
-		Tokenizer:       oryClient,
-		Extractor:       credential.NewExtractor(cfg.SessionCookies, cfg.SessionTokenHeader, config.MaxCredentialBytes),
-		DefaultTemplate: cfg.TokenizeAs,
-		OnMissing:       cfg.OnMissing,
-		LoginURL:        cfg.LoginURL,
-		ExpiryLeeway:    cfg.ExpiryLeeway,
-		NegativeTTL:     cfg.NegativeTTL,
-		FetchTimeout:    cfg.WhoamiTimeout,
-		CacheMaxBytes:   cfg.CacheMaxBytes,
-		Limits: authz.Limits{
-			Headers:     cfg.MaxRequestHeaders,
-			HeaderBytes: cfg.MaxRequestHeaderBytes,
-			Cookies:     cfg.MaxCookies,
-		},
-		Logger: log,
-	})
+	azOpts := authz.OptionsFor(cfg, oryClient)
+	azOpts.Observer, azOpts.Tracer, azOpts.Logger = m, authzTracer, log
+	az, err = authz.New(azOpts)
 	if err != nil {
 		return err
 	}

@@ -13,7 +13,6 @@ import (
 	"github.com/ory-ext-authz/ory-ext-authz/internal/servertest"
 	"github.com/ory-ext-authz/ory-ext-authz/pkg/authz"
 	"github.com/ory-ext-authz/ory-ext-authz/pkg/config"
-	"github.com/ory-ext-authz/ory-ext-authz/pkg/credential"
 	"github.com/ory-ext-authz/ory-ext-authz/pkg/ory"
 	"github.com/ory-ext-authz/ory-ext-authz/pkg/orytest"
 	"github.com/ory-ext-authz/ory-ext-authz/pkg/server"
@@ -27,13 +26,9 @@ func realServer(tb testing.TB, fake *orytest.Fake) string {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	d := config.Default()
-	az, err := authz.New(authz.Options{
-		Tokenizer:       oc,
-		Extractor:       credential.NewExtractor(d.SessionCookies, d.SessionTokenHeader, config.MaxCredentialBytes),
-		DefaultTemplate: "mesh", OnMissing: config.OnMissingDeny,
-		ExpiryLeeway: d.ExpiryLeeway, NegativeTTL: d.NegativeTTL, FetchTimeout: 5 * time.Second, CacheMaxBytes: d.CacheMaxBytes,
-	})
+	cfg := config.Default()
+	cfg.TokenizeAs, cfg.WhoamiTimeout = "mesh", 5*time.Second
+	az, err := authz.New(authz.OptionsFor(cfg, oc))
 	if err != nil {
 		tb.Fatal(err)
 	}

@@ -20,7 +20,6 @@ import (
 	"github.com/ory-ext-authz/ory-ext-authz/pkg/admin"
 	"github.com/ory-ext-authz/ory-ext-authz/pkg/authz"
 	"github.com/ory-ext-authz/ory-ext-authz/pkg/config"
-	"github.com/ory-ext-authz/ory-ext-authz/pkg/credential"
 	"github.com/ory-ext-authz/ory-ext-authz/pkg/ory"
 	"github.com/ory-ext-authz/ory-ext-authz/pkg/orytest"
 	"github.com/ory-ext-authz/ory-ext-authz/pkg/server"
@@ -60,19 +59,11 @@ func newEnv(t *testing.T, o envOptions) *env {
 		t.Fatal(err)
 	}
 	t.Cleanup(oc.Close)
-	d := config.Default()
-	az, err := authz.New(authz.Options{
-		Tokenizer:       oc,
-		Extractor:       credential.NewExtractor(d.SessionCookies, d.SessionTokenHeader, config.MaxCredentialBytes),
-		DefaultTemplate: "mesh",
-		OnMissing:       config.OnMissingDeny,
-		ExpiryLeeway:    d.ExpiryLeeway,
-		NegativeTTL:     d.NegativeTTL,
-		FetchTimeout:    2 * time.Second,
-		CacheMaxBytes:   d.CacheMaxBytes,
-		Now:             clk.Now,
-		Logger:          log,
-	})
+	cfg := config.Default()
+	cfg.TokenizeAs, cfg.WhoamiTimeout = "mesh", 2*time.Second
+	opts := authz.OptionsFor(cfg, oc)
+	opts.Now, opts.Logger = clk.Now, log
+	az, err := authz.New(opts)
 	if err != nil {
 		t.Fatal(err)
 	}

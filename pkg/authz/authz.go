@@ -215,6 +215,27 @@ var (
 	metaFresh  = &structpb.Struct{Fields: map[string]*structpb.Value{"cached": structpb.NewBoolValue(false)}}
 )
 
+// OptionsFor returns the Options `serve` builds from cfg, asking Ory through
+// t; Observer, Tracer, Logger and Now are left for the caller.
+func OptionsFor(cfg config.Config, t Tokenizer) Options {
+	return Options{
+		Tokenizer:       t,
+		Extractor:       credential.NewExtractor(cfg.SessionCookies, cfg.SessionTokenHeader, config.MaxCredentialBytes),
+		DefaultTemplate: cfg.TokenizeAs,
+		OnMissing:       cfg.OnMissing,
+		LoginURL:        cfg.LoginURL,
+		ExpiryLeeway:    cfg.ExpiryLeeway,
+		NegativeTTL:     cfg.NegativeTTL,
+		FetchTimeout:    cfg.WhoamiTimeout,
+		CacheMaxBytes:   cfg.CacheMaxBytes,
+		Limits: Limits{
+			Headers:     cfg.MaxRequestHeaders,
+			HeaderBytes: cfg.MaxRequestHeaderBytes,
+			Cookies:     cfg.MaxCookies,
+		},
+	}
+}
+
 // New builds a Server.
 func New(o Options) (*Server, error) {
 	if o.Tokenizer == nil || o.Extractor == nil {

@@ -13,7 +13,6 @@ import (
 	"github.com/ory-ext-authz/ory-ext-authz/internal/bench/load"
 	"github.com/ory-ext-authz/ory-ext-authz/pkg/authz"
 	"github.com/ory-ext-authz/ory-ext-authz/pkg/config"
-	"github.com/ory-ext-authz/ory-ext-authz/pkg/credential"
 	"github.com/ory-ext-authz/ory-ext-authz/pkg/ory"
 	"github.com/ory-ext-authz/ory-ext-authz/pkg/orytest"
 )
@@ -24,13 +23,9 @@ func benchServer(b *testing.B, fake *orytest.Fake) *authz.Server {
 	if err != nil {
 		b.Fatal(err)
 	}
-	d := config.Default()
-	s, err := authz.New(authz.Options{
-		Tokenizer:       oc,
-		Extractor:       credential.NewExtractor(d.SessionCookies, d.SessionTokenHeader, config.MaxCredentialBytes),
-		DefaultTemplate: "mesh", OnMissing: config.OnMissingDeny,
-		ExpiryLeeway: d.ExpiryLeeway, NegativeTTL: d.NegativeTTL, FetchTimeout: 5 * time.Second, CacheMaxBytes: d.CacheMaxBytes,
-	})
+	cfg := config.Default()
+	cfg.TokenizeAs, cfg.WhoamiTimeout = "mesh", 5*time.Second
+	s, err := authz.New(authz.OptionsFor(cfg, oc))
 	if err != nil {
 		b.Fatal(err)
 	}

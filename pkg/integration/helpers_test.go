@@ -23,7 +23,6 @@ import (
 	"github.com/ory-ext-authz/ory-ext-authz/internal/servertest"
 	"github.com/ory-ext-authz/ory-ext-authz/pkg/authz"
 	"github.com/ory-ext-authz/ory-ext-authz/pkg/config"
-	"github.com/ory-ext-authz/ory-ext-authz/pkg/credential"
 	"github.com/ory-ext-authz/ory-ext-authz/pkg/jwks"
 	"github.com/ory-ext-authz/ory-ext-authz/pkg/kratosdev"
 	"github.com/ory-ext-authz/ory-ext-authz/pkg/ory"
@@ -109,18 +108,11 @@ func wire(t *testing.T, k *kratosdev.Kratos, o stackOptions) (*stack, *authz.Ser
 	if err != nil {
 		t.Fatal(err)
 	}
-	d := config.Default()
-	az, err := authz.New(authz.Options{
-		Tokenizer:       oc,
-		Extractor:       credential.NewExtractor(d.SessionCookies, d.SessionTokenHeader, config.MaxCredentialBytes),
-		DefaultTemplate: o.template,
-		OnMissing:       config.OnMissingDeny,
-		ExpiryLeeway:    o.leeway,
-		NegativeTTL:     d.NegativeTTL,
-		FetchTimeout:    callTimeout,
-		CacheMaxBytes:   d.CacheMaxBytes,
-		Logger:          log,
-	})
+	cfg := config.Default()
+	cfg.TokenizeAs, cfg.ExpiryLeeway, cfg.WhoamiTimeout = o.template, o.leeway, callTimeout
+	opts := authz.OptionsFor(cfg, oc)
+	opts.Logger = log
+	az, err := authz.New(opts)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -14,7 +14,6 @@ import (
 	"github.com/ory-ext-authz/ory-ext-authz/internal/servertest"
 	"github.com/ory-ext-authz/ory-ext-authz/pkg/authz"
 	"github.com/ory-ext-authz/ory-ext-authz/pkg/config"
-	"github.com/ory-ext-authz/ory-ext-authz/pkg/credential"
 	"github.com/ory-ext-authz/ory-ext-authz/pkg/metrics"
 	"github.com/ory-ext-authz/ory-ext-authz/pkg/ory"
 	"github.com/ory-ext-authz/ory-ext-authz/pkg/orytest"
@@ -39,11 +38,11 @@ func TestScrape(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer oc.Close()
-	d := config.Default()
-	az, err = authz.New(authz.Options{
-		Tokenizer: oc, Observer: m, Extractor: credential.NewExtractor(d.SessionCookies, d.SessionTokenHeader, config.MaxCredentialBytes),
-		DefaultTemplate: "mesh", ExpiryLeeway: d.ExpiryLeeway, NegativeTTL: d.NegativeTTL, FetchTimeout: 2 * time.Second, CacheMaxBytes: d.CacheMaxBytes,
-	})
+	cfg := config.Default()
+	cfg.TokenizeAs, cfg.WhoamiTimeout = "mesh", 2*time.Second
+	opts := authz.OptionsFor(cfg, oc)
+	opts.Observer = m
+	az, err = authz.New(opts)
 	if err != nil {
 		t.Fatal(err)
 	}

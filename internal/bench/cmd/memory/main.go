@@ -63,14 +63,9 @@ func run() error {
 	if err != nil {
 		return err
 	}
-	d := config.Default()
-	s, err := authz.New(authz.Options{
-		Tokenizer:       tk,
-		Extractor:       credential.NewExtractor(d.SessionCookies, d.SessionTokenHeader, config.MaxCredentialBytes),
-		DefaultTemplate: "mesh", OnMissing: config.OnMissingDeny,
-		ExpiryLeeway: d.ExpiryLeeway, NegativeTTL: d.NegativeTTL, FetchTimeout: 5 * time.Second,
-		CacheMaxBytes: *maxBytes,
-	})
+	cfg := config.Default()
+	cfg.TokenizeAs, cfg.WhoamiTimeout, cfg.CacheMaxBytes = "mesh", 5*time.Second, *maxBytes
+	s, err := authz.New(authz.OptionsFor(cfg, tk))
 	if err != nil {
 		return err
 	}
