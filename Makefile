@@ -68,7 +68,10 @@ vet:
 fmt:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 
+# Also fails when a tracked file is an executable binary or over 1 MiB
+# (generated protobuf code aside): internal/cmd/repocheck.
 lint: vet fmt
+	$(GO) run ./internal/cmd/repocheck
 	$(GO) run $(GOLANGCI_LINT) run ./...
 
 # The local demo: Kratos, a demo identity logged in through the browser flow,
@@ -83,5 +86,7 @@ run: build kratos
 bench: build
 	$(GO) run ./internal/bench/cmd/bench --server bin/ory-ext-authz --ghz $(GHZ)
 
+# Build output, dev state, and what test and profiling runs leave behind.
 clean:
 	rm -rf bin .dev
+	find . -path ./.git -prune -o -type f \( -name '*.test' -o -name '*.out' -o -name '*.prof' \) -print -delete
