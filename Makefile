@@ -16,6 +16,8 @@ BUF           := github.com/bufbuild/buf/cmd/buf@v1.75.0
 # test with its reason (the Envoy end-to-end test without ENVOY_BIN).
 GOTESTSUM     := gotest.tools/gotestsum@v1.13.0
 GHZ           := github.com/bojand/ghz/cmd/ghz@v0.120.0
+# How long make test soaks pkg/authz (TestSoak; plain go test skips it).
+SOAK        ?= 2m
 # How long `make test` fuzzes each target; `make fuzz` fuzzes longer.
 FUZZTIME    ?= 20s
 FUZZTIME_LONG ?= 5m
@@ -41,7 +43,7 @@ $(KRATOS_BIN): deploy/kratos/go.mod deploy/kratos/go.sum
 # (never skipped here), ending with gotestsum's summary of skipped tests.
 test: kratos vet fmt proto-check
 	$(MAKE) --no-print-directory fuzz FUZZTIME_LONG=$(FUZZTIME)
-	KRATOS_BIN=$(KRATOS_BIN) ORY_EXT_AUTHZ_REQUIRE_KRATOS=1 $(GO) run $(GOTESTSUM) --format pkgname -- -race -count=1 -timeout 30m ./...
+	KRATOS_BIN=$(KRATOS_BIN) ORY_EXT_AUTHZ_REQUIRE_KRATOS=1 ORY_EXT_AUTHZ_SOAK=$(SOAK) $(GO) run $(GOTESTSUM) --format pkgname -- -race -count=1 -timeout 30m ./...
 
 # Every Fuzz* target, one at a time (go test -fuzz takes one target per run).
 fuzz:
