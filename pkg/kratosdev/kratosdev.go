@@ -29,6 +29,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/ory-ext-authz/ory-ext-authz/internal/procgroup"
+
 	"github.com/ory-ext-authz/ory-ext-authz/pkg/jwks"
 )
 
@@ -122,9 +124,7 @@ type Kratos struct {
 
 	fixedPorts bool
 
-	cmd      *exec.Cmd
-	exited   chan struct{} // closed when cmd.Wait returned
-	waitErr  error         // valid after exited is closed
+	proc     *procgroup.Process
 	stopOnce sync.Once
 	stopErr  error
 }
@@ -257,25 +257,20 @@ func (k *Kratos) launch(ctx context.Context, bin, root string, templates map[str
 	cmd.Dir = root
 	cmd.Env = append(baseEnv(), env...)
 	cmd.Stdout, cmd.Stderr = logFile, logFile
-	cmd.SysProcAttr = sysProcAttr()
-	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("kratosdev: start %s: %w", bin, err)
+	proc, err := procgroup.Start(cmd, nil)
+	if err != nil {
+		return fmt.Errorf("kratosdev: %w", err)
 	}
-	exited := make(chan struct{})
-	k.cmd, k.exited = cmd, exited
-	go func() {
-		k.waitErr = cmd.Wait()
-		close(exited)
-	}()
+	k.proc = proc
 
 	if err := k.waitReady(ctx); err != nil {
 		select {
-		case <-k.exited:
+		case <-k.proc.Exited():
 			tail := k.LogTail(20)
 			if strings.Contains(tail, "address already in use") {
 				return errPortTaken
 			}
-			return fmt.Errorf("kratosdev: Kratos exited before it was ready: %w; log %s:\n%s", k.waitErr, k.logPath, tail)
+			return fmt.Errorf("kratosdev: Kratos exited before it was ready: %w; log %s:\n%s", k.proc.Err(), k.logPath, tail)
 		default:
 			_ = k.terminate()
 			return fmt.Errorf("kratosdev: %w; log %s:\n%s", err, k.logPath, k.LogTail(20))
@@ -300,7 +295,7 @@ func (k *Kratos) waitReady(ctx context.Context) error {
 		select {
 		case <-ctx.Done():
 			return fmt.Errorf("Kratos not ready (%s): %w", urls[0], ctx.Err())
-		case <-k.exited:
+		case <-k.proc.Exited():
 			return errors.New("Kratos exited")
 		case <-tick.C:
 		}
@@ -375,7 +370,7 @@ func (k *Kratos) JWKS() []byte { return bytes.Clone(k.jwks) }
 
 // Done is closed when the Kratos process has exited, whether through Stop or
 // on its own (a crash, a signal from elsewhere).
-func (k *Kratos) Done() <-chan struct{} { return k.exited }
+func (k *Kratos) Done() <-chan struct{} { return k.proc.Exited() }
 
 // LogFile is the path of Kratos' combined stdout and stderr.
 func (k *Kratos) LogFile() string { return k.logPath }
@@ -408,7 +403,7 @@ func (k *Kratos) LogTail(n int) string {
 // the directory could not be removed.
 func (k *Kratos) Stop() error {
 	k.stopOnce.Do(func() {
-		if k.cmd != nil {
+		if k.proc != nil {
 			k.stopErr = k.terminate()
 		}
 		k.http.CloseIdleConnections()
@@ -419,30 +414,18 @@ func (k *Kratos) Stop() error {
 	return k.stopErr
 }
 
-// terminate stops the current process and waits for it.
+// terminate stops the current process and waits for it: SIGTERM to its
+// process group (Kratos and its jsonnet workers), SIGKILL after stopTimeout.
 func (k *Kratos) terminate() error {
-	select {
-	case <-k.exited:
-		return nil
-	default:
-	}
-	_ = signalTerm(k.cmd.Process)
-	timer := time.NewTimer(stopTimeout)
-	defer timer.Stop()
-	select {
-	case <-k.exited:
-		return nil
-	case <-timer.C:
-		// The process group also holds Kratos' jsonnet worker processes.
-		_ = killGroup(k.cmd.Process)
-		<-k.exited
+	if err := k.proc.Stop(stopTimeout); errors.Is(err, procgroup.ErrKilled) {
 		return fmt.Errorf("kratosdev: Kratos did not stop within %s after SIGTERM and was killed", stopTimeout)
 	}
+	return nil
 }
 
 // fail cleans up after a failed Start and returns err.
 func (k *Kratos) fail(err error) error {
-	if k.cmd != nil {
+	if k.proc != nil {
 		_ = k.terminate()
 	}
 	if k.http != nil {

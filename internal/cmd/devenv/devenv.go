@@ -14,6 +14,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/ory-ext-authz/ory-ext-authz/internal/procgroup"
 	"github.com/ory-ext-authz/ory-ext-authz/pkg/jwks"
 	"github.com/ory-ext-authz/ory-ext-authz/pkg/kratosdev"
 )
@@ -98,7 +99,7 @@ func demo(ctx context.Context, o options, stdout, stderr io.Writer) (err error) 
 		return err
 	}
 	defer func() {
-		if stopErr := srv.stop(stopTimeout); stopErr != nil {
+		if stopErr := stopServer(srv, stopTimeout); stopErr != nil {
 			err = errors.Join(err, stopErr)
 		}
 		p.printf("stopped ory-ext-authz\n")
@@ -106,7 +107,7 @@ func demo(ctx context.Context, o options, stdout, stderr io.Writer) (err error) 
 	if err := waitReady(ctx, "http://"+o.httpAddr+"/readyz", srv, readyTimeout); err != nil {
 		return err
 	}
-	p.printf("ory-ext-authz serve is up: gRPC %s, HTTP %s (pid %d)\n", o.grpcAddr, o.httpAddr, srv.cmd.Process.Pid)
+	p.printf("ory-ext-authz serve is up: gRPC %s, HTTP %s (pid %d)\n", o.grpcAddr, o.httpAddr, srv.Pid())
 
 	checkArgs := []string{"check", "--addr", o.grpcAddr, "--cookie", cookie}
 	checkLine := commandLine(o.server, checkArgs)
@@ -141,8 +142,8 @@ func demo(ctx context.Context, o options, stdout, stderr io.Writer) (err error) 
 	case <-ctx.Done():
 		p.printf("\nstopping...\n")
 		return nil
-	case <-srv.exited:
-		return fmt.Errorf("ory-ext-authz serve exited on its own (%s)", exitStatus(srv.waitErr))
+	case <-srv.Exited():
+		return fmt.Errorf("ory-ext-authz serve exited on its own (%s)", exitStatus(srv.Err()))
 	case <-k.Done():
 		return fmt.Errorf("kratos exited on its own; log: %s", display(k.LogFile()))
 	}
@@ -203,60 +204,31 @@ func ensureJWKS(path string) (key []byte, created bool, err error) {
 	return key, true, f.Close()
 }
 
-// process is a child process with its exit observed.
-type process struct {
-	cmd     *exec.Cmd
-	exited  chan struct{} // closed when Wait returned
-	waitErr error         // valid after exited is closed
-}
-
 // startServer starts `ory-ext-authz serve`, its output prefixed on out. It
 // runs in its own process group, so a Ctrl-C in the terminal reaches devenv
 // only, which then stops the server and Kratos in order.
-func startServer(bin string, args []string, out io.Writer) (*process, error) {
+func startServer(bin string, args []string, out io.Writer) (*procgroup.Process, error) {
 	cmd := exec.Command(bin, args...)
 	w := &prefixWriter{w: out, prefix: "ory-ext-authz | "}
 	cmd.Stdout, cmd.Stderr = w, w
-	cmd.SysProcAttr = sysProcAttr()
-	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("start %s: %w", bin, err)
-	}
-	p := &process{cmd: cmd, exited: make(chan struct{})}
-	go func() {
-		p.waitErr = cmd.Wait()
-		w.flush()
-		close(p.exited)
-	}()
-	return p, nil
+	return procgroup.Start(cmd, w.flush)
 }
 
-// stop ends the process gracefully (SIGTERM: health NOT_SERVING, drain),
-// or kills it after timeout. It returns an error if the process failed or
-// had to be killed.
-func (p *process) stop(timeout time.Duration) error {
-	select {
-	case <-p.exited:
-		return p.waitErr
-	default:
-	}
-	_ = signalTerm(p.cmd.Process)
-	timer := time.NewTimer(timeout)
-	defer timer.Stop()
-	select {
-	case <-p.exited:
-		if p.waitErr != nil {
-			return fmt.Errorf("ory-ext-authz serve: %w", p.waitErr)
-		}
-		return nil
-	case <-timer.C:
-		_ = killGroup(p.cmd.Process)
-		<-p.exited
+// stopServer ends the server gracefully (SIGTERM: health NOT_SERVING,
+// drain), or kills it after timeout. It returns an error if the server
+// failed or had to be killed.
+func stopServer(p *procgroup.Process, timeout time.Duration) error {
+	switch err := p.Stop(timeout); {
+	case errors.Is(err, procgroup.ErrKilled):
 		return fmt.Errorf("ory-ext-authz serve did not stop within %s and was killed", timeout)
+	case err != nil:
+		return fmt.Errorf("ory-ext-authz serve: %w", err)
 	}
+	return nil
 }
 
 // waitReady polls url until it answers 200, the process exits or the time is up.
-func waitReady(ctx context.Context, url string, p *process, timeout time.Duration) error {
+func waitReady(ctx context.Context, url string, p *procgroup.Process, timeout time.Duration) error {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	client := &http.Client{Timeout: time.Second, Transport: &http.Transport{}}
@@ -277,8 +249,8 @@ func waitReady(ctx context.Context, url string, p *process, timeout time.Duratio
 		select {
 		case <-ctx.Done():
 			return fmt.Errorf("ory-ext-authz serve not ready at %s: %w", url, ctx.Err())
-		case <-p.exited:
-			return fmt.Errorf("ory-ext-authz serve exited before it was ready (%s)", exitStatus(p.waitErr))
+		case <-p.Exited():
+			return fmt.Errorf("ory-ext-authz serve exited before it was ready (%s)", exitStatus(p.Err()))
 		case <-tick.C:
 		}
 	}

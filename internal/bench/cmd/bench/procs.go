@@ -15,20 +15,18 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/ory-ext-authz/ory-ext-authz/internal/bench/load"
+	"github.com/ory-ext-authz/ory-ext-authz/internal/procgroup"
 )
 
-// proc is a child process. Each child gets a process group of its own, so
-// that stopping it also stops what it started (go run's compiled binary) and
-// nothing else.
+// proc is a child process. Each child gets a process group of its own
+// (internal/procgroup), so that stopping it also stops what it started (go
+// run's compiled binary) and nothing else.
 type proc struct {
 	name string
-	cmd  *exec.Cmd
-	done chan struct{}
-	err  error
+	*procgroup.Process
 }
 
 // procs tracks the children so that every one is stopped on the way out.
@@ -51,17 +49,12 @@ func (ps *procs) start(name string, stdout io.Writer, bin string, args ...string
 	if stdout != nil {
 		cmd.Stdout = stdout
 	}
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := cmd.Start(); err != nil {
+	pg, err := procgroup.Start(cmd, func() { _ = logf.Close() })
+	if err != nil {
 		_ = logf.Close()
-		return nil, fmt.Errorf("start %s: %w", name, err)
+		return nil, fmt.Errorf("%s: %w", name, err)
 	}
-	p := &proc{name: name, cmd: cmd, done: make(chan struct{})}
-	go func() {
-		p.err = cmd.Wait()
-		_ = logf.Close()
-		close(p.done)
-	}()
+	p := &proc{name: name, Process: pg}
 	ps.mu.Lock()
 	ps.list = append(ps.list, p)
 	ps.mu.Unlock()
@@ -69,21 +62,7 @@ func (ps *procs) start(name string, stdout io.Writer, bin string, args ...string
 }
 
 // stop sends SIGTERM to the child's process group, then SIGKILL after 5s.
-func (p *proc) stop() {
-	select {
-	case <-p.done:
-		return
-	default:
-	}
-	pgid := p.cmd.Process.Pid
-	_ = syscall.Kill(-pgid, syscall.SIGTERM)
-	select {
-	case <-p.done:
-	case <-time.After(5 * time.Second):
-		_ = syscall.Kill(-pgid, syscall.SIGKILL)
-		<-p.done
-	}
-}
+func (p *proc) stop() { _ = p.Stop(5 * time.Second) }
 
 func (ps *procs) stopAll() {
 	ps.mu.Lock()
@@ -256,14 +235,14 @@ func (h *harness) waitServing(ctx context.Context, p *proc, addr string) error {
 			return fmt.Errorf("%s: %w (see %s.log)", p.name, err, p.name)
 		}
 		return nil
-	case <-p.done:
-		return errors.Join(fmt.Errorf("%s exited before serving (see %s/%s.log)", p.name, h.dir, p.name), p.err)
+	case <-p.Exited():
+		return errors.Join(fmt.Errorf("%s exited before serving (see %s/%s.log)", p.name, h.dir, p.name), p.Err())
 	}
 }
 
 // cpuTime is the user+system CPU time a child has used so far (Linux).
 func (p *proc) cpuTime() time.Duration {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", p.cmd.Process.Pid))
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", p.Pid()))
 	if err != nil {
 		return 0
 	}

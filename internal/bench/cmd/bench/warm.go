@@ -67,7 +67,7 @@ func (h *harness) ghz(ctx context.Context, name, addr, protoset, data string, n,
 	}
 	limit := 90 * time.Second
 	select {
-	case <-p.done:
+	case <-p.Exited():
 	case <-time.After(limit):
 		p.stop()
 		return ghzReport{}, fmt.Errorf("%s: ghz still running after %v", name, limit)
@@ -75,8 +75,8 @@ func (h *harness) ghz(ctx context.Context, name, addr, protoset, data string, n,
 		p.stop()
 		return ghzReport{}, ctx.Err()
 	}
-	if p.err != nil {
-		return ghzReport{}, fmt.Errorf("%s: ghz: %w (see %s.log)", name, p.err, name)
+	if p.Err() != nil {
+		return ghzReport{}, fmt.Errorf("%s: ghz: %w (see %s.log)", name, p.Err(), name)
 	}
 	b, err := os.ReadFile(out)
 	if err != nil {
