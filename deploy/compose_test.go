@@ -15,7 +15,7 @@ import (
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	"sigs.k8s.io/yaml"
 
-	"github.com/ory-ext-authz/ory-ext-authz/pkg/config"
+	"github.com/ory-ext-authz/ory-ext-authz/internal/config"
 )
 
 // Docker cannot run where these tests run, so docker-compose.yaml is checked

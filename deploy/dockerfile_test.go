@@ -11,7 +11,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/ory-ext-authz/ory-ext-authz/pkg/config"
+	"github.com/ory-ext-authz/ory-ext-authz/internal/config"
 )
 
 const (

@@ -31,11 +31,11 @@ import (
 	"github.com/go-jose/go-jose/v4/jwt"
 	"google.golang.org/protobuf/encoding/protojson"
 
+	"github.com/ory-ext-authz/ory-ext-authz/internal/config"
+	"github.com/ory-ext-authz/ory-ext-authz/internal/jwks"
+	"github.com/ory-ext-authz/ory-ext-authz/internal/kratosdev"
+	"github.com/ory-ext-authz/ory-ext-authz/internal/kratosdev/kratostest"
 	"github.com/ory-ext-authz/ory-ext-authz/pkg/authz"
-	"github.com/ory-ext-authz/ory-ext-authz/pkg/config"
-	"github.com/ory-ext-authz/ory-ext-authz/pkg/jwks"
-	"github.com/ory-ext-authz/ory-ext-authz/pkg/kratosdev"
-	"github.com/ory-ext-authz/ory-ext-authz/pkg/kratosdev/kratostest"
 	"github.com/ory-ext-authz/ory-ext-authz/pkg/ory"
 	"github.com/ory-ext-authz/ory-ext-authz/pkg/server"
 )
@@ -350,7 +350,7 @@ func startServer(t *testing.T, oryURL string) *countingAuthz {
 		t.Fatal(err)
 	}
 	d.TokenizeAs = kratosdev.MeshTemplate
-	opts := authz.OptionsFor(d, oc)
+	opts := d.AuthzOptions(oc)
 	opts.Logger = log
 	az, err := authz.New(opts)
 	if err != nil {

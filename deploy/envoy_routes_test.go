@@ -16,7 +16,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/protobuf/encoding/protojson"
 
-	"github.com/ory-ext-authz/ory-ext-authz/pkg/config"
+	"github.com/ory-ext-authz/ory-ext-authz/internal/config"
 )
 
 // TestEnvoyRoutesAgainstServer plays Envoy's part without Envoy: for each

@@ -32,8 +32,8 @@ import (
 	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/access_loggers/stream/v3"
 	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/router/v3"
 
+	"github.com/ory-ext-authz/ory-ext-authz/internal/config"
 	"github.com/ory-ext-authz/ory-ext-authz/pkg/authz"
-	"github.com/ory-ext-authz/ory-ext-authz/pkg/config"
 	"github.com/ory-ext-authz/ory-ext-authz/pkg/server"
 )
 

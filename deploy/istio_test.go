@@ -16,8 +16,8 @@ import (
 	typev1beta1 "istio.io/api/type/v1beta1"
 	"sigs.k8s.io/yaml"
 
-	"github.com/ory-ext-authz/ory-ext-authz/pkg/config"
-	"github.com/ory-ext-authz/ory-ext-authz/pkg/jwks"
+	"github.com/ory-ext-authz/ory-ext-authz/internal/config"
+	"github.com/ory-ext-authz/ory-ext-authz/internal/jwks"
 )
 
 // istioResource is a custom resource with its spec kept as JSON, so it can be

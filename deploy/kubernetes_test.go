@@ -15,7 +15,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/yaml"
 
-	"github.com/ory-ext-authz/ory-ext-authz/pkg/config"
+	"github.com/ory-ext-authz/ory-ext-authz/internal/config"
 )
 
 // kustomization is the part of kustomize's Kustomization that the folder

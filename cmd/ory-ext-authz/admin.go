@@ -9,8 +9,8 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 
+	"github.com/ory-ext-authz/ory-ext-authz/internal/config"
 	"github.com/ory-ext-authz/ory-ext-authz/pkg/admin"
-	"github.com/ory-ext-authz/ory-ext-authz/pkg/config"
 	"github.com/ory-ext-authz/ory-ext-authz/pkg/server"
 )
 

@@ -22,7 +22,8 @@ import (
 	reflectionpb "google.golang.org/grpc/reflection/grpc_reflection_v1"
 	"google.golang.org/grpc/status"
 
-	"github.com/ory-ext-authz/ory-ext-authz/pkg/orytest"
+	"github.com/ory-ext-authz/ory-ext-authz/internal/fakeory"
+	"github.com/ory-ext-authz/ory-ext-authz/internal/logcapture"
 	adminv1 "github.com/ory-ext-authz/ory-ext-authz/proto/ory_ext_authz/admin/v1"
 )
 
@@ -34,15 +35,15 @@ const (
 // served is one `serve` running in-process.
 type served struct {
 	grpcAddr, httpAddr, adminAddr string
-	logs                          *orytest.LogBuffer
+	logs                          *logcapture.Buffer
 }
 
 // startServe runs `serve` in front of fake with free loopback ports (admin
 // included, unless args set --admin-addr) and waits until it is ready. It
 // stops when the test ends and must then exit 0.
-func startServe(t *testing.T, fake *orytest.Fake, args ...string) *served {
+func startServe(t *testing.T, fake *fakeory.Fake, args ...string) *served {
 	t.Helper()
-	s := &served{grpcAddr: freeAddr(t), httpAddr: freeAddr(t), logs: &orytest.LogBuffer{}}
+	s := &served{grpcAddr: freeAddr(t), httpAddr: freeAddr(t), logs: &logcapture.Buffer{}}
 	full := []string{"serve", "--ory-url", fake.URL, "--tokenize-as", "mesh", "--grpc-addr", s.grpcAddr, "--http-addr", s.httpAddr, "--log-level", "debug"}
 	if !slices.Contains(args, "--admin-addr") {
 		s.adminAddr = freeAddr(t)
@@ -64,7 +65,7 @@ func startServe(t *testing.T, fake *orytest.Fake, args ...string) *served {
 		case <-time.After(20 * time.Second):
 			t.Error("serve did not stop")
 		}
-		orytest.AssertNoSecrets(t, s.logs.String(), fake.Secrets())
+		logcapture.AssertNoSecrets(t, s.logs.String(), fake.Secrets())
 	})
 	waitFor(t, "readyz 200", func() bool {
 		select {
@@ -106,7 +107,7 @@ func listServices(t *testing.T, conn *grpc.ClientConn) []string {
 	return names
 }
 
-func cookieCheck(s *orytest.Session) *authv3.CheckRequest {
+func cookieCheck(s *fakeory.Session) *authv3.CheckRequest {
 	return &authv3.CheckRequest{Attributes: &authv3.AttributeContext{Request: &authv3.AttributeContext_Request{
 		Http: &authv3.AttributeContext_HttpRequest{Method: "GET", Path: "/", Headers: map[string]string{"cookie": s.CookiePair()}},
 	}}}
@@ -114,7 +115,7 @@ func cookieCheck(s *orytest.Session) *authv3.CheckRequest {
 
 // checkCached sends a Check of s and tells whether it was answered OK from
 // the cache.
-func checkCached(t *testing.T, client authv3.AuthorizationClient, s *orytest.Session) bool {
+func checkCached(t *testing.T, client authv3.AuthorizationClient, s *fakeory.Session) bool {
 	t.Helper()
 	resp, err := client.Check(t.Context(), cookieCheck(s))
 	if err != nil || resp.GetStatus().GetCode() != 0 {
@@ -136,7 +137,7 @@ func runCLI(t *testing.T, args ...string) (int, string, string) {
 // on --admin-addr reflection lists it (and not ext_authz), and the admin
 // commands work end to end.
 func TestAdminNotOnExtAuthzListener(t *testing.T) {
-	fake := orytest.New()
+	fake := fakeory.New()
 	defer fake.Close()
 	srv := startServe(t, fake)
 	extAuthz, adminConn := servertest.Dial(t, srv.grpcAddr), servertest.Dial(t, srv.adminAddr)
@@ -197,7 +198,7 @@ func TestAdminNotOnExtAuthzListener(t *testing.T) {
 // TLS flags give an mTLS listener that refuses a client without a
 // certificate; a bad admin setting stops serve with an error naming it.
 func TestAdminServeFlags(t *testing.T) {
-	fake := orytest.New()
+	fake := fakeory.New()
 	defer fake.Close()
 
 	t.Run("disabled", func(t *testing.T) {

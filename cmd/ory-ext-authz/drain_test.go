@@ -18,7 +18,8 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/status"
 
-	"github.com/ory-ext-authz/ory-ext-authz/pkg/orytest"
+	"github.com/ory-ext-authz/ory-ext-authz/internal/fakeory"
+	"github.com/ory-ext-authz/ory-ext-authz/internal/logcapture"
 )
 
 // runMainEnv makes the test binary run main() instead of the tests, so that
@@ -39,9 +40,9 @@ func TestMain(m *testing.M) {
 // complete OK, the only errors are connection errors after that, and the
 // process exits 0.
 func TestSIGTERMDrain(t *testing.T) {
-	fake := orytest.New()
+	fake := fakeory.New()
 	defer fake.Close()
-	fake.SetHook(orytest.Slow(300 * time.Millisecond))
+	fake.SetHook(fakeory.Slow(300 * time.Millisecond))
 	grpcAddr, httpAddr := freeAddr(t), freeAddr(t)
 	cmd := exec.Command(os.Args[0], "serve", "--grpc-addr", grpcAddr, "--http-addr", httpAddr, "--admin-addr", freeAddr(t),
 		"--ory-url", fake.URL, "--tokenize-as", "mesh", "--shutdown-delay", "1s", "--shutdown-timeout", "10s", "--log-level", "debug")
@@ -57,7 +58,7 @@ func TestSIGTERMDrain(t *testing.T) {
 		if cmd.ProcessState == nil {
 			_ = cmd.Process.Kill()
 		}
-		orytest.AssertNoSecrets(t, logs.String(), fake.Secrets())
+		logcapture.AssertNoSecrets(t, logs.String(), fake.Secrets())
 	}()
 	waitReady(t, httpAddr)
 

@@ -9,9 +9,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ory-ext-authz/ory-ext-authz/pkg/kratosdev"
-	"github.com/ory-ext-authz/ory-ext-authz/pkg/kratosdev/kratostest"
-	"github.com/ory-ext-authz/ory-ext-authz/pkg/orytest"
+	"github.com/ory-ext-authz/ory-ext-authz/internal/kratosdev"
+	"github.com/ory-ext-authz/ory-ext-authz/internal/kratosdev/kratostest"
+	"github.com/ory-ext-authz/ory-ext-authz/internal/logcapture"
 )
 
 // TestCheckAgainstServeWithKratos is the operator's path end to end, in
@@ -34,7 +34,7 @@ func TestCheckAgainstServeWithKratos(t *testing.T) {
 	grpcAddr, httpAddr := freeAddr(t), freeAddr(t)
 	ctx, stop := context.WithCancel(t.Context())
 	defer stop()
-	var logs orytest.LogBuffer
+	var logs logcapture.Buffer
 	done := make(chan int, 1)
 	go func() {
 		done <- run(ctx, []string{"serve", "--ory-url", k.PublicURL(), "--tokenize-as", kratosdev.MeshTemplate,
@@ -75,7 +75,7 @@ func TestCheckAgainstServeWithKratos(t *testing.T) {
 				}
 			}
 			// The report is meant for tickets: no credential in it.
-			orytest.AssertNoSecrets(t, out.String()+errOut.String(), []string{cookieValue, garbage})
+			logcapture.AssertNoSecrets(t, out.String()+errOut.String(), []string{cookieValue, garbage})
 		})
 	}
 
@@ -100,5 +100,5 @@ func TestCheckAgainstServeWithKratos(t *testing.T) {
 	case <-time.After(20 * time.Second):
 		t.Fatal("serve did not stop")
 	}
-	orytest.AssertNoSecrets(t, logs.String(), []string{cookieValue, garbage, jwt[1]})
+	logcapture.AssertNoSecrets(t, logs.String(), []string{cookieValue, garbage, jwt[1]})
 }

@@ -14,7 +14,8 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
-	"github.com/ory-ext-authz/ory-ext-authz/pkg/orytest"
+	"github.com/ory-ext-authz/ory-ext-authz/internal/fakeory"
+	"github.com/ory-ext-authz/ory-ext-authz/internal/logcapture"
 )
 
 func TestCommands(t *testing.T) {
@@ -57,7 +58,7 @@ func freeAddr(t *testing.T) string {
 // environment, checks a request end to end, then stops it as SIGTERM would
 // and watches health turn NOT_SERVING while checks are still answered.
 func TestServeLifecycle(t *testing.T) {
-	fake := orytest.New()
+	fake := fakeory.New()
 	defer fake.Close()
 	grpcAddr, httpAddr := freeAddr(t), freeAddr(t)
 	env := map[string]string{
@@ -66,13 +67,13 @@ func TestServeLifecycle(t *testing.T) {
 		"ORY_EXT_AUTHZ_SHUTDOWN_DELAY": "1s",
 	}
 	ctx, stop := context.WithCancel(t.Context())
-	var logs orytest.LogBuffer
+	var logs logcapture.Buffer
 	done := make(chan int, 1)
 	go func() {
 		done <- run(ctx, []string{"serve", "--grpc-addr", grpcAddr, "--http-addr", httpAddr, "--admin-addr", freeAddr(t), "--log-level", "debug"},
 			func(k string) string { return env[k] }, strings.NewReader(""), &logs, &logs)
 	}()
-	defer func() { orytest.AssertNoSecrets(t, logs.String(), fake.Secrets()) }()
+	defer func() { logcapture.AssertNoSecrets(t, logs.String(), fake.Secrets()) }()
 
 	waitReady(t, httpAddr)
 	conn, err := grpc.NewClient(grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))

@@ -13,8 +13,8 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 
+	"github.com/ory-ext-authz/ory-ext-authz/internal/config"
 	"github.com/ory-ext-authz/ory-ext-authz/pkg/authz"
-	"github.com/ory-ext-authz/ory-ext-authz/pkg/config"
 	"github.com/ory-ext-authz/ory-ext-authz/pkg/metrics"
 	"github.com/ory-ext-authz/ory-ext-authz/pkg/ory"
 	"github.com/ory-ext-authz/ory-ext-authz/pkg/server"
@@ -71,7 +71,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 		return err
 	}
 	defer oryClient.Close()
-	azOpts := authz.OptionsFor(cfg, oryClient)
+	azOpts := cfg.AuthzOptions(oryClient)
 	azOpts.Observer, azOpts.Tracer, azOpts.Logger = m, authzTracer, log
 	az, err = authz.New(azOpts)
 	if err != nil {

@@ -4,9 +4,9 @@ import (
 	"context"
 	"io"
 
-	"github.com/ory-ext-authz/ory-ext-authz/pkg/admin"
-	"github.com/ory-ext-authz/ory-ext-authz/pkg/checkcli"
-	"github.com/ory-ext-authz/ory-ext-authz/pkg/jwks"
+	"github.com/ory-ext-authz/ory-ext-authz/internal/admincli"
+	"github.com/ory-ext-authz/ory-ext-authz/internal/checkcli"
+	"github.com/ory-ext-authz/ory-ext-authz/internal/jwks"
 )
 
 func runCheck(ctx context.Context, args []string, stdout, stderr io.Writer) int {
@@ -18,5 +18,5 @@ func runJWKS(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 }
 
 func runAdmin(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	return admin.RunCLI(ctx, args, stdout, stderr)
+	return admincli.RunCLI(ctx, args, stdout, stderr)
 }

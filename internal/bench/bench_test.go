@@ -10,17 +10,17 @@ import (
 
 	"github.com/ory-ext-authz/ory-ext-authz/internal/bench/load"
 	"github.com/ory-ext-authz/ory-ext-authz/internal/bench/noop"
+	"github.com/ory-ext-authz/ory-ext-authz/internal/config"
+	"github.com/ory-ext-authz/ory-ext-authz/internal/fakeory"
 	"github.com/ory-ext-authz/ory-ext-authz/internal/servertest"
 	"github.com/ory-ext-authz/ory-ext-authz/pkg/authz"
-	"github.com/ory-ext-authz/ory-ext-authz/pkg/config"
 	"github.com/ory-ext-authz/ory-ext-authz/pkg/ory"
-	"github.com/ory-ext-authz/ory-ext-authz/pkg/orytest"
 	"github.com/ory-ext-authz/ory-ext-authz/pkg/server"
 )
 
 // realServer runs the real Check server behind pkg/server's gRPC server, as
 // `serve` does, and returns its address.
-func realServer(tb testing.TB, fake *orytest.Fake) string {
+func realServer(tb testing.TB, fake *fakeory.Fake) string {
 	tb.Helper()
 	oc, err := ory.New(ory.Options{BaseURL: fake.URL, Timeout: 5 * time.Second, MaxJWTBytes: config.MaxCredentialBytes})
 	if err != nil {
@@ -28,7 +28,7 @@ func realServer(tb testing.TB, fake *orytest.Fake) string {
 	}
 	cfg := config.Default()
 	cfg.TokenizeAs, cfg.WhoamiTimeout = "mesh", 5*time.Second
-	az, err := authz.New(authz.OptionsFor(cfg, oc))
+	az, err := authz.New(cfg.AuthzOptions(oc))
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -51,7 +51,7 @@ func noopServer(tb testing.TB, jwtBytes int) string {
 // over two connections. Compare the two ns/op of one run, never across
 // machines.
 func BenchmarkGRPCCheck(b *testing.B) {
-	fake := orytest.New()
+	fake := fakeory.New()
 	b.Cleanup(fake.Close)
 	const sessions = 1000
 	reqs := make([]*authv3.CheckRequest, sessions)

@@ -9,6 +9,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 
+	"github.com/ory-ext-authz/ory-ext-authz/internal/admincli"
 	"github.com/ory-ext-authz/ory-ext-authz/internal/servertest"
 	"github.com/ory-ext-authz/ory-ext-authz/pkg/admin"
 	"github.com/ory-ext-authz/ory-ext-authz/pkg/server"
@@ -18,7 +19,7 @@ import (
 func cli(t *testing.T, args ...string) (code int, stdout, stderr string) {
 	t.Helper()
 	var out, errOut bytes.Buffer
-	code = admin.RunCLI(t.Context(), args, &out, &errOut)
+	code = admincli.RunCLI(t.Context(), args, &out, &errOut)
 	return code, out.String(), errOut.String()
 }
 

@@ -17,11 +17,13 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 
+	"github.com/ory-ext-authz/ory-ext-authz/internal/config"
+	"github.com/ory-ext-authz/ory-ext-authz/internal/fakeory"
+	"github.com/ory-ext-authz/ory-ext-authz/internal/logcapture"
+	"github.com/ory-ext-authz/ory-ext-authz/internal/testclock"
 	"github.com/ory-ext-authz/ory-ext-authz/pkg/admin"
 	"github.com/ory-ext-authz/ory-ext-authz/pkg/authz"
-	"github.com/ory-ext-authz/ory-ext-authz/pkg/config"
 	"github.com/ory-ext-authz/ory-ext-authz/pkg/ory"
-	"github.com/ory-ext-authz/ory-ext-authz/pkg/orytest"
 	"github.com/ory-ext-authz/ory-ext-authz/pkg/server"
 	adminv1 "github.com/ory-ext-authz/ory-ext-authz/proto/ory_ext_authz/admin/v1"
 )
@@ -30,14 +32,14 @@ import (
 // authz.Server behind server.Run on 127.0.0.1 with the admin API on its own
 // listener, and a client for each.
 type env struct {
-	ory       *orytest.Fake
-	clock     *orytest.Clock
+	ory       *fakeory.Fake
+	clock     *testclock.Clock
 	az        *authz.Server
 	authz     authv3.AuthorizationClient
 	admin     adminv1.AdminClient
 	grpcAddr  string
 	adminAddr string
-	logs      *orytest.LogBuffer
+	logs      *logcapture.Buffer
 }
 
 type envOptions struct {
@@ -49,11 +51,11 @@ type envOptions struct {
 
 func newEnv(t *testing.T, o envOptions) *env {
 	t.Helper()
-	fake := orytest.New()
+	fake := fakeory.New()
 	t.Cleanup(fake.Close)
-	clk := orytest.NewClock(time.Now())
+	clk := testclock.New(time.Now())
 	fake.Now = clk.Now
-	log, logs := orytest.Logger(t, fake.Secrets)
+	log, logs := logcapture.Logger(t, fake.Secrets)
 	oc, err := ory.New(ory.Options{BaseURL: fake.URL, Timeout: 2 * time.Second, MaxJWTBytes: config.MaxCredentialBytes, Now: clk.Now})
 	if err != nil {
 		t.Fatal(err)
@@ -61,7 +63,7 @@ func newEnv(t *testing.T, o envOptions) *env {
 	t.Cleanup(oc.Close)
 	cfg := config.Default()
 	cfg.TokenizeAs, cfg.WhoamiTimeout = "mesh", 2*time.Second
-	opts := authz.OptionsFor(cfg, oc)
+	opts := cfg.AuthzOptions(oc)
 	opts.Now, opts.Logger = clk.Now, log
 	az, err := authz.New(opts)
 	if err != nil {
@@ -93,7 +95,7 @@ type cred struct {
 
 // creds are the four (kind, template) pairs of s: cookie and session token,
 // each under mesh and other.
-func creds(s *orytest.Session) []cred {
+func creds(s *fakeory.Session) []cred {
 	return []cred{
 		{"cookie/mesh", map[string]string{"cookie": s.CookiePair()}, ""},
 		{"cookie/other", map[string]string{"cookie": s.CookiePair()}, "other"},
@@ -178,8 +180,8 @@ func (e *env) expect(t *testing.T, want outcome, cs ...cred) {
 func (e *env) step() { e.clock.Advance(time.Millisecond) }
 
 // newSessionOf adds a session of identity iid to the fake Ory.
-func newSessionOf(f *orytest.Fake, iid string) *orytest.Session {
-	return f.AddSession(orytest.Session{IdentityID: iid, Cookie: "MTc" + randHex(48), Token: "ory_st_" + randHex(16)})
+func newSessionOf(f *fakeory.Fake, iid string) *fakeory.Session {
+	return f.AddSession(fakeory.Session{IdentityID: iid, Cookie: "MTc" + randHex(48), Token: "ory_st_" + randHex(16)})
 }
 
 func randHex(n int) string {

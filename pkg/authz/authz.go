@@ -22,7 +22,6 @@ import (
 	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/types/known/structpb"
 
-	"github.com/ory-ext-authz/ory-ext-authz/pkg/config"
 	"github.com/ory-ext-authz/ory-ext-authz/pkg/credential"
 	"github.com/ory-ext-authz/ory-ext-authz/pkg/ory"
 	"github.com/ory-ext-authz/ory-ext-authz/pkg/tokencache"
@@ -47,7 +46,7 @@ type Options struct {
 	Tokenizer       Tokenizer
 	Extractor       *credential.Extractor
 	DefaultTemplate string
-	OnMissing       config.OnMissing
+	OnMissing       OnMissing
 	// LoginURL is where --on-missing=redirect sends browsers.
 	LoginURL      string
 	ExpiryLeeway  time.Duration
@@ -87,13 +86,13 @@ type Limits struct {
 
 func (l Limits) withDefaults() Limits {
 	if l.Headers <= 0 {
-		l.Headers = config.DefaultMaxRequestHeaders
+		l.Headers = DefaultMaxRequestHeaders
 	}
 	if l.HeaderBytes <= 0 {
-		l.HeaderBytes = config.DefaultMaxRequestHeaderBytes
+		l.HeaderBytes = DefaultMaxRequestHeaderBytes
 	}
 	if l.Cookies <= 0 {
-		l.Cookies = config.DefaultMaxCookies
+		l.Cookies = DefaultMaxCookies
 	}
 	return l
 }
@@ -103,7 +102,7 @@ type Server struct {
 	authv3.UnimplementedAuthorizationServer
 	extractor *credential.Extractor
 	template  string
-	onMissing config.OnMissing
+	onMissing OnMissing
 	loginURL  *url.URL
 	cache     *tokencache.Cache[fetchRequest, allowed]
 	tokenizer Tokenizer
@@ -215,27 +214,6 @@ var (
 	metaFresh  = &structpb.Struct{Fields: map[string]*structpb.Value{"cached": structpb.NewBoolValue(false)}}
 )
 
-// OptionsFor returns the Options `serve` builds from cfg, asking Ory through
-// t; Observer, Tracer, Logger and Now are left for the caller.
-func OptionsFor(cfg config.Config, t Tokenizer) Options {
-	return Options{
-		Tokenizer:       t,
-		Extractor:       credential.NewExtractor(cfg.SessionCookies, cfg.SessionTokenHeader, config.MaxCredentialBytes),
-		DefaultTemplate: cfg.TokenizeAs,
-		OnMissing:       cfg.OnMissing,
-		LoginURL:        cfg.LoginURL,
-		ExpiryLeeway:    cfg.ExpiryLeeway,
-		NegativeTTL:     cfg.NegativeTTL,
-		FetchTimeout:    cfg.WhoamiTimeout,
-		CacheMaxBytes:   cfg.CacheMaxBytes,
-		Limits: Limits{
-			Headers:     cfg.MaxRequestHeaders,
-			HeaderBytes: cfg.MaxRequestHeaderBytes,
-			Cookies:     cfg.MaxCookies,
-		},
-	}
-}
-
 // New builds a Server.
 func New(o Options) (*Server, error) {
 	if o.Tokenizer == nil || o.Extractor == nil {
@@ -262,7 +240,7 @@ func New(o Options) (*Server, error) {
 	}
 	s.logLimit = rate.NewLimiter(rate.Limit(o.LogRate), int(5*o.LogRate))
 	if s.onMissing == "" {
-		s.onMissing = config.DefaultOnMissing
+		s.onMissing = DefaultOnMissing
 	}
 	if o.LoginURL != "" {
 		u, err := url.Parse(o.LoginURL)
@@ -419,17 +397,17 @@ func (s *Server) checkLimits(r request) error {
 	return nil
 }
 
-func (s *Server) routeSettings(ext map[string]string) (string, config.OnMissing, error) {
+func (s *Server) routeSettings(ext map[string]string) (string, OnMissing, error) {
 	template, mode := s.template, s.onMissing
 	if len(ext) == 0 {
 		return template, mode, nil
 	}
 	if m, ok := ext[ContextOnMissing]; ok {
-		parsed, err := config.ParseOnMissing(m)
+		parsed, err := ParseOnMissing(m)
 		if err != nil {
 			return template, mode, &routeError{fmt.Errorf("context extension %s: %w", ContextOnMissing, err)}
 		}
-		if parsed == config.OnMissingRedirect && s.loginURL == nil {
+		if parsed == OnMissingRedirect && s.loginURL == nil {
 			return template, mode, &routeError{fmt.Errorf("context extension %s=redirect needs --login-url", ContextOnMissing)}
 		}
 		mode = parsed

@@ -14,9 +14,10 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/ory-ext-authz/ory-ext-authz/internal/config"
+	"github.com/ory-ext-authz/ory-ext-authz/internal/fakeory"
+	"github.com/ory-ext-authz/ory-ext-authz/internal/testclock"
 	"github.com/ory-ext-authz/ory-ext-authz/pkg/authz"
-	"github.com/ory-ext-authz/ory-ext-authz/pkg/config"
-	"github.com/ory-ext-authz/ory-ext-authz/pkg/orytest"
 )
 
 func TestAllowedCookie(t *testing.T) {
@@ -259,7 +260,7 @@ func status500(w http.ResponseWriter, _ *http.Request) bool {
 }
 
 func TestOryUnreachable(t *testing.T) {
-	fake := orytest.New()
+	fake := fakeory.New()
 	fake.Close() // nothing listens on its address any more
 	e := newEnvWithOry(t, fake)
 	_, err := check(t, e, req(map[string]string{"cookie": "ory_kratos_session=abc"}, nil))
@@ -353,7 +354,7 @@ func TestConcurrentColdMissOneCall(t *testing.T) {
 
 func TestConcurrentSessionsIsolated(t *testing.T) {
 	e := newEnv(t)
-	sessions := make([]*orytest.Session, 100)
+	sessions := make([]*fakeory.Session, 100)
 	for i := range sessions {
 		sessions[i] = e.ory.NewSession()
 	}
@@ -391,8 +392,8 @@ func TestConcurrentSessionsIsolated(t *testing.T) {
 }
 
 func TestOryDownWarmAndCold(t *testing.T) {
-	clk := orytest.NewClock(time.Now())
-	fake := orytest.New()
+	clk := testclock.New(time.Now())
+	fake := fakeory.New()
 	t.Cleanup(fake.Close)
 	fake.Now = clk.Now
 	e := newEnvWithOry(t, fake, func(o *authz.Options) { o.Now = clk.Now })

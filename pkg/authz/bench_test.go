@@ -11,13 +11,13 @@ import (
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 
 	"github.com/ory-ext-authz/ory-ext-authz/internal/bench/load"
+	"github.com/ory-ext-authz/ory-ext-authz/internal/config"
+	"github.com/ory-ext-authz/ory-ext-authz/internal/fakeory"
 	"github.com/ory-ext-authz/ory-ext-authz/pkg/authz"
-	"github.com/ory-ext-authz/ory-ext-authz/pkg/config"
 	"github.com/ory-ext-authz/ory-ext-authz/pkg/ory"
-	"github.com/ory-ext-authz/ory-ext-authz/pkg/orytest"
 )
 
-func benchServer(b *testing.B, fake *orytest.Fake) *authz.Server {
+func benchServer(b *testing.B, fake *fakeory.Fake) *authz.Server {
 	b.Helper()
 	oc, err := ory.New(ory.Options{BaseURL: fake.URL, Timeout: 5 * time.Second, MaxJWTBytes: config.MaxCredentialBytes})
 	if err != nil {
@@ -25,7 +25,7 @@ func benchServer(b *testing.B, fake *orytest.Fake) *authz.Server {
 	}
 	cfg := config.Default()
 	cfg.TokenizeAs, cfg.WhoamiTimeout = "mesh", 5*time.Second
-	s, err := authz.New(authz.OptionsFor(cfg, oc))
+	s, err := authz.New(cfg.AuthzOptions(oc))
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -35,7 +35,7 @@ func benchServer(b *testing.B, fake *orytest.Fake) *authz.Server {
 
 // BenchmarkCheckCacheHit is the hot path: a warm session, no Ory call.
 func BenchmarkCheckCacheHit(b *testing.B) {
-	fake := orytest.New()
+	fake := fakeory.New()
 	b.Cleanup(fake.Close)
 	s := benchServer(b, fake)
 	const sessions = 1000
@@ -80,7 +80,7 @@ func BenchmarkCheckCacheHit(b *testing.B) {
 // BenchmarkCheckCoalescedMiss: 50 concurrent checks of one cold session
 // per op, Ory answering in about 1ms; one whoami call per op.
 func BenchmarkCheckCoalescedMiss(b *testing.B) {
-	fake := orytest.New()
+	fake := fakeory.New()
 	b.Cleanup(fake.Close)
 	fake.SetHook(func(http.ResponseWriter, *http.Request) bool { time.Sleep(time.Millisecond); return false })
 	s := benchServer(b, fake)

@@ -12,8 +12,8 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/ory-ext-authz/ory-ext-authz/internal/fakeory"
 	"github.com/ory-ext-authz/ory-ext-authz/pkg/ory"
-	"github.com/ory-ext-authz/ory-ext-authz/pkg/orytest"
 )
 
 // TestOryFaults covers every fault of a failing Ory with the fake: the
@@ -24,8 +24,8 @@ func TestOryFaults(t *testing.T) {
 	tests := []struct {
 		name string
 		// fault breaks Ory; heal repairs it.
-		fault func(t *testing.T, f *orytest.Fake)
-		heal  func(t *testing.T, f *orytest.Fake)
+		fault func(t *testing.T, f *fakeory.Fake)
+		heal  func(t *testing.T, f *fakeory.Fake)
 		want  codes.Code
 		log   string // a log line says this
 		// backoff: Ory asked us to pause, so the second check must not
@@ -34,25 +34,25 @@ func TestOryFaults(t *testing.T) {
 		// unreachable: the calls never reach the fake to be counted.
 		unreachable bool
 	}{
-		{name: "slow beyond the whoami timeout", fault: hook(orytest.Slow(5 * time.Second)), want: codes.Unavailable, log: "timeout"},
-		{name: "connection refused", fault: func(_ *testing.T, f *orytest.Fake) { f.Down() }, heal: func(t *testing.T, f *orytest.Fake) {
+		{name: "slow beyond the whoami timeout", fault: hook(fakeory.Slow(5 * time.Second)), want: codes.Unavailable, log: "timeout"},
+		{name: "connection refused", fault: func(_ *testing.T, f *fakeory.Fake) { f.Down() }, heal: func(t *testing.T, f *fakeory.Fake) {
 			if err := f.Up(); err != nil {
 				t.Fatal(err)
 			}
 		}, want: codes.Unavailable, log: "connection refused", unreachable: true},
-		{name: "connection reset mid-answer", fault: hook(orytest.Reset), want: codes.Unavailable, log: "Ory unavailable"},
-		{name: "500", fault: hook(orytest.Status(500, "")), want: codes.Unavailable, log: "HTTP 500"},
-		{name: "502", fault: hook(orytest.Status(502, "")), want: codes.Unavailable, log: "HTTP 502"},
-		{name: "429 with Retry-After", fault: hook(orytest.Status(429, "3")), want: codes.Unavailable, log: "HTTP 429", backoff: 3 * time.Second},
-		{name: "200 not JSON", fault: hook(orytest.Body("<html>maintenance</html>")), want: codes.Unavailable, log: "unreadable answer"},
-		{name: "200 without tokenized", fault: hook(orytest.Body(`{"id":"x","active":true}`)), want: codes.Unavailable, log: "no tokenized JWT"},
+		{name: "connection reset mid-answer", fault: hook(fakeory.Reset), want: codes.Unavailable, log: "Ory unavailable"},
+		{name: "500", fault: hook(fakeory.Status(500, "")), want: codes.Unavailable, log: "HTTP 500"},
+		{name: "502", fault: hook(fakeory.Status(502, "")), want: codes.Unavailable, log: "HTTP 502"},
+		{name: "429 with Retry-After", fault: hook(fakeory.Status(429, "3")), want: codes.Unavailable, log: "HTTP 429", backoff: 3 * time.Second},
+		{name: "200 not JSON", fault: hook(fakeory.Body("<html>maintenance</html>")), want: codes.Unavailable, log: "unreadable answer"},
+		{name: "200 without tokenized", fault: hook(fakeory.Body(`{"id":"x","active":true}`)), want: codes.Unavailable, log: "no tokenized JWT"},
 		{name: "JWT without exp", fault: claims(func(c map[string]any) { delete(c, "exp") }), want: codes.Internal, log: "without exp"},
 		{name: "JWT already expired", fault: claims(func(c map[string]any) { c["exp"] = c["iat"].(int64) - 60 }), want: codes.Internal, log: "set a ttl on the template"},
 		{name: "JWT over 16 KiB", fault: claims(func(c map[string]any) { c["pad"] = strings.Repeat("x", 17<<10) }), want: codes.Unavailable, log: "exceeds 16384"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			fake := orytest.New()
+			fake := fakeory.New()
 			t.Cleanup(fake.Close)
 			e := newEnvFull(t, fake, func(o *ory.Options) { o.Timeout = 300 * time.Millisecond })
 			warm, cold := fake.NewSession(), fake.NewSession()
@@ -114,12 +114,12 @@ func TestOryFaults(t *testing.T) {
 	}
 }
 
-func hook(h func(http.ResponseWriter, *http.Request) bool) func(*testing.T, *orytest.Fake) {
-	return func(_ *testing.T, f *orytest.Fake) { f.SetHook(h) }
+func hook(h func(http.ResponseWriter, *http.Request) bool) func(*testing.T, *fakeory.Fake) {
+	return func(_ *testing.T, f *fakeory.Fake) { f.SetHook(h) }
 }
 
-func claims(c func(map[string]any)) func(*testing.T, *orytest.Fake) {
-	return func(_ *testing.T, f *orytest.Fake) { f.SetClaims(c) }
+func claims(c func(map[string]any)) func(*testing.T, *fakeory.Fake) {
+	return func(_ *testing.T, f *fakeory.Fake) { f.SetClaims(c) }
 }
 
 // TestOryMaxInflight: with a cap of 2 and a stuck Ory, misses over the cap
@@ -127,7 +127,7 @@ func claims(c func(map[string]any)) func(*testing.T, *orytest.Fake) {
 // Unavailable instead of queueing without bound (the two calls in flight
 // get no answer, so Ory is not making progress).
 func TestOryMaxInflight(t *testing.T) {
-	fake := orytest.New()
+	fake := fakeory.New()
 	t.Cleanup(fake.Close)
 	release := make(chan struct{})
 	var once sync.Once
@@ -180,9 +180,9 @@ func TestOryMaxInflight(t *testing.T) {
 // of the whoami timeout) drains: every check is allowed, Ory never sees more
 // than 2 calls at once.
 func TestOryMaxInflightDrains(t *testing.T) {
-	fake := orytest.New()
+	fake := fakeory.New()
 	t.Cleanup(fake.Close)
-	fake.SetHook(orytest.Slow(150 * time.Millisecond))
+	fake.SetHook(fakeory.Slow(150 * time.Millisecond))
 	// Patience 250ms; 12 sessions over 2 slots take 6 x 150ms = 900ms,
 	// within the 2s fetch timeout.
 	e := newEnvFull(t, fake, func(o *ory.Options) { o.MaxInflight = 2; o.Timeout = time.Second })

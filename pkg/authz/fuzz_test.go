@@ -12,16 +12,16 @@ import (
 	"github.com/go-jose/go-jose/v4/jwt"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/ory-ext-authz/ory-ext-authz/internal/config"
+	"github.com/ory-ext-authz/ory-ext-authz/internal/fakeory"
 	"github.com/ory-ext-authz/ory-ext-authz/pkg/authz"
-	"github.com/ory-ext-authz/ory-ext-authz/pkg/config"
 	"github.com/ory-ext-authz/ory-ext-authz/pkg/credential"
 	"github.com/ory-ext-authz/ory-ext-authz/pkg/ory"
-	"github.com/ory-ext-authz/ory-ext-authz/pkg/orytest"
 )
 
 // fuzzSessions are fixed so that the committed seeds in testdata/fuzz carry
 // credentials the fake Ory accepts.
-var fuzzSessions = []orytest.Session{
+var fuzzSessions = []fakeory.Session{
 	{ID: "11111111-1111-4111-8111-111111111111", IdentityID: "aaaaaaaa-aaaa-4aaa-8aaa-aaaaaaaaaaaa", Cookie: "MTcfuzzcookieone", Token: "ory_st_fuzztokenone"},
 	{ID: "22222222-2222-4222-8222-222222222222", IdentityID: "bbbbbbbb-bbbb-4bbb-8bbb-bbbbbbbbbbbb", Cookie: "MTcfuzzcookietwo", Token: "ory_st_fuzztokentwo"},
 }
@@ -32,10 +32,10 @@ var fuzzSessions = []orytest.Session{
 // is in the request (the fake Ory only mints a JWT for its own credential,
 // so this also proves no answer goes to another session).
 func FuzzCheck(f *testing.F) {
-	fake := orytest.New()
+	fake := fakeory.New()
 	f.Cleanup(fake.Close)
 	fake.AddTemplate("other")
-	sessions := map[string]orytest.Session{}
+	sessions := map[string]fakeory.Session{}
 	for _, s := range fuzzSessions {
 		sessions[s.ID] = *fake.AddSession(s)
 	}
@@ -112,7 +112,7 @@ func FuzzCheck(f *testing.F) {
 }
 
 // requestCarries tells whether any header of r holds s's cookie or token.
-func requestCarries(r *authv3.CheckRequest, s orytest.Session) bool {
+func requestCarries(r *authv3.CheckRequest, s fakeory.Session) bool {
 	h := r.GetAttributes().GetRequest().GetHttp()
 	var values []string
 	for _, v := range h.GetHeaders() {

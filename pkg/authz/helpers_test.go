@@ -12,47 +12,49 @@ import (
 	"github.com/go-jose/go-jose/v4"
 	"github.com/go-jose/go-jose/v4/jwt"
 
+	"github.com/ory-ext-authz/ory-ext-authz/internal/config"
+	"github.com/ory-ext-authz/ory-ext-authz/internal/fakeory"
+	"github.com/ory-ext-authz/ory-ext-authz/internal/logcapture"
 	"github.com/ory-ext-authz/ory-ext-authz/internal/servertest"
+	"github.com/ory-ext-authz/ory-ext-authz/internal/testclock"
 	"github.com/ory-ext-authz/ory-ext-authz/pkg/authz"
-	"github.com/ory-ext-authz/ory-ext-authz/pkg/config"
 	"github.com/ory-ext-authz/ory-ext-authz/pkg/credential"
 	"github.com/ory-ext-authz/ory-ext-authz/pkg/ory"
-	"github.com/ory-ext-authz/ory-ext-authz/pkg/orytest"
 	"github.com/ory-ext-authz/ory-ext-authz/pkg/server"
 )
 
 // env is one server under test: a fake Ory, the authz server behind a real
 // gRPC listener on 127.0.0.1, and a client.
 type env struct {
-	ory    *orytest.Fake
+	ory    *fakeory.Fake
 	client authv3.AuthorizationClient
-	logs   *orytest.LogBuffer
+	logs   *logcapture.Buffer
 	az     *authz.Server
 	oc     *ory.Client
 	// clock drives the server, the Ory client and the fake Ory, unless the
 	// test brought a clock of its own (then it is nil).
-	clock *orytest.Clock
+	clock *testclock.Clock
 }
 
 func newEnv(t *testing.T, edit ...func(*authz.Options)) *env {
 	t.Helper()
-	fake := orytest.New()
+	fake := fakeory.New()
 	t.Cleanup(fake.Close)
 	return newEnvWithOry(t, fake, edit...)
 }
 
-func newEnvWithOry(t *testing.T, fake *orytest.Fake, edit ...func(*authz.Options)) *env {
+func newEnvWithOry(t *testing.T, fake *fakeory.Fake, edit ...func(*authz.Options)) *env {
 	t.Helper()
 	return newEnvFull(t, fake, nil, edit...)
 }
 
 // newEnvFull is newEnvWithOry with a chance to change the Ory client's options.
-func newEnvFull(t *testing.T, fake *orytest.Fake, oryEdit func(*ory.Options), edit ...func(*authz.Options)) *env {
+func newEnvFull(t *testing.T, fake *fakeory.Fake, oryEdit func(*ory.Options), edit ...func(*authz.Options)) *env {
 	t.Helper()
-	log, logs := orytest.Logger(t, fake.Secrets)
-	var clk *orytest.Clock
+	log, logs := logcapture.Logger(t, fake.Secrets)
+	var clk *testclock.Clock
 	if fake.Now == nil {
-		clk = orytest.NewClock(time.Now())
+		clk = testclock.New(time.Now())
 		fake.Now = clk.Now
 	}
 	oo := ory.Options{BaseURL: fake.URL, Timeout: 2 * time.Second, MaxJWTBytes: config.MaxCredentialBytes, Now: fake.Now}
@@ -157,7 +159,7 @@ func bearerJWT(t *testing.T, resp *authv3.CheckResponse) string {
 }
 
 // claimsOf verifies a JWT against the fake's keys and returns its claims.
-func claimsOf(t *testing.T, f *orytest.Fake, raw string) map[string]any {
+func claimsOf(t *testing.T, f *fakeory.Fake, raw string) map[string]any {
 	t.Helper()
 	tok, err := jwt.ParseSigned(raw, []jose.SignatureAlgorithm{jose.ES256})
 	if err != nil {

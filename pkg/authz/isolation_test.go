@@ -9,7 +9,7 @@ import (
 
 	"google.golang.org/grpc/codes"
 
-	"github.com/ory-ext-authz/ory-ext-authz/pkg/orytest"
+	"github.com/ory-ext-authz/ory-ext-authz/internal/fakeory"
 )
 
 // TestIsolationUnderLoad: 10,000 checks over 1,000 sessions from 64
@@ -18,7 +18,7 @@ import (
 // ever goes to another session.
 func TestIsolationUnderLoad(t *testing.T) {
 	e := newEnv(t)
-	sessions := make([]*orytest.Session, 1000)
+	sessions := make([]*fakeory.Session, 1000)
 	for i := range sessions {
 		sessions[i] = e.ory.NewSession()
 	}

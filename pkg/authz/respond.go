@@ -16,7 +16,6 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
-	"github.com/ory-ext-authz/ory-ext-authz/pkg/config"
 	"github.com/ory-ext-authz/ory-ext-authz/pkg/credential"
 	"github.com/ory-ext-authz/ory-ext-authz/pkg/ory"
 	"github.com/ory-ext-authz/ory-ext-authz/pkg/tokencache"
@@ -58,7 +57,7 @@ var (
 
 // respond turns every failure of Check into its answer and the reason it
 // is counted under. It is the one place that decides denials and errors.
-func (s *Server) respond(ctx context.Context, r request, mode config.OnMissing, key tokencache.Key, err error) (*authv3.CheckResponse, Reason, error) {
+func (s *Server) respond(ctx context.Context, r request, mode OnMissing, key tokencache.Key, err error) (*authv3.CheckResponse, Reason, error) {
 	var oe *ory.Error
 	var re *routeError
 	var le *limitError
@@ -82,7 +81,7 @@ func (s *Server) respond(ctx context.Context, r request, mode config.OnMissing, 
 		return resp, reason, nil
 	case errors.Is(err, ory.ErrForbidden):
 		s.logDenial(ctx, slog.LevelInfo, r, key, "session refused by Ory", err)
-		if errors.As(err, &oe) && mode == config.OnMissingRedirect && r.isBrowser() && oe.RedirectBrowserTo != "" {
+		if errors.As(err, &oe) && mode == OnMissingRedirect && r.isBrowser() && oe.RedirectBrowserTo != "" {
 			return redirect(oe.RedirectBrowserTo), ReasonForbidden, nil
 		}
 		return denyForbidden, ReasonForbidden, nil
@@ -131,11 +130,11 @@ func (s *Server) logDenial(ctx context.Context, level slog.Level, r request, key
 }
 
 // missing answers a request without a valid session, by mode.
-func (s *Server) missing(r request, mode config.OnMissing) *authv3.CheckResponse {
+func (s *Server) missing(r request, mode OnMissing) *authv3.CheckResponse {
 	switch mode {
-	case config.OnMissingAllow:
+	case OnMissingAllow:
 		return okUntouched
-	case config.OnMissingRedirect:
+	case OnMissingRedirect:
 		if r.isBrowser() && s.loginURL != nil {
 			u := *s.loginURL
 			q := u.Query()
@@ -143,7 +142,7 @@ func (s *Server) missing(r request, mode config.OnMissing) *authv3.CheckResponse
 			u.RawQuery = q.Encode()
 			return redirect(u.String())
 		}
-	case config.OnMissingDeny:
+	case OnMissingDeny:
 	}
 	return denyUnauthenticated
 }

@@ -10,8 +10,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ory-ext-authz/ory-ext-authz/internal/fakeory"
+	"github.com/ory-ext-authz/ory-ext-authz/internal/logcapture"
 	"github.com/ory-ext-authz/ory-ext-authz/pkg/authz"
-	"github.com/ory-ext-authz/ory-ext-authz/pkg/orytest"
 )
 
 // soakEnv turns the soak on and sets its length.
@@ -32,16 +33,16 @@ func TestSoak(t *testing.T) {
 	if err != nil || length <= 0 {
 		t.Fatalf("%s=%q: want a positive duration such as 2m", soakEnv, v)
 	}
-	fake := orytest.New()
+	fake := fakeory.New()
 	t.Cleanup(fake.Close)
 	fake.TTL = 12 * time.Second
 	fake.Now = time.Now // the real clock: expiry happens during the soak
 	fake.Forget = true
 	// Info level: the debug log of every decision would grow the heap being
 	// measured (and take long to scan for secrets).
-	log, _ := orytest.LoggerLevel(t, fake.Secrets, slog.LevelInfo)
+	log, _ := logcapture.LoggerLevel(t, fake.Secrets, slog.LevelInfo)
 	e := newEnvWithOry(t, fake, func(o *authz.Options) { o.ExpiryLeeway = 2 * time.Second; o.Logger = log })
-	sessions := make([]*orytest.Session, 300)
+	sessions := make([]*fakeory.Session, 300)
 	for i := range sessions {
 		sessions[i] = fake.NewSession()
 	}

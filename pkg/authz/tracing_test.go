@@ -11,9 +11,9 @@ import (
 	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc/metadata"
 
+	"github.com/ory-ext-authz/ory-ext-authz/internal/fakeory"
 	"github.com/ory-ext-authz/ory-ext-authz/pkg/authz"
 	"github.com/ory-ext-authz/ory-ext-authz/pkg/ory"
-	"github.com/ory-ext-authz/ory-ext-authz/pkg/orytest"
 )
 
 func TestTracing(t *testing.T) {
@@ -37,7 +37,7 @@ func TestTracing(t *testing.T) {
 			exp := tracetest.NewInMemoryExporter()
 			tp := sdktrace.NewTracerProvider(sdktrace.WithSyncer(exp))
 			t.Cleanup(func() { _ = tp.Shutdown(context.Background()) })
-			fake := orytest.New()
+			fake := fakeory.New()
 			t.Cleanup(fake.Close)
 			e := newEnvFull(t, fake, func(o *ory.Options) { o.Tracer = tp.Tracer("ory") }, func(o *authz.Options) { o.Tracer = tp.Tracer("authz") })
 			s := fake.NewSession()

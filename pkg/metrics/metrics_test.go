@@ -11,12 +11,12 @@ import (
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 
+	"github.com/ory-ext-authz/ory-ext-authz/internal/config"
+	"github.com/ory-ext-authz/ory-ext-authz/internal/fakeory"
 	"github.com/ory-ext-authz/ory-ext-authz/internal/servertest"
 	"github.com/ory-ext-authz/ory-ext-authz/pkg/authz"
-	"github.com/ory-ext-authz/ory-ext-authz/pkg/config"
 	"github.com/ory-ext-authz/ory-ext-authz/pkg/metrics"
 	"github.com/ory-ext-authz/ory-ext-authz/pkg/ory"
-	"github.com/ory-ext-authz/ory-ext-authz/pkg/orytest"
 	"github.com/ory-ext-authz/ory-ext-authz/pkg/server"
 	"github.com/ory-ext-authz/ory-ext-authz/pkg/tokencache"
 )
@@ -24,7 +24,7 @@ import (
 // TestScrape runs a known sequence of checks through the real server and
 // asserts the counts on /metrics.
 func TestScrape(t *testing.T) {
-	fake := orytest.New()
+	fake := fakeory.New()
 	defer fake.Close()
 	var az *authz.Server
 	var oc *ory.Client
@@ -40,7 +40,7 @@ func TestScrape(t *testing.T) {
 	defer oc.Close()
 	cfg := config.Default()
 	cfg.TokenizeAs, cfg.WhoamiTimeout = "mesh", 2*time.Second
-	opts := authz.OptionsFor(cfg, oc)
+	opts := cfg.AuthzOptions(oc)
 	opts.Observer = m
 	az, err = authz.New(opts)
 	if err != nil {
@@ -62,7 +62,7 @@ func TestScrape(t *testing.T) {
 	check(map[string]string{})                                   // no_credential
 	check(map[string]string{"cookie": "ory_kratos_session=bad"}) // invalid_session, Ory 401
 	check(map[string]string{"cookie": "ory_kratos_session=bad"}) // invalid_session, negative hit
-	fake.SetHook(orytest.Status(502, ""))
+	fake.SetHook(fakeory.Status(502, ""))
 	check(map[string]string{"x-session-token": "ory_st_unknown"}) // ory_unavailable, Ory 502
 
 	resp, err := http.Get("http://" + addrs.HTTP + "/metrics")

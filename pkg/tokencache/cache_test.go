@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ory-ext-authz/ory-ext-authz/pkg/orytest"
+	"github.com/ory-ext-authz/ory-ext-authz/internal/testclock"
 )
 
 var (
@@ -21,7 +21,7 @@ var (
 // origin is a fake fetch: it mints "tokens" valid for ttl from the clock and
 // counts calls; err, when set, is returned instead.
 type origin struct {
-	clk   *orytest.Clock
+	clk   *testclock.Clock
 	ttl   time.Duration
 	calls atomic.Int64
 	mu    sync.Mutex
@@ -65,9 +65,9 @@ func classifyTest(err error) Outcome {
 	return Transient
 }
 
-func newTestCache(t *testing.T, ttl time.Duration) (*Cache[string, int], *origin, *orytest.Clock) {
+func newTestCache(t *testing.T, ttl time.Duration) (*Cache[string, int], *origin, *testclock.Clock) {
 	t.Helper()
-	clk := orytest.NewClock(time.Unix(1_800_000_000, 0))
+	clk := testclock.New(time.Unix(1_800_000_000, 0))
 	o := &origin{clk: clk, ttl: ttl}
 	c, err := New(Config[string, int]{
 		MaxBytes: 1 << 20, Leeway: 5 * time.Second, NegativeTTL: 5 * time.Second, FetchTimeout: time.Second,
@@ -324,7 +324,7 @@ func TestNewKeyDistinct(t *testing.T) {
 // filled together do not refresh together; an entry filled by a refresh
 // keeps its phase, moved by at most RefreshJitter.
 func TestRefreshJitter(t *testing.T) {
-	clk := orytest.NewClock(time.Unix(1_800_000_000, 0))
+	clk := testclock.New(time.Unix(1_800_000_000, 0))
 	o := &origin{clk: clk, ttl: time.Minute}
 	c, err := New(Config[string, int]{
 		MaxBytes: 16 << 20, Leeway: 5 * time.Second, FetchTimeout: time.Second,

@@ -8,13 +8,13 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ory-ext-authz/ory-ext-authz/pkg/orytest"
+	"github.com/ory-ext-authz/ory-ext-authz/internal/testclock"
 )
 
 // taggedOrigin mints values tagged with the session/identity of the request
 // string "sid/iid".
 type taggedOrigin struct {
-	clk   *orytest.Clock
+	clk   *testclock.Clock
 	calls atomic.Int64
 	block chan struct{}
 }
@@ -43,9 +43,9 @@ func taggedIDs(v string) (sid, iid string) {
 	return sid, iid
 }
 
-func newTaggedCache(t *testing.T) (*Cache[string, string], *taggedOrigin, *orytest.Clock) {
+func newTaggedCache(t *testing.T) (*Cache[string, string], *taggedOrigin, *testclock.Clock) {
 	t.Helper()
-	clk := orytest.NewClock(time.Unix(1_800_000_000, 0))
+	clk := testclock.New(time.Unix(1_800_000_000, 0))
 	o := &taggedOrigin{clk: clk}
 	c, err := New(Config[string, string]{
 		MaxBytes: 1 << 20, Leeway: 5 * time.Second, NegativeTTL: 5 * time.Second, FetchTimeout: time.Second,

@@ -14,9 +14,9 @@ import (
 	"sync"
 	"time"
 
+	"github.com/ory-ext-authz/ory-ext-authz/internal/jwks"
+	"github.com/ory-ext-authz/ory-ext-authz/internal/kratosdev"
 	"github.com/ory-ext-authz/ory-ext-authz/internal/procgroup"
-	"github.com/ory-ext-authz/ory-ext-authz/pkg/jwks"
-	"github.com/ory-ext-authz/ory-ext-authz/pkg/kratosdev"
 )
 
 // The demo identity. The password is fixed, so that logging in works also

@@ -14,10 +14,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ory-ext-authz/ory-ext-authz/pkg/jwks"
-	"github.com/ory-ext-authz/ory-ext-authz/pkg/kratosdev"
-	"github.com/ory-ext-authz/ory-ext-authz/pkg/kratosdev/kratostest"
-	"github.com/ory-ext-authz/ory-ext-authz/pkg/orytest"
+	"github.com/ory-ext-authz/ory-ext-authz/internal/jwks"
+	"github.com/ory-ext-authz/ory-ext-authz/internal/kratosdev"
+	"github.com/ory-ext-authz/ory-ext-authz/internal/kratosdev/kratostest"
+	"github.com/ory-ext-authz/ory-ext-authz/internal/logcapture"
 )
 
 // TestDemo runs the `make run` flow against the real Kratos and the real
@@ -37,7 +37,7 @@ func TestDemo(t *testing.T) {
 		var firstKey []byte
 		for i, wantKey := range []string{"created the dev signing key", "using the dev signing key"} {
 			grpcAddr, httpAddr, adminAddr := freeAddr(t), freeAddr(t), freeAddr(t)
-			var out, errOut orytest.LogBuffer
+			var out, errOut logcapture.Buffer
 			code := run(t.Context(), []string{"--kratos", kratosBin, "--server", server, "--root", root, "--dev-dir", devDir,
 				"--kratos-free-ports", "--grpc-addr", grpcAddr, "--http-addr", httpAddr, "--admin-addr", adminAddr, "--exit-after-check"}, &out, &errOut)
 			if code != 0 {
@@ -68,7 +68,7 @@ func TestDemo(t *testing.T) {
 	t.Run("Ctrl-C stops everything", func(t *testing.T) {
 		devenv := goBuild(t, root, bins, "./internal/cmd/devenv")
 		grpcAddr, httpAddr, adminAddr := freeAddr(t), freeAddr(t), freeAddr(t)
-		var out orytest.LogBuffer
+		var out logcapture.Buffer
 		cmd := exec.Command(devenv, "--kratos", kratosBin, "--server", server, "--root", root, "--dev-dir", t.TempDir(),
 			"--kratos-free-ports", "--grpc-addr", grpcAddr, "--http-addr", httpAddr, "--admin-addr", adminAddr)
 		cmd.Stdout, cmd.Stderr = &out, &out
@@ -275,7 +275,7 @@ func assertNothingListens(t *testing.T, addrs []string) {
 
 // waitFor polls cond until it holds, failing after timeout or when the
 // process exits first.
-func waitFor(t *testing.T, timeout time.Duration, what string, exited <-chan struct{}, out *orytest.LogBuffer, cond func() bool) {
+func waitFor(t *testing.T, timeout time.Duration, what string, exited <-chan struct{}, out *logcapture.Buffer, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for !cond() {

@@ -1,4 +1,4 @@
-// Command fakeory runs pkg/orytest's fake Ory as a process for `make bench`:
+// Command fakeory runs internal/fakeory's fake Ory as a process for `make bench`:
 // whoami?tokenize_as= on 127.0.0.1 signing real ES256 JWTs, with a per-call
 // latency, a JWT ttl, and N sessions created up front whose cookies are
 // written to a file, one "ory_kratos_session=<value>" a line.
@@ -26,7 +26,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/ory-ext-authz/ory-ext-authz/pkg/orytest"
+	"github.com/ory-ext-authz/ory-ext-authz/internal/fakeory"
 )
 
 func main() {
@@ -62,7 +62,7 @@ type counter struct {
 
 func (c *counter) observe(r *http.Request) {
 	i := -1
-	if ck, err := r.Cookie(orytest.CookieName); err == nil {
+	if ck, err := r.Cookie(fakeory.CookieName); err == nil {
 		if j, ok := c.index[ck.Value]; ok {
 			i = j
 		}
@@ -97,7 +97,7 @@ func run() error {
 	if *sessionsFile == "" {
 		return fmt.Errorf("--sessions-file is required")
 	}
-	fake := orytest.New()
+	fake := fakeory.New()
 	defer fake.Close()
 	fake.TTL = *ttl
 	// A run makes thousands of calls: keep no copy of each request.
@@ -105,7 +105,7 @@ func run() error {
 
 	c := &counter{index: make(map[string]int, *sessions)}
 	var b strings.Builder
-	var sample *orytest.Session
+	var sample *fakeory.Session
 	for i := range *sessions {
 		s := fake.NewSession()
 		c.index[s.Cookie] = i

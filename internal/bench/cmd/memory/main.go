@@ -36,8 +36,8 @@ import (
 	"github.com/go-jose/go-jose/v4/jwt"
 
 	"github.com/ory-ext-authz/ory-ext-authz/internal/bench/load"
+	"github.com/ory-ext-authz/ory-ext-authz/internal/config"
 	"github.com/ory-ext-authz/ory-ext-authz/pkg/authz"
-	"github.com/ory-ext-authz/ory-ext-authz/pkg/config"
 	"github.com/ory-ext-authz/ory-ext-authz/pkg/credential"
 	"github.com/ory-ext-authz/ory-ext-authz/pkg/ory"
 	"github.com/ory-ext-authz/ory-ext-authz/pkg/tokencache"
@@ -65,7 +65,7 @@ func run() error {
 	}
 	cfg := config.Default()
 	cfg.TokenizeAs, cfg.WhoamiTimeout, cfg.CacheMaxBytes = "mesh", 5*time.Second, *maxBytes
-	s, err := authz.New(authz.OptionsFor(cfg, tk))
+	s, err := authz.New(cfg.AuthzOptions(tk))
 	if err != nil {
 		return err
 	}
@@ -183,7 +183,7 @@ func cookie(i int) string {
 }
 
 // tokenizer mints JWTs in process as Kratos' tokenizer does (ES256, the
-// claims of pkg/orytest), without HTTP: only the cache is being measured.
+// claims of internal/fakeory), without HTTP: only the cache is being measured.
 type tokenizer struct {
 	signer   jose.Signer
 	down     atomic.Bool

@@ -1,4 +1,4 @@
-// Package kratostest starts a real Kratos (pkg/kratosdev) for a test and ties
+// Package kratostest starts a real Kratos (internal/kratosdev) for a test and ties
 // its lifetime to the test.
 //
 // Tests against the real Kratos are skipped when no binary is around, so
@@ -12,7 +12,7 @@ import (
 	"path/filepath"
 	"testing"
 
-	"github.com/ory-ext-authz/ory-ext-authz/pkg/kratosdev"
+	"github.com/ory-ext-authz/ory-ext-authz/internal/kratosdev"
 )
 
 // Environment variables read by Start.

@@ -1,10 +1,10 @@
-// Package orytest is a fake Ory for tests: an httptest server on loopback that
+// Package fakeory is a fake Ory for tests: an httptest server on loopback that
 // answers /sessions/whoami?tokenize_as= like Kratos v1.3.1 does, signs real ES256
 // JWTs, counts calls and records what it received. Hooks let a test inject the
 // faults a real Kratos cannot be made to show (slow, garbage, 429).
 //
-// Use a real Kratos (pkg/kratosdev) for behaviour Kratos can show.
-package orytest
+// Use a real Kratos (internal/kratosdev) for behaviour Kratos can show.
+package fakeory
 
 import (
 	"crypto/ecdsa"

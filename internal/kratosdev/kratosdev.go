@@ -31,7 +31,7 @@ import (
 
 	"github.com/ory-ext-authz/ory-ext-authz/internal/procgroup"
 
-	"github.com/ory-ext-authz/ory-ext-authz/pkg/jwks"
+	"github.com/ory-ext-authz/ory-ext-authz/internal/jwks"
 )
 
 // Paths below Options.RootDir.

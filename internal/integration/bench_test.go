@@ -4,9 +4,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ory-ext-authz/ory-ext-authz/internal/kratosdev"
+	"github.com/ory-ext-authz/ory-ext-authz/internal/kratosdev/kratostest"
 	"github.com/ory-ext-authz/ory-ext-authz/pkg/credential"
-	"github.com/ory-ext-authz/ory-ext-authz/pkg/kratosdev"
-	"github.com/ory-ext-authz/ory-ext-authz/pkg/kratosdev/kratostest"
 	"github.com/ory-ext-authz/ory-ext-authz/pkg/ory"
 )
 

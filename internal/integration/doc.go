@@ -5,7 +5,7 @@
 // issued through its login flows, and the JWTs it forwards are the ones
 // Kratos' tokenizer signed.
 //
-// The tests show, each against its own Kratos (pkg/kratosdev/kratostest):
+// The tests show, each against its own Kratos (internal/kratosdev/kratostest):
 //
 //   - a browser cookie or a session token (x-session-token, or
 //     Authorization: Bearer ory_st_...) is allowed with an authorization
@@ -36,7 +36,7 @@
 // The package has test files only. Run it with `make test`, which builds
 // bin/kratos first, or directly:
 //
-//	KRATOS_BIN=bin/kratos go test ./pkg/integration
+//	KRATOS_BIN=bin/kratos go test ./internal/integration
 //
 // Without a Kratos binary the tests skip; with ORY_EXT_AUTHZ_REQUIRE_KRATOS=1
 // (as `make test` sets it) they fail instead.

@@ -15,9 +15,9 @@ import (
 
 	jose "github.com/go-jose/go-jose/v4"
 
-	"github.com/ory-ext-authz/ory-ext-authz/pkg/jwks"
-	"github.com/ory-ext-authz/ory-ext-authz/pkg/kratosdev"
-	"github.com/ory-ext-authz/ory-ext-authz/pkg/kratosdev/kratostest"
+	"github.com/ory-ext-authz/ory-ext-authz/internal/jwks"
+	"github.com/ory-ext-authz/ory-ext-authz/internal/kratosdev"
+	"github.com/ory-ext-authz/ory-ext-authz/internal/kratosdev/kratostest"
 )
 
 const (
@@ -337,7 +337,7 @@ func TestFixedPortsMatchBaseConfig(t *testing.T) {
 
 // TestBrowserLoginSessionAndExtend: the session id BrowserLoginSession
 // returns is the cookie's session, and after ExtendSession whoami refreshes
-// the cookie with a Set-Cookie (pkg/integration relies on both).
+// the cookie with a Set-Cookie (internal/integration relies on both).
 //
 // Its WorkDir has a comma, which Kratos' -c flag would split at.
 func TestBrowserLoginSessionAndExtend(t *testing.T) {

@@ -14,6 +14,8 @@ import (
 	"net/url"
 	"strings"
 	"time"
+
+	"github.com/ory-ext-authz/ory-ext-authz/pkg/authz"
 )
 
 // EnvPrefix is prepended to the upper-snake-case flag name to form the
@@ -28,7 +30,7 @@ const (
 	DefaultAdminAddr          = "127.0.0.1:9003"
 	DefaultSessionCookies     = "ory_kratos_session,ory_session_*"
 	DefaultSessionTokenHeader = "x-session-token"
-	DefaultOnMissing          = OnMissingDeny
+	DefaultOnMissing          = authz.DefaultOnMissing
 	DefaultWhoamiTimeout      = time.Second
 	DefaultExpiryLeeway       = 5 * time.Second
 	DefaultNegativeTTL        = 5 * time.Second
@@ -38,36 +40,28 @@ const (
 	DefaultShutdownDelay      = 0 * time.Second
 	DefaultShutdownTimeout    = 15 * time.Second
 	DefaultOryMaxInflight     = 64
-	// The request limits sit just above Envoy's own defaults
-	// (max_headers_count 100, max_request_headers_kb 60), so that only a
-	// request Envoy was configured to let through can exceed them.
-	DefaultMaxRequestHeaders     = 128
-	DefaultMaxRequestHeaderBytes = 64 << 10
-	// DefaultMaxCookies is above what browsers keep per domain (Chrome: 180).
-	DefaultMaxCookies = 200
+	// The request limits, as authz defines them.
+	DefaultMaxRequestHeaders     = authz.DefaultMaxRequestHeaders
+	DefaultMaxRequestHeaderBytes = authz.DefaultMaxRequestHeaderBytes
+	DefaultMaxCookies            = authz.DefaultMaxCookies
 	// MaxCredentialBytes is the largest credential that is sent to Ory. A
 	// larger one is treated as invalid without asking Ory.
 	MaxCredentialBytes = 16 << 10
 )
 
-// OnMissing says what happens to a request without a valid Ory session.
-type OnMissing string
+// OnMissing is authz.OnMissing: the modes of --on-missing and of the
+// per-route `on_missing` context extension.
+type OnMissing = authz.OnMissing
 
-// The modes of --on-missing and of the per-route `on_missing` context extension.
+// The modes, as authz defines them.
 const (
-	OnMissingDeny     OnMissing = "deny"
-	OnMissingAllow    OnMissing = "allow"
-	OnMissingRedirect OnMissing = "redirect"
+	OnMissingDeny     = authz.OnMissingDeny
+	OnMissingAllow    = authz.OnMissingAllow
+	OnMissingRedirect = authz.OnMissingRedirect
 )
 
 // ParseOnMissing validates a mode given as text.
-func ParseOnMissing(s string) (OnMissing, error) {
-	switch m := OnMissing(s); m {
-	case OnMissingDeny, OnMissingAllow, OnMissingRedirect:
-		return m, nil
-	}
-	return "", fmt.Errorf("unknown mode %q (want deny, allow or redirect)", s)
-}
+func ParseOnMissing(s string) (OnMissing, error) { return authz.ParseOnMissing(s) }
 
 // Config is the whole configuration of `ory-ext-authz serve`.
 type Config struct {

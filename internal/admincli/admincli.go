@@ -1,4 +1,6 @@
-package admin
+// Package admincli is `ory-ext-authz admin`: the command-line client of the
+// admin API (pkg/admin) of a running server.
+package admincli
 
 import (
 	"bytes"
@@ -21,6 +23,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
+	"github.com/ory-ext-authz/ory-ext-authz/pkg/admin"
 	adminv1 "github.com/ory-ext-authz/ory-ext-authz/proto/ory_ext_authz/admin/v1"
 )
 
@@ -224,7 +227,7 @@ func parseCLI(cmd string, args []string, stdout, stderr io.Writer) (*cliOptions,
 		_, _ = stderr.Write(msg.Bytes())
 		return nil, exitError, false
 	}
-	if o.session != "" && !IsUUID(o.session) || o.identity != "" && !IsUUID(o.identity) {
+	if o.session != "" && !admin.IsUUID(o.session) || o.identity != "" && !admin.IsUUID(o.identity) {
 		// Not an error: other Ory setups may use other ids. But a typo, or a
 		// cookie pasted by mistake, would silently end nothing.
 		fmt.Fprintln(stderr, "ory-ext-authz admin: note: the id is not a UUID; Kratos' session and identity ids (the JWT's sid and sub) are")

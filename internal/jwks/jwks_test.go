@@ -12,7 +12,7 @@ import (
 
 	jose "github.com/go-jose/go-jose/v4"
 
-	"github.com/ory-ext-authz/ory-ext-authz/pkg/jwks"
+	"github.com/ory-ext-authz/ory-ext-authz/internal/jwks"
 )
 
 // privateParams are the JWK members that carry private key material (RFC 7518).

@@ -20,13 +20,13 @@ import (
 	"github.com/go-jose/go-jose/v4/jwt"
 	"google.golang.org/grpc/codes"
 
+	"github.com/ory-ext-authz/ory-ext-authz/internal/config"
+	"github.com/ory-ext-authz/ory-ext-authz/internal/jwks"
+	"github.com/ory-ext-authz/ory-ext-authz/internal/kratosdev"
+	"github.com/ory-ext-authz/ory-ext-authz/internal/logcapture"
 	"github.com/ory-ext-authz/ory-ext-authz/internal/servertest"
 	"github.com/ory-ext-authz/ory-ext-authz/pkg/authz"
-	"github.com/ory-ext-authz/ory-ext-authz/pkg/config"
-	"github.com/ory-ext-authz/ory-ext-authz/pkg/jwks"
-	"github.com/ory-ext-authz/ory-ext-authz/pkg/kratosdev"
 	"github.com/ory-ext-authz/ory-ext-authz/pkg/ory"
-	"github.com/ory-ext-authz/ory-ext-authz/pkg/orytest"
 	"github.com/ory-ext-authz/ory-ext-authz/pkg/server"
 )
 
@@ -47,7 +47,7 @@ type stack struct {
 	kratos  *kratosdev.Kratos
 	proxy   *whoamiProxy // nil when direct
 	client  authv3.AuthorizationClient
-	logs    *orytest.LogBuffer
+	logs    *logcapture.Buffer
 	secrets *secrets
 	keys    jose.JSONWebKeySet
 	leeway  time.Duration
@@ -97,7 +97,7 @@ func wire(t *testing.T, k *kratosdev.Kratos, o stackOptions) (*stack, *authz.Ser
 	}
 	// Its secret check is registered before the server's cleanup, so it runs
 	// after the server has shut down and logged all it will log.
-	log, logs := orytest.Logger(t, s.secrets.all)
+	log, logs := logcapture.Logger(t, s.secrets.all)
 	s.logs = logs
 	oc, err := ory.New(ory.Options{
 		BaseURL:     oryURL,
@@ -110,7 +110,7 @@ func wire(t *testing.T, k *kratosdev.Kratos, o stackOptions) (*stack, *authz.Ser
 	}
 	cfg := config.Default()
 	cfg.TokenizeAs, cfg.ExpiryLeeway, cfg.WhoamiTimeout = o.template, o.leeway, callTimeout
-	opts := authz.OptionsFor(cfg, oc)
+	opts := cfg.AuthzOptions(oc)
 	opts.Logger = log
 	az, err := authz.New(opts)
 	if err != nil {
@@ -309,7 +309,7 @@ func waitUntil(t *testing.T, at time.Time) {
 }
 
 // secrets collects the credentials and JWTs a test saw, for the log check
-// that orytest.Logger runs when the test ends.
+// that logcapture.Logger runs when the test ends.
 type secrets struct {
 	mu   sync.Mutex
 	list []string

@@ -11,9 +11,9 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/ory-ext-authz/ory-ext-authz/internal/kratosdev"
+	"github.com/ory-ext-authz/ory-ext-authz/internal/kratosdev/kratostest"
 	"github.com/ory-ext-authz/ory-ext-authz/pkg/authz"
-	"github.com/ory-ext-authz/ory-ext-authz/pkg/kratosdev"
-	"github.com/ory-ext-authz/ory-ext-authz/pkg/kratosdev/kratostest"
 )
 
 // meshTTL is the ttl of the mesh template in deploy/kratos/kratos.yml.

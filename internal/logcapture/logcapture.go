@@ -1,4 +1,4 @@
-package orytest
+package logcapture
 
 import (
 	"bytes"
@@ -8,38 +8,38 @@ import (
 	"testing"
 )
 
-// LogBuffer collects log output for assertions; safe for concurrent use.
-type LogBuffer struct {
+// Buffer collects log output for assertions; safe for concurrent use.
+type Buffer struct {
 	mu  sync.Mutex
 	buf bytes.Buffer
 }
 
-func (b *LogBuffer) Write(p []byte) (int, error) {
+func (b *Buffer) Write(p []byte) (int, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.buf.Write(p)
 }
 
 // String returns everything logged so far.
-func (b *LogBuffer) String() string {
+func (b *Buffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.buf.String()
 }
 
-// Logger returns a debug-level JSON logger writing to a new LogBuffer. When
+// Logger returns a debug-level JSON logger writing to a new Buffer. When
 // the test ends it fails the test if the log holds any of the secrets that
 // secrets() returns then (cookie values, tokens, JWTs).
-func Logger(t testing.TB, secrets func() []string) (*slog.Logger, *LogBuffer) {
+func Logger(t testing.TB, secrets func() []string) (*slog.Logger, *Buffer) {
 	t.Helper()
 	return LoggerLevel(t, secrets, slog.LevelDebug)
 }
 
 // LoggerLevel is Logger at another level, for long runs whose debug log
 // would be too big to keep and scan.
-func LoggerLevel(t testing.TB, secrets func() []string, level slog.Level) (*slog.Logger, *LogBuffer) {
+func LoggerLevel(t testing.TB, secrets func() []string, level slog.Level) (*slog.Logger, *Buffer) {
 	t.Helper()
-	b := &LogBuffer{}
+	b := &Buffer{}
 	t.Cleanup(func() {
 		AssertNoSecrets(t, b.String(), secrets())
 	})

@@ -1,4 +1,4 @@
-package orytest
+package testclock
 
 import (
 	"sync"
@@ -11,8 +11,8 @@ type Clock struct {
 	t  time.Time
 }
 
-// NewClock returns a clock standing at t.
-func NewClock(t time.Time) *Clock { return &Clock{t: t} }
+// New returns a clock standing at t.
+func New(t time.Time) *Clock { return &Clock{t: t} }
 
 // Now reads the clock.
 func (c *Clock) Now() time.Time {

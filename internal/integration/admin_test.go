@@ -14,9 +14,10 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 
+	"github.com/ory-ext-authz/ory-ext-authz/internal/admincli"
+	"github.com/ory-ext-authz/ory-ext-authz/internal/kratosdev"
+	"github.com/ory-ext-authz/ory-ext-authz/internal/kratosdev/kratostest"
 	"github.com/ory-ext-authz/ory-ext-authz/pkg/admin"
-	"github.com/ory-ext-authz/ory-ext-authz/pkg/kratosdev"
-	"github.com/ory-ext-authz/ory-ext-authz/pkg/kratosdev/kratostest"
 	"github.com/ory-ext-authz/ory-ext-authz/pkg/server"
 	adminv1 "github.com/ory-ext-authz/ory-ext-authz/proto/ory_ext_authz/admin/v1"
 )
@@ -142,7 +143,7 @@ func TestAdminInvalidateSession(t *testing.T) {
 
 	// `ory-ext-authz admin invalidate --session` ends the control too.
 	var out, errOut bytes.Buffer
-	if code := admin.RunCLI(t.Context(), []string{"invalidate", "--session", controlSID, "--admin-addr", s.adminAddr}, &out, &errOut); code != 0 {
+	if code := admincli.RunCLI(t.Context(), []string{"invalidate", "--session", controlSID, "--admin-addr", s.adminAddr}, &out, &errOut); code != 0 {
 		t.Fatalf("admin invalidate: exit %d\n%s%s", code, out.String(), errOut.String())
 	}
 	resp, err = s.check(t, controlHeaders, nil)
@@ -217,6 +218,6 @@ func TestAdminInvalidateIdentity(t *testing.T) {
 func runAdminCLI(t *testing.T, args ...string) (int, string, string) {
 	t.Helper()
 	var out, errOut bytes.Buffer
-	code := admin.RunCLI(t.Context(), args, &out, &errOut)
+	code := admincli.RunCLI(t.Context(), args, &out, &errOut)
 	return code, out.String(), errOut.String()
 }
