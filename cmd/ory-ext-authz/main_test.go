@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"io"
 	"net"
 	"net/http"
 	"strings"
@@ -172,5 +173,28 @@ func TestServeOryURLUserinfo(t *testing.T) {
 				t.Errorf("the output holds the password:\n%s%s", out.String(), errOut.String())
 			}
 		})
+	}
+}
+
+// TestServeMetrics: serve's /metrics carries the panic counter of both gRPC
+// servers from the start (pkg/server recovers the panics, serve hands it the
+// metrics that count them).
+func TestServeMetrics(t *testing.T) {
+	fake := orytest.New()
+	defer fake.Close()
+	s := startServe(t, fake)
+	resp, err := http.Get("http://" + s.httpAddr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, series := range []string{`ory_ext_authz_grpc_panics_total{server="ext_authz"} 0`, `ory_ext_authz_grpc_panics_total{server="admin"} 0`} {
+		if !strings.Contains(string(body), series+"\n") {
+			t.Errorf("/metrics has no %s", series)
+		}
 	}
 }

@@ -3,7 +3,8 @@
 // shuts them down in the order Envoy needs: health turns NOT_SERVING first, then
 // in-flight checks finish, then the listeners close. Every connection is
 // bounded in time (Timeouts): an idle one is closed, and pings on a quiet
-// gRPC connection are allowed at the rate Envoy's keepalives use.
+// gRPC connection are allowed at the rate Envoy's keepalives use. A panic
+// in a gRPC handler fails that call alone with codes.Internal.
 package server
 
 import (
@@ -49,6 +50,23 @@ type Options struct {
 	AdminGRPCOptions []grpc.ServerOption
 	// Timeouts of the listeners; zero fields are the defaults.
 	Timeouts Timeouts
+	// Panics, when set, counts the panics recovered on each gRPC server.
+	Panics PanicObserver
+}
+
+// The gRPC servers Run starts, as PanicObserver and the logs name them.
+const (
+	ExtAuthzServer = "ext_authz"
+	AdminServer    = "admin"
+)
+
+// GRPCServers lists the names of the gRPC servers, for metrics that
+// pre-create a series per server.
+func GRPCServers() []string { return []string{ExtAuthzServer, AdminServer} }
+
+// PanicObserver sees each panic recovered in a gRPC handler (pkg/metrics).
+type PanicObserver interface {
+	ObservePanic(server string)
 }
 
 // Defaults of Timeouts.
@@ -128,7 +146,7 @@ func Run(ctx context.Context, o Options) error {
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: to.GRPCKeepaliveMinTime, PermitWithoutStream: true}),
 		grpc.KeepaliveParams(keepalive.ServerParameters{MaxConnectionIdle: to.GRPCMaxConnectionIdle}),
 	}
-	gs := grpc.NewServer(slices.Concat(keep, o.GRPCOptions)...)
+	gs := grpc.NewServer(slices.Concat(keep, o.GRPCOptions, newRecoverer(ExtAuthzServer, log, o.Panics).options())...)
 	hs := health.NewServer()
 	authv3.RegisterAuthorizationServer(gs, o.Authz)
 	healthpb.RegisterHealthServer(gs, hs)
@@ -167,7 +185,7 @@ func Run(ctx context.Context, o Options) error {
 	var as *grpc.Server
 	adminAddr := ""
 	if o.Admin != nil {
-		as = grpc.NewServer(slices.Concat(keep, o.AdminGRPCOptions)...)
+		as = grpc.NewServer(slices.Concat(keep, o.AdminGRPCOptions, newRecoverer(AdminServer, log, o.Panics).options())...)
 		if o.RegisterAdmin != nil {
 			o.RegisterAdmin(as)
 		}
