@@ -233,6 +233,14 @@ func TestEnvoyConfig(t *testing.T) {
 		if hpo.GetExplicitHttpConfig().GetHttp2ProtocolOptions() == nil {
 			t.Errorf("cluster %s: explicit_http_config is not http2_protocol_options: %v", name, hpo)
 		}
+		// Pings on a quiet connection must stay clear of the server's
+		// keepalive policy (two strikes are forgiven, the third is a
+		// GOAWAY): twice its MinTime leaves room for jitter and delay.
+		if ka := hpo.GetExplicitHttpConfig().GetHttp2ProtocolOptions().GetConnectionKeepalive(); ka != nil {
+			if iv := ka.GetInterval().AsDuration(); iv < 2*server.DefaultGRPCKeepaliveMinTime {
+				t.Errorf("cluster %s: connection_keepalive interval %s, want at least twice the server's keepalive MinTime %s", name, iv, server.DefaultGRPCKeepaliveMinTime)
+			}
+		}
 		if fd := c.ProtoReflect().Descriptor().Fields().ByName("http2_protocol_options"); c.ProtoReflect().Has(fd) {
 			t.Errorf("cluster %s: uses the deprecated Cluster.http2_protocol_options", name)
 		}

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"io"
 	"net"
 	"net/http"
 	"strings"
@@ -138,5 +139,63 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 			t.Fatalf("timed out waiting for %s", what)
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestServeOryURLUserinfo: serve refuses an --ory-url with user info, from
+// the flag or the environment, and nothing it prints (the error, the --help
+// defaults) holds the user info. Loopback ports and a bounded context: were
+// the URL accepted, serve would run (and log it) until the context ends.
+func TestServeOryURLUserinfo(t *testing.T) {
+	const secret = "s3cr3t-Pa55"
+	url := "http://admin:" + secret + "@127.0.0.1:1"
+	listen := []string{"--grpc-addr", freeAddr(t), "--http-addr", freeAddr(t), "--admin-addr", ""}
+	tests := []struct {
+		name     string
+		args     []string
+		env      map[string]string
+		wantCode int
+		wantErr  string
+	}{
+		{"flag", append([]string{"serve", "--ory-url", url, "--tokenize-as", "mesh"}, listen...), nil, 1, "--ory-url: must not hold user info"},
+		{"environment", append([]string{"serve", "--tokenize-as", "mesh"}, listen...), map[string]string{"ORY_EXT_AUTHZ_ORY_URL": url}, 1, "--ory-url: must not hold user info"},
+		{"help with the environment set", []string{"serve", "--help"}, map[string]string{"ORY_EXT_AUTHZ_ORY_URL": url}, 0, "ORY_EXT_AUTHZ_ORY_URL"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(t.Context(), 3*time.Second)
+			defer cancel()
+			var out, errOut bytes.Buffer
+			code := run(ctx, tt.args, func(k string) string { return tt.env[k] }, strings.NewReader(""), &out, &errOut)
+			if code != tt.wantCode || !strings.Contains(errOut.String(), tt.wantErr) {
+				t.Errorf("exit %d, want %d with %q\nstderr: %s", code, tt.wantCode, tt.wantErr, errOut.String())
+			}
+			if strings.Contains(out.String()+errOut.String(), secret) {
+				t.Errorf("the output holds the password:\n%s%s", out.String(), errOut.String())
+			}
+		})
+	}
+}
+
+// TestServeMetrics: serve's /metrics carries the panic counter of both gRPC
+// servers from the start (pkg/server recovers the panics, serve hands it the
+// metrics that count them).
+func TestServeMetrics(t *testing.T) {
+	fake := fakeory.New()
+	defer fake.Close()
+	s := startServe(t, fake)
+	resp, err := http.Get("http://" + s.httpAddr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, series := range []string{`ory_ext_authz_grpc_panics_total{server="ext_authz"} 0`, `ory_ext_authz_grpc_panics_total{server="admin"} 0`} {
+		if !strings.Contains(string(body), series+"\n") {
+			t.Errorf("/metrics has no %s", series)
+		}
 	}
 }

@@ -114,6 +114,8 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 		Logger:          log,
 		GRPCOptions:     grpcOpts,
 		Metrics:         m.Handler(),
+		// Run recovers panics on both gRPC servers; m counts them.
+		Panics: m,
 		// The admin API gets a gRPC server of its own, never grpcOpts' one.
 		Admin:            adm.listener,
 		RegisterAdmin:    adm.register,

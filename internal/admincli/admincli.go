@@ -227,6 +227,14 @@ func parseCLI(cmd string, args []string, stdout, stderr io.Writer) (*cliOptions,
 		_, _ = stderr.Write(msg.Bytes())
 		return nil, exitError, false
 	}
+	for _, id := range []*string{&o.session, &o.identity} {
+		// The server canonicalises too; doing it here makes the message
+		// name the id that was ended.
+		if c := admin.CanonicalID(*id); c != *id {
+			fmt.Fprintf(stderr, "ory-ext-authz admin: note: the id is a UUID; sending it as %s, the lower-case form Kratos' ids have\n", c)
+			*id = c
+		}
+	}
 	if o.session != "" && !admin.IsUUID(o.session) || o.identity != "" && !admin.IsUUID(o.identity) {
 		// Not an error: other Ory setups may use other ids. But a typo, or a
 		// cookie pasted by mistake, would silently end nothing.

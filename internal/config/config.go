@@ -132,7 +132,7 @@ func (c *Config) FlagSet(name string, output io.Writer) *flag.FlagSet {
 	fs.StringVar(&c.AdminTLSCert, "admin-tls-cert", c.AdminTLSCert, "PEM certificate of the admin listener; with --admin-tls-key turns on TLS")
 	fs.StringVar(&c.AdminTLSKey, "admin-tls-key", c.AdminTLSKey, "PEM private key of --admin-tls-cert")
 	fs.StringVar(&c.AdminTLSClientCA, "admin-tls-client-ca", c.AdminTLSClientCA, "PEM CA certificates for admin clients: turns on mTLS on the admin listener")
-	fs.StringVar(&c.OryURL, "ory-url", c.OryURL, "Ory public base URL: the Kratos public endpoint or the Ory Network project URL (required)")
+	fs.StringVar(&c.OryURL, "ory-url", c.OryURL, "Ory public base URL: the Kratos public endpoint or the Ory Network project URL (required; no user info: whoami takes no basic auth)")
 	fs.StringVar(&c.TokenizeAs, "tokenize-as", c.TokenizeAs, "default tokenizer template of /sessions/whoami?tokenize_as= (required; a route may override it with the context extension tokenize_as)")
 	fs.Var((*listValue)(&c.SessionCookies), "session-cookies", "comma-separated session cookie names; a trailing * matches a prefix")
 	fs.StringVar(&c.SessionTokenHeader, "session-token-header", c.SessionTokenHeader, "request header carrying a native Ory session token")
@@ -228,10 +228,8 @@ func (c *Config) Validate() error {
 	}
 	if c.OryURL == "" {
 		bad("ory-url", "required (or %s)", EnvName("ory-url"))
-	} else if u, err := url.Parse(c.OryURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		bad("ory-url", "%q is not an http(s) URL", c.OryURL)
-	} else if u.RawQuery != "" || u.Fragment != "" {
-		bad("ory-url", "%q must not have a query or fragment", c.OryURL)
+	} else if err := checkOryURL(c.OryURL); err != nil {
+		bad("ory-url", "%v", err)
 	}
 	if c.TokenizeAs == "" {
 		bad("tokenize-as", "required (or %s)", EnvName("tokenize-as"))
@@ -315,6 +313,44 @@ func (c *Config) Validate() error {
 		bad("admin-tls-client-ca", "mTLS needs --admin-tls-cert and --admin-tls-key")
 	}
 	return errors.Join(errs...)
+}
+
+// checkOryURL validates --ory-url. User info is refused rather than redacted:
+// Ory's whoami authenticates the session (X-Session-Token, the session
+// cookie, or a Bearer session token) and takes no basic auth, while net/http
+// would send user info as "Authorization: Basic" on every call, and every
+// log line or error quoting the URL would carry it. The errors show the URL
+// without its user info, the user name included (it may be a token).
+func checkOryURL(raw string) error {
+	u, err := url.Parse(raw)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		// Not err: url.Parse's error quotes the whole value.
+		return fmt.Errorf("%q is not an http(s) URL", withoutUserinfo(raw))
+	}
+	if u.User != nil {
+		u.User = nil
+		return fmt.Errorf("must not hold user info (user:password@): Ory's whoami takes no basic auth; use %q", u.String())
+	}
+	if u.RawQuery != "" || u.Fragment != "" {
+		return fmt.Errorf("%q must not have a query or fragment", raw)
+	}
+	return nil
+}
+
+// withoutUserinfo cuts what may be user info out of a value url.Parse
+// refused or did not read as an http(s) URL: everything between "//" (or the
+// start) and the last "@". It cuts too much rather than too little, since a
+// password may hold "/", "?" or "#" and so end the authority early.
+func withoutUserinfo(raw string) string {
+	at := strings.LastIndex(raw, "@")
+	if at < 0 {
+		return raw
+	}
+	start := 0
+	if i := strings.Index(raw, "//"); i >= 0 && i < at {
+		start = i + 2
+	}
+	return raw[:start] + "<redacted>@" + raw[at+1:]
 }
 
 // ParseLevel parses a --log-level value.

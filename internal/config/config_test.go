@@ -82,3 +82,46 @@ func TestEveryFlagHasAnEnvName(t *testing.T) {
 		t.Error(EnvName("ory-url"))
 	}
 }
+
+// TestOryURLUserinfo: an --ory-url with user info is refused (Ory's whoami
+// takes no basic auth, and net/http would send it as an Authorization header
+// on every call), and no error, from either source, repeats the user info:
+// not the password, and not a user name alone either, which may be a token.
+func TestOryURLUserinfo(t *testing.T) {
+	const secret = "s3cr3t-Pa55"
+	tests := []struct {
+		name    string
+		url     string
+		fromEnv bool
+		wantErr string
+	}{
+		{"user and password", "https://admin:" + secret + "@x.projects.oryapis.com", false, "user info"},
+		{"user and password from the environment", "https://admin:" + secret + "@x.projects.oryapis.com", true, "user info"},
+		{"user name only (may be a token)", "https://" + secret + "@x.projects.oryapis.com", false, "user info"},
+		{"empty password", "http://" + secret + ":@127.0.0.1:4433", false, "user info"},
+		{"unparseable, with a password", "https://admin:" + secret + "@bad host", false, "not an http(s) URL"},
+		{"unparseable escape, with a password", "https://admin:" + secret + "@x.example/%zz", false, "not an http(s) URL"},
+		{"wrong scheme, with a password", "ftp://admin:" + secret + "@x.example", false, "not an http(s) URL"},
+		{"no scheme, with a password", "admin:" + secret + "@x.example", false, "not an http(s) URL"},
+		{"a slash in the password", "https://admin:" + secret + "/x@x.example", false, "not an http(s) URL"},
+		{"query, with a password", "https://admin:" + secret + "@x.example/?a=b", false, "--ory-url"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			args := []string{"--tokenize-as", "mesh"}
+			e := map[string]string{}
+			if tt.fromEnv {
+				e["ORY_EXT_AUTHZ_ORY_URL"] = tt.url
+			} else {
+				args = append(args, "--ory-url", tt.url)
+			}
+			_, err := Parse(args, env(e), io.Discard)
+			if err == nil || !strings.Contains(err.Error(), "--ory-url") || !strings.Contains(err.Error(), tt.wantErr) {
+				t.Fatalf("err = %v, want one naming --ory-url and containing %q", err, tt.wantErr)
+			}
+			if strings.Contains(err.Error(), secret) {
+				t.Fatalf("the error repeats the user info: %v", err)
+			}
+		})
+	}
+}

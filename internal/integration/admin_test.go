@@ -101,6 +101,13 @@ func TestAdminInvalidateSession(t *testing.T) {
 	if c := s.verify(t, raw); c.Sid != sid || c.Sub != frank.id {
 		t.Fatalf("JWT sid %s sub %s, want the ids the admin API takes: %s, %s", c.Sid, c.Sub, sid, frank.id)
 	}
+	// Kratos writes its ids in the canonical UUID form, the one the admin
+	// API turns every spelling of a UUID into.
+	for _, id := range []string{sid, frank.id} {
+		if admin.CanonicalID(id) != id {
+			t.Fatalf("Kratos id %s is not a canonical UUID (%s)", id, admin.CanonicalID(id))
+		}
+	}
 	controlRaw, _ := s.allow(t, controlHeaders, nil)
 	s.cachedJWT(t, headers, raw)
 	s.cachedJWT(t, controlHeaders, controlRaw)
@@ -120,10 +127,11 @@ func TestAdminInvalidateSession(t *testing.T) {
 		t.Fatalf("%d whoami calls for the session before the invalidation, want 1 (the fill)", n)
 	}
 
-	// ...and invalidate one of them through the admin gRPC API.
+	// ...and invalidate one of them through the admin gRPC API, spelled in
+	// upper case as some tools print UUIDs: it still names this session.
 	ctx, cancel := context.WithTimeout(t.Context(), callTimeout)
 	defer cancel()
-	if _, err := s.admin.InvalidateSession(ctx, &adminv1.InvalidateSessionRequest{SessionId: sid}); err != nil {
+	if _, err := s.admin.InvalidateSession(ctx, &adminv1.InvalidateSessionRequest{SessionId: strings.ToUpper(sid)}); err != nil {
 		t.Fatalf("InvalidateSession: %v", err)
 	}
 

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"strings"
 
+	"github.com/google/uuid"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
@@ -81,6 +82,7 @@ func (s *Server) InvalidateSession(ctx context.Context, req *adminv1.InvalidateS
 		s.rejected(ctx, "InvalidateSession", err)
 		return nil, err
 	}
+	id = CanonicalID(id)
 	s.cache.InvalidateSession(id)
 	s.log.LogAttrs(ctx, slog.LevelInfo, "admin: session invalidated", append(idAttrs("session_id", id), caller(ctx)...)...)
 	return &adminv1.InvalidateSessionResponse{}, nil
@@ -93,6 +95,7 @@ func (s *Server) InvalidateIdentity(ctx context.Context, req *adminv1.Invalidate
 		s.rejected(ctx, "InvalidateIdentity", err)
 		return nil, err
 	}
+	id = CanonicalID(id)
 	s.cache.InvalidateIdentity(id)
 	s.log.LogAttrs(ctx, slog.LevelInfo, "admin: identity invalidated", append(idAttrs("identity_id", id), caller(ctx)...)...)
 	return &adminv1.InvalidateIdentityResponse{}, nil
@@ -171,6 +174,19 @@ func caller(ctx context.Context) []slog.Attr {
 		attrs = append(attrs, slog.String("client_cn", ti.State.PeerCertificates[0].Subject.CommonName))
 	}
 	return attrs
+}
+
+// CanonicalID is id as the cache holds it. Kratos writes its session and
+// identity ids as lower-case hyphenated UUIDs, and the cache compares ids
+// byte for byte, so a UUID in another spelling uuid.Parse reads (upper or
+// mixed case, {braces}, urn:uuid:, 32 hex digits without hyphens) becomes that
+// form: otherwise it would match nothing while the call succeeds. Any other id
+// is kept as it is, since other setups may use other id formats.
+func CanonicalID(id string) string {
+	if u, err := uuid.Parse(id); err == nil {
+		return u.String()
+	}
+	return id
 }
 
 // IsUUID reports whether s has the textual form of a UUID

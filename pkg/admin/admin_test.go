@@ -388,3 +388,99 @@ func TestIsUUID(t *testing.T) {
 		}
 	}
 }
+
+// TestNonCanonicalUUID: Kratos writes its ids as lower-case hyphenated
+// UUIDs, and the cache holds them so. An id given in another spelling of the
+// same UUID (upper case, as some tools print them, braces, urn:uuid:, no
+// hyphens) ends that session or identity, and is logged in the canonical
+// form; before, it matched nothing while the call succeeded.
+func TestNonCanonicalUUID(t *testing.T) {
+	spellings := []struct {
+		name  string
+		spell func(string) string
+	}{
+		{"upper case", strings.ToUpper},
+		{"mixed case", func(id string) string { return strings.ToUpper(id[:18]) + id[18:] }},
+		{"braces", func(id string) string { return "{" + id + "}" }},
+		{"urn", func(id string) string { return "urn:uuid:" + strings.ToUpper(id) }},
+		{"no hyphens", func(id string) string { return strings.ReplaceAll(strings.ToUpper(id), "-", "") }},
+	}
+	e := newEnv(t, envOptions{})
+	for _, sp := range spellings {
+		for _, kind := range []string{"session", "identity"} {
+			t.Run(sp.name+"/"+kind, func(t *testing.T) {
+				s := newSessionOf(e.ory, newUUID())
+				c := creds(s)[0]
+				e.expect(t, fetched, c)
+				e.expect(t, cached, c)
+				id, msg := s.ID, "admin: session invalidated"
+				if kind == "identity" {
+					id, msg = s.IdentityID, "admin: identity invalidated"
+				}
+				given := sp.spell(id)
+				if given == id {
+					t.Fatalf("the spelling %q is already canonical", given)
+				}
+				if kind == "session" {
+					e.invalidateSession(t, given)
+				} else {
+					e.invalidateIdentity(t, given)
+				}
+				e.expect(t, fetched, c)
+				if rec := lastLog(t, e.logs.String(), msg); rec == nil || rec[kind+"_id"] != id {
+					t.Errorf("log %q = %v, want %s_id %s", msg, rec, kind, id)
+				}
+			})
+		}
+	}
+}
+
+// lastLog returns the last JSON log record with message msg.
+func lastLog(t *testing.T, logs, msg string) map[string]any {
+	t.Helper()
+	var last map[string]any
+	for _, line := range strings.Split(strings.TrimSpace(logs), "\n") {
+		var rec map[string]any
+		if err := json.Unmarshal([]byte(line), &rec); err != nil {
+			t.Fatalf("log line is not JSON: %v: %s", err, line)
+		}
+		if rec["msg"] == msg {
+			last = rec
+		}
+	}
+	return last
+}
+
+// TestCanonicalID: what reaches the cache. A UUID in any spelling becomes
+// its canonical form; anything else that passes validation is kept byte for
+// byte (other Ory setups and the tests use other ids).
+func TestCanonicalID(t *testing.T) {
+	const canon = "8f14e45f-ceea-467f-a0e6-3b3f1e0a9c55"
+	tests := []struct{ in, want string }{
+		{canon, canon},
+		{"8F14E45F-CEEA-467F-A0E6-3B3F1E0A9C55", canon},
+		{"{8f14e45f-ceea-467f-a0e6-3b3f1e0a9c55}", canon},
+		{"urn:uuid:8F14E45F-ceea-467f-a0e6-3b3f1e0a9c55", canon},
+		{"8f14e45fceea467fa0e63b3f1e0a9c55", canon},
+		{"custom-ID-1", "custom-ID-1"},
+		{"8f14e45f-ceea-467f-a0e6-3b3f1e0a9c5", "8f14e45f-ceea-467f-a0e6-3b3f1e0a9c5"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.in, func(t *testing.T) {
+			fc := &fakeCache{}
+			s, err := admin.New(admin.Options{Cache: fc, Ory: fakeOry{}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := s.InvalidateSession(t.Context(), &adminv1.InvalidateSessionRequest{SessionId: tt.in}); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := s.InvalidateIdentity(t.Context(), &adminv1.InvalidateIdentityRequest{IdentityId: tt.in}); err != nil {
+				t.Fatal(err)
+			}
+			if got, want := strings.Join(fc.calls, ","), "session "+tt.want+",identity "+tt.want; got != want {
+				t.Errorf("cache calls = %q, want %q", got, want)
+			}
+		})
+	}
+}

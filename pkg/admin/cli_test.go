@@ -240,3 +240,26 @@ func TestCLIMTLS(t *testing.T) {
 		t.Errorf("invalidation log = %v, want client_cn operator", rec)
 	}
 }
+
+// TestCLINonCanonicalUUID: the CLI sends a UUID given in another spelling in
+// its canonical form, says so, and the session or identity is ended.
+func TestCLINonCanonicalUUID(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	for _, kind := range []string{"session", "identity"} {
+		t.Run(kind, func(t *testing.T) {
+			s := newSessionOf(e.ory, newUUID())
+			c := creds(s)[0]
+			e.expect(t, fetched, c)
+			id := s.ID
+			if kind == "identity" {
+				id = s.IdentityID
+			}
+			code, out, errOut := cli(t, "invalidate", "--"+kind, strings.ToUpper(id), "--admin-addr", e.adminAddr)
+			e.step()
+			if code != 0 || !strings.Contains(out, "invalidated "+kind+" "+id) || !strings.Contains(errOut, "sending it as "+id) {
+				t.Fatalf("exit %d\nstdout: %s\nstderr: %s", code, out, errOut)
+			}
+			e.expect(t, fetched, c)
+		})
+	}
+}

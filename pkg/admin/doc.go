@@ -27,8 +27,11 @@
 // ASCII, not an Ory session token) and each invalidation is logged at info
 // with the id and the caller's address (and client certificate name over
 // mTLS). An id that is not a UUID is logged as a short hash only, because a
-// string pasted into the wrong place may be a credential. An id that matches
-// no cached session is not an error: there is nothing to end.
+// string pasted into the wrong place may be a credential. A UUID in another
+// spelling (upper case, braces, urn:uuid:, no hyphens) is first turned into
+// the lower-case hyphenated form Kratos writes (CanonicalID), so that it
+// matches; other ids are used as given. An id that matches no cached session
+// is not an error: there is nothing to end.
 //
 // RunCLI is the `ory-ext-authz admin` subcommand.
 package admin

@@ -16,6 +16,7 @@ import (
 
 	"github.com/ory-ext-authz/ory-ext-authz/pkg/authz"
 	"github.com/ory-ext-authz/ory-ext-authz/pkg/ory"
+	"github.com/ory-ext-authz/ory-ext-authz/pkg/server"
 	"github.com/ory-ext-authz/ory-ext-authz/pkg/tokencache"
 )
 
@@ -35,13 +36,14 @@ type Metrics struct {
 	oryRequests   map[string]prometheus.Counter
 	oryDuration   prometheus.Histogram
 	grpc          *grpcprom.ServerMetrics
+	panics        map[string]prometheus.Counter // by server.GRPCServers
 }
 
 // New builds the metrics and registers every collector on a new private
 // registry.
 func New(src Sources) *Metrics {
 	reg := prometheus.NewRegistry()
-	m := &Metrics{reg: reg, oryRequests: map[string]prometheus.Counter{}}
+	m := &Metrics{reg: reg, oryRequests: map[string]prometheus.Counter{}, panics: map[string]prometheus.Counter{}}
 
 	checks := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "ory_ext_authz_checks_total",
@@ -69,6 +71,13 @@ func New(src Sources) *Metrics {
 		Help:    "Duration of whoami calls to Ory.",
 		Buckets: prometheus.ExponentialBuckets(1e-3, 2, 13), // 1ms .. 4s
 	})
+	panics := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "ory_ext_authz_grpc_panics_total",
+		Help: "Panics in gRPC handlers, recovered and answered with Internal, by server (ext_authz, admin). Any is a bug.",
+	}, []string{"server"})
+	for _, name := range server.GRPCServers() {
+		m.panics[name] = panics.WithLabelValues(name)
+	}
 	stats := func() tokencache.Stats {
 		if src.CacheStats == nil {
 			return tokencache.Stats{}
@@ -84,7 +93,7 @@ func New(src Sources) *Metrics {
 	}
 	m.grpc = grpcprom.NewServerMetrics()
 	reg.MustRegister(
-		checks, m.checkDuration, oryRequests, m.oryDuration,
+		checks, m.checkDuration, oryRequests, m.oryDuration, panics,
 		lookups("hit", func(s tokencache.Stats) uint64 { return s.Hits }),
 		lookups("miss", func(s tokencache.Stats) uint64 { return s.Misses }),
 		lookups("negative_hit", func(s tokencache.Stats) uint64 { return s.NegativeHits }),
@@ -130,6 +139,13 @@ func (m *Metrics) ObserveOryRequest(code string, d time.Duration) {
 	c.Inc()
 	if code != "rejected" {
 		m.oryDuration.Observe(d.Seconds())
+	}
+}
+
+// ObservePanic implements server.PanicObserver.
+func (m *Metrics) ObservePanic(server string) {
+	if c, ok := m.panics[server]; ok {
+		c.Inc()
 	}
 }
 

@@ -118,6 +118,8 @@ func TestScrape(t *testing.T) {
 		{"ory_ext_authz_ory_requests_total", map[string]string{"code": "502"}, 1},
 		{"ory_ext_authz_ory_request_duration_seconds", nil, 3},
 		{"ory_ext_authz_ory_inflight", nil, 0},
+		{"ory_ext_authz_grpc_panics_total", map[string]string{"server": "ext_authz"}, 0}, // pre-created
+		{"ory_ext_authz_grpc_panics_total", map[string]string{"server": "admin"}, 0},
 		{"grpc_server_handled_total", map[string]string{"grpc_method": "Check", "grpc_code": "OK"}, 6},
 		{"grpc_server_handled_total", map[string]string{"grpc_method": "Check", "grpc_code": "Unavailable"}, 1},
 	} {
@@ -140,6 +142,9 @@ func TestScrape(t *testing.T) {
 	}
 	for _, c := range ory.CodeLabels {
 		fixed[c] = true
+	}
+	for _, n := range server.GRPCServers() {
+		fixed[n] = true
 	}
 	for name, f := range families {
 		if !strings.HasPrefix(name, "ory_ext_authz_") {

@@ -14,6 +14,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"strconv"
 	"strings"
@@ -228,6 +229,16 @@ func NewTransport(caFile string) (*http.Transport, error) {
 func New(o Options) (*Client, error) {
 	if o.BaseURL == "" {
 		return nil, errors.New("ory: base URL is required")
+	}
+	// The errors below never wrap url.Parse's error nor quote the URL: both
+	// would repeat user info.
+	if u, err := url.Parse(o.BaseURL); err != nil {
+		return nil, errors.New("ory: base URL is not a URL")
+	} else if u.User != nil {
+		// net/http would send it as "Authorization: Basic" on every whoami
+		// call, which Ory does not read, and errors quoting the URL would
+		// carry it.
+		return nil, errors.New("ory: base URL must not hold user info (user:password@): whoami takes no basic auth")
 	}
 	if o.Timeout <= 0 {
 		return nil, errors.New("ory: timeout must be positive")

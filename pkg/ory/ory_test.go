@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -180,5 +181,34 @@ func TestBackoffAfter429(t *testing.T) {
 	_, _ = c.Tokenize(t.Context(), cred, "mesh")
 	if calls != 2 {
 		t.Fatalf("calls after Retry-After = %d, want 2", calls)
+	}
+}
+
+// TestBaseURLUserinfo: New refuses a base URL with user info. net/http turns
+// a URL's user info into "Authorization: Basic ..." on every request, which
+// whoami has no use for (it reads X-Session-Token, the session cookie or a
+// Bearer session token), and errors and logs that quote the URL would carry
+// it. The error names no part of the user info.
+func TestBaseURLUserinfo(t *testing.T) {
+	const secret = "s3cr3t-Pa55"
+	var gotAuth atomic.Value
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		gotAuth.Store(r.Header.Get("Authorization"))
+		w.WriteHeader(http.StatusUnauthorized)
+	}))
+	defer srv.Close()
+	for _, userinfo := range []string{"admin:" + secret, secret, secret + ":"} {
+		t.Run(userinfo, func(t *testing.T) {
+			base := strings.Replace(srv.URL, "http://", "http://"+userinfo+"@", 1)
+			c, err := New(Options{BaseURL: base, Timeout: time.Second})
+			if err == nil {
+				defer c.Close()
+				_, terr := c.Tokenize(t.Context(), credential.Credential{Kind: credential.KindSessionToken, Value: "ory_st_x"}, "mesh")
+				t.Fatalf("New accepted a base URL with user info; the whoami call sent Authorization %q (%v)", gotAuth.Load(), terr)
+			}
+			if strings.Contains(err.Error(), secret) {
+				t.Fatalf("the error repeats the user info: %v", err)
+			}
+		})
 	}
 }

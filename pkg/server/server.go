@@ -1,7 +1,10 @@
 // Package server runs the listeners of ory-ext-authz: the gRPC server (ext_authz,
 // grpc.health.v1 and reflection) and the HTTP server (liveness, readiness), and
 // shuts them down in the order Envoy needs: health turns NOT_SERVING first, then
-// in-flight checks finish, then the listeners close.
+// in-flight checks finish, then the listeners close. Every connection is
+// bounded in time (Timeouts): an idle one is closed, and pings on a quiet
+// gRPC connection are allowed at the rate Envoy's keepalives use. A panic
+// in a gRPC handler fails that call alone with codes.Internal.
 package server
 
 import (
@@ -11,6 +14,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"slices"
 	"sync/atomic"
 	"time"
 
@@ -44,6 +48,83 @@ type Options struct {
 	Admin            net.Listener
 	RegisterAdmin    func(*grpc.Server)
 	AdminGRPCOptions []grpc.ServerOption
+	// Timeouts of the listeners; zero fields are the defaults.
+	Timeouts Timeouts
+	// Panics, when set, counts the panics recovered on each gRPC server.
+	Panics PanicObserver
+}
+
+// The gRPC servers Run starts, as PanicObserver and the logs name them.
+const (
+	ExtAuthzServer = "ext_authz"
+	AdminServer    = "admin"
+)
+
+// GRPCServers lists the names of the gRPC servers, for metrics that
+// pre-create a series per server.
+func GRPCServers() []string { return []string{ExtAuthzServer, AdminServer} }
+
+// PanicObserver sees each panic recovered in a gRPC handler (pkg/metrics).
+type PanicObserver interface {
+	ObservePanic(server string)
+}
+
+// Defaults of Timeouts.
+const (
+	// DefaultHTTPReadHeaderTimeout bounds reading a request's headers
+	// (slowloris).
+	DefaultHTTPReadHeaderTimeout = 5 * time.Second
+	// DefaultHTTPReadTimeout bounds reading a whole request; probes and
+	// scrapes are bodiless GETs.
+	DefaultHTTPReadTimeout = 10 * time.Second
+	// DefaultHTTPWriteTimeout bounds a response, from the end of its
+	// request's headers. Generous: a /metrics scrape can be large and the
+	// scraper slow; Prometheus' own scrape_timeout is 10s by default.
+	DefaultHTTPWriteTimeout = time.Minute
+	// DefaultHTTPIdleTimeout closes a keep-alive connection idle for this
+	// long. Above the usual scrape intervals (15s-60s), so Prometheus
+	// reuses its connection.
+	DefaultHTTPIdleTimeout = 2 * time.Minute
+	// DefaultGRPCMaxConnectionIdle: a gRPC connection with no call for this
+	// long gets a graceful GOAWAY (NO_ERROR); Envoy opens a new one when it
+	// needs it. Pings do not count as calls.
+	DefaultGRPCMaxConnectionIdle = 5 * time.Minute
+	// DefaultGRPCKeepaliveMinTime is the shortest interval at which a
+	// client may ping, with or without calls in flight; faster pings get
+	// GOAWAY ENHANCE_YOUR_CALM (too_many_pings) after grpc-go's three
+	// strikes. Envoy's connection_keepalive interval is set by operators,
+	// commonly 10s-30s (deploy/envoy uses 30s), and its jitter only adds to
+	// it; grpc-go clients never ping more often than every 10s. 5s leaves
+	// those a margin of two or more, while a ping flood stays bounded.
+	DefaultGRPCKeepaliveMinTime = 5 * time.Second
+)
+
+// Timeouts of the listeners. A zero field means its Default* constant.
+type Timeouts struct {
+	// HTTP listener: http.Server's ReadHeaderTimeout, ReadTimeout,
+	// WriteTimeout and IdleTimeout.
+	HTTPReadHeader, HTTPRead, HTTPWrite, HTTPIdle time.Duration
+	// GRPCMaxConnectionIdle is keepalive.ServerParameters.MaxConnectionIdle
+	// of both gRPC servers (ext_authz and admin).
+	GRPCMaxConnectionIdle time.Duration
+	// GRPCKeepaliveMinTime is keepalive.EnforcementPolicy.MinTime of both
+	// gRPC servers; pings without calls in flight are permitted.
+	GRPCKeepaliveMinTime time.Duration
+}
+
+func (t Timeouts) withDefaults() Timeouts {
+	def := func(d *time.Duration, v time.Duration) {
+		if *d == 0 {
+			*d = v
+		}
+	}
+	def(&t.HTTPReadHeader, DefaultHTTPReadHeaderTimeout)
+	def(&t.HTTPRead, DefaultHTTPReadTimeout)
+	def(&t.HTTPWrite, DefaultHTTPWriteTimeout)
+	def(&t.HTTPIdle, DefaultHTTPIdleTimeout)
+	def(&t.GRPCMaxConnectionIdle, DefaultGRPCMaxConnectionIdle)
+	def(&t.GRPCKeepaliveMinTime, DefaultGRPCKeepaliveMinTime)
+	return t
 }
 
 // authzService is the service name health reports for, next to "" (the whole server).
@@ -56,11 +137,16 @@ func Run(ctx context.Context, o Options) error {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	opts := append([]grpc.ServerOption{
-		// Envoy keeps long-lived HTTP/2 connections and may ping them.
-		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
-	}, o.GRPCOptions...)
-	gs := grpc.NewServer(opts...)
+	to := o.Timeouts.withDefaults()
+	// Both gRPC servers: Envoy keeps long-lived HTTP/2 connections and may
+	// ping them without a call in flight (connection_keepalive), which must
+	// not earn a GOAWAY; a connection nobody uses is closed gracefully
+	// rather than held forever. Callers' options come after, so they win.
+	keep := []grpc.ServerOption{
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: to.GRPCKeepaliveMinTime, PermitWithoutStream: true}),
+		grpc.KeepaliveParams(keepalive.ServerParameters{MaxConnectionIdle: to.GRPCMaxConnectionIdle}),
+	}
+	gs := grpc.NewServer(slices.Concat(keep, o.GRPCOptions, newRecoverer(ExtAuthzServer, log, o.Panics).options())...)
 	hs := health.NewServer()
 	authv3.RegisterAuthorizationServer(gs, o.Authz)
 	healthpb.RegisterHealthServer(gs, hs)
@@ -84,7 +170,14 @@ func Run(ctx context.Context, o Options) error {
 	if o.Metrics != nil {
 		mux.Handle("GET /metrics", o.Metrics)
 	}
-	hsrv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	// Every phase of a connection is bounded, an idle keep-alive one too.
+	hsrv := &http.Server{
+		Handler:           mux,
+		ReadHeaderTimeout: to.HTTPReadHeader,
+		ReadTimeout:       to.HTTPRead,
+		WriteTimeout:      to.HTTPWrite,
+		IdleTimeout:       to.HTTPIdle,
+	}
 
 	errc := make(chan error, 3)
 	go func() { errc <- serveErr("grpc", gs.Serve(o.GRPC)) }()
@@ -92,7 +185,7 @@ func Run(ctx context.Context, o Options) error {
 	var as *grpc.Server
 	adminAddr := ""
 	if o.Admin != nil {
-		as = grpc.NewServer(o.AdminGRPCOptions...)
+		as = grpc.NewServer(slices.Concat(keep, o.AdminGRPCOptions, newRecoverer(AdminServer, log, o.Panics).options())...)
 		if o.RegisterAdmin != nil {
 			o.RegisterAdmin(as)
 		}

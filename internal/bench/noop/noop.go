@@ -9,7 +9,6 @@ package noop
 import (
 	"context"
 	"strings"
-	"time"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
@@ -20,6 +19,8 @@ import (
 	"google.golang.org/grpc/keepalive"
 	"google.golang.org/protobuf/types/known/structpb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
+
+	"github.com/ory-ext-authz/ory-ext-authz/pkg/server"
 )
 
 // Server answers every Check with Response.
@@ -61,9 +62,12 @@ func Response(jwtBytes int) *authv3.CheckResponse {
 
 // NewGRPCServer returns a gRPC server with the baseline registered, plus
 // grpc.health.v1 so that readiness is polled the same way as for the real
-// server. The server options are those pkg/server uses.
+// server. The keepalive options are those pkg/server uses by default.
 func NewGRPCServer(jwtBytes int) *grpc.Server {
-	gs := grpc.NewServer(grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}))
+	gs := grpc.NewServer(
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: server.DefaultGRPCKeepaliveMinTime, PermitWithoutStream: true}),
+		grpc.KeepaliveParams(keepalive.ServerParameters{MaxConnectionIdle: server.DefaultGRPCMaxConnectionIdle}),
+	)
 	authv3.RegisterAuthorizationServer(gs, &Server{Response: Response(jwtBytes)})
 	hs := health.NewServer()
 	hs.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
