@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"runtime/debug"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -311,7 +312,7 @@ func (c *Cache[R, V]) fill(parent context.Context, key Key, req R, refresh bool)
 	defer cancel()
 	started := c.rev.started()
 	startedAt := c.now()
-	v, meta, err := c.cfg.Fetch(ctx, req)
+	v, meta, err := c.fetch(ctx, key, req)
 	now := c.now()
 	if err != nil {
 		switch c.cfg.Classify(err) {
@@ -360,6 +361,26 @@ func (c *Cache[R, V]) set(key Key, e *entry[V], cost int64, ttl time.Duration) {
 	// hard expiry checked on every hit is what decides.
 	c.store.SetWithTTL(key.hash(), e, cost, ttl+time.Second)
 	c.store.Wait()
+}
+
+// ErrFetchPanicked is the error of a fetch that panicked. The fetch runs on
+// a goroutine of its own (singleflight, background refresh), where a panic
+// would end the process and every check in flight with it; it becomes a
+// Transient failure instead.
+var ErrFetchPanicked = errors.New("tokencache: the fetch panicked")
+
+// fetch calls Config.Fetch, turning a panic into ErrFetchPanicked. The log
+// line names the panic value's type and the stack, never the value: it may
+// hold the request's credential.
+func (c *Cache[R, V]) fetch(ctx context.Context, key Key, req R) (v V, meta Meta, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			c.log.Error("fetch panicked; answered as a transient failure", "key", key.Short(), "panic_type", fmt.Sprintf("%T", p), "stack", string(debug.Stack()))
+			var zero V
+			v, meta, err = zero, Meta{}, ErrFetchPanicked
+		}
+	}()
+	return c.cfg.Fetch(ctx, req)
 }
 
 // softExpiry is the refresh-ahead point: when a quarter of the JWT's lifetime

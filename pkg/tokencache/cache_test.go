@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -380,4 +382,70 @@ func TestRefreshJitter(t *testing.T) {
 			t.Fatalf("refresh-ahead point after a refresh %s, want within [%s, %s]", d, soft-soft/20, soft)
 		}
 	}
+}
+
+// TestFetchPanic: a fetch that panics (on a miss, inside singleflight, and
+// in a background refresh) fails that fetch as transient; the process lives,
+// the warm entry keeps serving, nothing is cached, and the next fetch works.
+func TestFetchPanic(t *testing.T) {
+	clk := testclock.New(time.Unix(1_800_000_000, 0))
+	var panicking atomic.Bool
+	var calls atomic.Int64
+	var logs strings.Builder
+	var mu sync.Mutex
+	c, err := New(Config[string, int]{
+		MaxBytes: 1 << 20, Leeway: 5 * time.Second, FetchTimeout: time.Second, Now: clk.Now,
+		Classify: classifyTest,
+		Logger:   slog.New(slog.NewTextHandler(lockedWriter{&mu, &logs}, nil)),
+		Fetch: func(context.Context, string) (int, Meta, error) {
+			n := calls.Add(1)
+			if panicking.Load() {
+				panic("cannot parse cookie ory_kratos_session=SECRET")
+			}
+			return int(n), Meta{Expiry: clk.Now().Add(time.Minute), IssuedAt: clk.Now(), Cost: 8}, nil
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	cold, warm := NewKey("mesh", 2, "cold"), NewKey("mesh", 2, "warm")
+	if _, _, err := get(t, c, warm); err != nil {
+		t.Fatal(err)
+	}
+	panicking.Store(true)
+	if _, _, err := get(t, c, cold); !errors.Is(err, ErrFetchPanicked) {
+		t.Fatalf("miss with a panicking fetch: err = %v, want ErrFetchPanicked", err)
+	}
+	// Past the refresh-ahead point: the hit serves and the background
+	// refresh panics on its own goroutine.
+	clk.Advance(50 * time.Second)
+	before := calls.Load()
+	if v, src, err := get(t, c, warm); err != nil || src != Hit || v != 1 {
+		t.Fatalf("warm hit during a panicking refresh = %d %v %v", v, src, err)
+	}
+	c.WaitRefreshes()
+	if calls.Load() != before+1 {
+		t.Fatalf("fetch calls = %d, want one background refresh", calls.Load()-before)
+	}
+	panicking.Store(false)
+	if v, src, err := get(t, c, cold); err != nil || src != Miss || v == 0 {
+		t.Fatalf("after the panics: %d %v %v, want a fresh fetch", v, src, err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if !strings.Contains(logs.String(), "fetch panicked") || strings.Contains(logs.String(), "SECRET") {
+		t.Fatalf("log must name the panic but not its value:\n%s", logs.String())
+	}
+}
+
+type lockedWriter struct {
+	mu *sync.Mutex
+	b  *strings.Builder
+}
+
+func (w lockedWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.b.Write(p)
 }
