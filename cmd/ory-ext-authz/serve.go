@@ -6,7 +6,6 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"net/http"
 	"time"
 
 	"go.opentelemetry.io/otel/trace"
@@ -14,11 +13,9 @@ import (
 	"google.golang.org/grpc/credentials"
 
 	"github.com/ory-ext-authz/ory-ext-authz/internal/config"
-	"github.com/ory-ext-authz/ory-ext-authz/pkg/authz"
 	"github.com/ory-ext-authz/ory-ext-authz/pkg/metrics"
 	"github.com/ory-ext-authz/ory-ext-authz/pkg/ory"
 	"github.com/ory-ext-authz/ory-ext-authz/pkg/server"
-	"github.com/ory-ext-authz/ory-ext-authz/pkg/tokencache"
 	"github.com/ory-ext-authz/ory-ext-authz/pkg/tracing"
 )
 
@@ -49,34 +46,12 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 	if err != nil {
 		return fmt.Errorf("--ory-ca-file: %w", err)
 	}
-	// The metrics read the cache and the Ory client at scrape time; both are
-	// built below, after the metrics they report to.
-	var az *authz.Server
-	var oryClient *ory.Client
-	m := metrics.New(metrics.Sources{
-		CacheStats:  func() tokencache.Stats { return az.CacheStats() },
-		OryInflight: func() int { return oryClient.Inflight() },
-	})
-	oryClient, err = ory.New(ory.Options{
-		Observer:    m,
-		Tracer:      oryTracer,
-		BaseURL:     cfg.OryURL,
-		HTTPClient:  &http.Client{Transport: transport},
-		Timeout:     cfg.WhoamiTimeout,
-		MaxJWTBytes: config.MaxCredentialBytes,
-		MaxInflight: cfg.OryMaxInflight,
-		UserAgent:   "ory-ext-authz/" + version,
-	})
+	m := metrics.New()
+	oryClient, az, err := wire(cfg, transport, m, oryTracer, authzTracer, log)
 	if err != nil {
 		return err
 	}
 	defer oryClient.Close()
-	azOpts := cfg.AuthzOptions(oryClient)
-	azOpts.Observer, azOpts.Tracer, azOpts.Logger = m, authzTracer, log
-	az, err = authz.New(azOpts)
-	if err != nil {
-		return err
-	}
 	defer az.Close()
 	var lc net.ListenConfig
 	gl, err := lc.Listen(ctx, "tcp", cfg.GRPCAddr)

@@ -5,6 +5,7 @@
 package metrics
 
 import (
+	"fmt"
 	"net/http"
 	"time"
 
@@ -20,12 +21,14 @@ import (
 	"github.com/ory-ext-authz/ory-ext-authz/pkg/tokencache"
 )
 
-// Sources are read at scrape time.
-type Sources struct {
-	// CacheStats reports the token cache (nil until the cache exists).
-	CacheStats func() tokencache.Stats
-	// OryInflight is the number of whoami calls in flight.
-	OryInflight func() int
+// CacheStatser reports the token cache (*authz.Server).
+type CacheStatser interface {
+	CacheStats() tokencache.Stats
+}
+
+// InflightCounter reports the whoami calls in flight (*ory.Client).
+type InflightCounter interface {
+	Inflight() int
 }
 
 // Metrics implements authz.Observer and ory.Observer.
@@ -39,9 +42,10 @@ type Metrics struct {
 	panics        map[string]prometheus.Counter // by server.GRPCServers
 }
 
-// New builds the metrics and registers every collector on a new private
-// registry.
-func New(src Sources) *Metrics {
+// New builds the metrics and registers their collectors on a new private
+// registry. The cache and Ory gauges, read at scrape time, are registered
+// by ObserveCache and ObserveOry once those exist.
+func New() *Metrics {
 	reg := prometheus.NewRegistry()
 	m := &Metrics{reg: reg, oryRequests: map[string]prometheus.Counter{}, panics: map[string]prometheus.Counter{}}
 
@@ -78,22 +82,27 @@ func New(src Sources) *Metrics {
 	for _, name := range server.GRPCServers() {
 		m.panics[name] = panics.WithLabelValues(name)
 	}
-	stats := func() tokencache.Stats {
-		if src.CacheStats == nil {
-			return tokencache.Stats{}
-		}
-		return src.CacheStats()
-	}
+	m.grpc = grpcprom.NewServerMetrics()
+	reg.MustRegister(
+		checks, m.checkDuration, oryRequests, m.oryDuration, panics,
+		m.grpc,
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+	)
+	return m
+}
+
+// ObserveCache registers the token cache's lookups, entries and bytes, read
+// from c at scrape time. Call it once, after the cache is built.
+func (m *Metrics) ObserveCache(c CacheStatser) error {
 	lookups := func(result string, f func(tokencache.Stats) uint64) prometheus.Collector {
 		return prometheus.NewCounterFunc(prometheus.CounterOpts{
 			Name:        "ory_ext_authz_cache_lookups_total",
 			Help:        "Token cache lookups by result: hit, miss, negative_hit (a remembered 401), refresh (a hit that started a background refresh).",
 			ConstLabels: prometheus.Labels{"result": result},
-		}, func() float64 { return float64(f(stats())) })
+		}, func() float64 { return float64(f(c.CacheStats())) })
 	}
-	m.grpc = grpcprom.NewServerMetrics()
-	reg.MustRegister(
-		checks, m.checkDuration, oryRequests, m.oryDuration, panics,
+	return register(m.reg,
 		lookups("hit", func(s tokencache.Stats) uint64 { return s.Hits }),
 		lookups("miss", func(s tokencache.Stats) uint64 { return s.Misses }),
 		lookups("negative_hit", func(s tokencache.Stats) uint64 { return s.NegativeHits }),
@@ -101,25 +110,30 @@ func New(src Sources) *Metrics {
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "ory_ext_authz_cache_entries",
 			Help: "Entries in the token cache (JWTs and remembered 401s).",
-		}, func() float64 { return float64(stats().Entries) }),
+		}, func() float64 { return float64(c.CacheStats().Entries) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "ory_ext_authz_cache_bytes",
 			Help: "Bytes of the entries in the token cache (bounded by --cache-max-bytes).",
-		}, func() float64 { return float64(stats().Bytes) }),
-		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-			Name: "ory_ext_authz_ory_inflight",
-			Help: "whoami calls to Ory in flight (bounded by --ory-max-inflight).",
-		}, func() float64 {
-			if src.OryInflight == nil {
-				return 0
-			}
-			return float64(src.OryInflight())
-		}),
-		m.grpc,
-		collectors.NewGoCollector(),
-		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		}, func() float64 { return float64(c.CacheStats().Bytes) }),
 	)
-	return m
+}
+
+// ObserveOry registers the gauge of whoami calls in flight, read from o at
+// scrape time. Call it once, after the Ory client is built.
+func (m *Metrics) ObserveOry(o InflightCounter) error {
+	return register(m.reg, prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "ory_ext_authz_ory_inflight",
+		Help: "whoami calls to Ory in flight (bounded by --ory-max-inflight).",
+	}, func() float64 { return float64(o.Inflight()) }))
+}
+
+func register(reg *prometheus.Registry, cs ...prometheus.Collector) error {
+	for _, c := range cs {
+		if err := reg.Register(c); err != nil {
+			return fmt.Errorf("metrics: %w", err)
+		}
+	}
+	return nil
 }
 
 // ObserveCheck implements authz.Observer.

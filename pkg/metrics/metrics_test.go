@@ -18,7 +18,6 @@ import (
 	"github.com/ory-ext-authz/ory-ext-authz/pkg/metrics"
 	"github.com/ory-ext-authz/ory-ext-authz/pkg/ory"
 	"github.com/ory-ext-authz/ory-ext-authz/pkg/server"
-	"github.com/ory-ext-authz/ory-ext-authz/pkg/tokencache"
 )
 
 // TestScrape runs a known sequence of checks through the real server and
@@ -26,14 +25,8 @@ import (
 func TestScrape(t *testing.T) {
 	fake := fakeory.New()
 	defer fake.Close()
-	var az *authz.Server
-	var oc *ory.Client
-	m := metrics.New(metrics.Sources{
-		CacheStats:  func() tokencache.Stats { return az.CacheStats() },
-		OryInflight: func() int { return oc.Inflight() },
-	})
-	var err error
-	oc, err = ory.New(ory.Options{BaseURL: fake.URL, Timeout: 2 * time.Second, Observer: m, MaxInflight: 8})
+	m := metrics.New()
+	oc, err := ory.New(ory.Options{BaseURL: fake.URL, Timeout: 2 * time.Second, Observer: m, MaxInflight: 8})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -42,11 +35,20 @@ func TestScrape(t *testing.T) {
 	cfg.TokenizeAs, cfg.WhoamiTimeout = "mesh", 2*time.Second
 	opts := cfg.AuthzOptions(oc)
 	opts.Observer = m
-	az, err = authz.New(opts)
+	az, err := authz.New(opts)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(az.Close) // after the server stopped
+	if err := m.ObserveOry(oc); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.ObserveCache(az); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.ObserveCache(az); err == nil {
+		t.Fatal("a second ObserveCache registered the cache series twice")
+	}
 	addrs := servertest.Start(t, server.Options{Authz: az, Metrics: m.Handler(), GRPCOptions: m.GRPCServerOptions()})
 	client := authv3.NewAuthorizationClient(servertest.Dial(t, addrs.GRPC))
 	check := func(headers map[string]string) {

@@ -83,7 +83,7 @@ var panicStream = grpc.ServiceDesc{
 // panic value that may hold it.
 func TestPanicRecovery(t *testing.T) {
 	secret := "ory_kratos_session=MTc" + strings.Repeat("5ecret", 8)
-	m := metrics.New(metrics.Sources{})
+	m := metrics.New()
 	log, logs := logcapture.Logger(t, func() []string { return []string{secret} })
 	addrs := servertest.Start(t, server.Options{
 		Authz: panickingAuthz{}, Logger: log, Metrics: m.Handler(), GRPCOptions: m.GRPCServerOptions(), Panics: m,
@@ -248,7 +248,7 @@ func lastPanicLog(t *testing.T, logs string) map[string]any {
 // of 5 and then one a second.
 func TestPanicLogIsRateLimited(t *testing.T) {
 	const calls = 30
-	m := metrics.New(metrics.Sources{})
+	m := metrics.New()
 	log, logs := logcapture.Logger(t, func() []string { return nil })
 	addrs := servertest.Start(t, server.Options{Authz: panickingAuthz{}, Logger: log, Metrics: m.Handler(), Panics: m})
 	authz := authv3.NewAuthorizationClient(servertest.Dial(t, addrs.GRPC))
