@@ -54,6 +54,13 @@ type Options struct {
 	NegativeTTL   time.Duration
 	FetchTimeout  time.Duration
 	CacheMaxBytes int64
+	// PassClientAuthorization (--pass-client-authorization) lets an OK
+	// answer without a session in on_missing=allow mode leave the client's
+	// Authorization header as it is, for upstreams that take credentials of
+	// their own there. Off, every OK answer without our JWT removes it, so
+	// the upstream can trust that any Authorization it sees was set by
+	// ory-ext-authz. A preflight removes it either way.
+	PassClientAuthorization bool
 	// Limits bound what a request may carry; zero fields take the defaults.
 	Limits Limits
 	// Observer, when set, sees every decision (metrics).
@@ -111,6 +118,8 @@ type Server struct {
 	log       *slog.Logger
 	observer  Observer
 	tracer    trace.Tracer
+	// passClientAuth is Options.PassClientAuthorization.
+	passClientAuth bool
 	// logLimit bounds denial and error log lines; logDropped counts the
 	// lines it dropped since the last one logged.
 	logLimit   *rate.Limiter
@@ -256,6 +265,8 @@ func New(o Options) (*Server, error) {
 		log:       o.Logger,
 		observer:  o.Observer,
 		tracer:    o.Tracer,
+
+		passClientAuth: o.PassClientAuthorization,
 	}
 	if o.LogRate <= 0 {
 		o.LogRate = DefaultLogRate
@@ -322,8 +333,10 @@ func HeadersRead(tokenHeader string) []string {
 	return append(e.HeadersRead(), headersRead...)
 }
 
-// headersRead are the headers Check reads besides the credential.
-var headersRead = []string{"accept", "access-control-request-method", "x-forwarded-proto", "x-request-id"}
+// headersRead are the headers Check reads besides the credential. origin
+// and access-control-request-method tell a CORS preflight, as Envoy's
+// jwt_authn does for bypass_cors_preflight.
+var headersRead = []string{"accept", "access-control-request-method", "origin", "x-forwarded-proto", "x-request-id"}
 
 // Check answers one CheckRequest.
 func (s *Server) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3.CheckResponse, error) {
@@ -367,7 +380,11 @@ func (s *Server) check(ctx context.Context, req *authv3.CheckRequest) (*authv3.C
 	cred, err := s.extractor.Extract(r.headers)
 	if err == nil && cred.Kind == credential.KindNone {
 		if r.isPreflight() {
-			return okUntouched, ReasonPreflight, key, nil
+			// Browsers never send credentials on a preflight, and
+			// jwt_authn's bypass_cors_preflight lets it on unverified:
+			// any Authorization on it is the client's own, so it goes,
+			// whatever --pass-client-authorization says.
+			return okRemoveAuthorization, ReasonPreflight, key, nil
 		}
 		err = errNoCredential
 	}
@@ -518,9 +535,13 @@ func (r request) header(name string) string {
 	return v
 }
 
-// isPreflight tells a CORS preflight, which browsers send without cookies.
+// isPreflight tells a CORS preflight, which browsers send without cookies:
+// OPTIONS with Origin and Access-Control-Request-Method, the test of
+// Envoy's jwt_authn (bypass_cors_preflight), method compared as it does,
+// case-sensitively. Anything less is an ordinary request, so that a bare
+// OPTIONS cannot skip the session check.
 func (r request) isPreflight() bool {
-	return strings.EqualFold(r.http.GetMethod(), "OPTIONS") && r.header("access-control-request-method") != ""
+	return r.http.GetMethod() == "OPTIONS" && r.header("origin") != "" && r.header("access-control-request-method") != ""
 }
 
 // isBrowser tells a request from a browser navigating to a page.

@@ -46,7 +46,17 @@ var (
 	wrapTrue  = wrapperspb.Bool(true)
 	statusOK  = &rpcstatus.Status{Code: int32(codes.OK)}
 
-	// okUntouched lets a request through without any change.
+	// okRemoveAuthorization lets a request through without a session: it
+	// carries no JWT of ours, so it removes the client's Authorization and
+	// the upstream only ever sees one that ory-ext-authz set. (Envoy runs
+	// headers_to_remove after the sets; an answer with our JWT never
+	// lists authorization there.)
+	okRemoveAuthorization = &authv3.CheckResponse{
+		Status:       statusOK,
+		HttpResponse: &authv3.CheckResponse_OkResponse{OkResponse: &authv3.OkHttpResponse{HeadersToRemove: []string{"authorization"}}},
+	}
+	// okUntouched lets a request through without any change: only with
+	// --pass-client-authorization, in allow mode.
 	okUntouched = &authv3.CheckResponse{
 		Status:       statusOK,
 		HttpResponse: &authv3.CheckResponse_OkResponse{OkResponse: &authv3.OkHttpResponse{}},
@@ -74,8 +84,8 @@ func (s *Server) respond(ctx context.Context, r request, mode config.OnMissing, 
 		case errors.Is(err, credential.ErrTooLarge):
 			reason = ReasonTooLarge
 		}
-		resp := s.missing(r, mode)
-		if resp == okUntouched {
+		resp, allowed := s.missing(r, mode)
+		if allowed {
 			return resp, ReasonAllowMissing, nil
 		}
 		s.logDenial(ctx, slog.LevelInfo, r, key, "no valid session", err, "on_missing", string(mode))
@@ -130,22 +140,26 @@ func (s *Server) logDenial(ctx context.Context, level slog.Level, r request, key
 	s.log.Log(ctx, level, msg, attrs...)
 }
 
-// missing answers a request without a valid session, by mode.
-func (s *Server) missing(r request, mode config.OnMissing) *authv3.CheckResponse {
+// missing answers a request without a valid session, by mode; allowed
+// tells an OK answer.
+func (s *Server) missing(r request, mode config.OnMissing) (resp *authv3.CheckResponse, allowed bool) {
 	switch mode {
 	case config.OnMissingAllow:
-		return okUntouched
+		if s.passClientAuth {
+			return okUntouched, true
+		}
+		return okRemoveAuthorization, true
 	case config.OnMissingRedirect:
 		if r.isBrowser() && s.loginURL != nil {
 			u := *s.loginURL
 			q := u.Query()
 			q.Set("return_to", r.originalURL())
 			u.RawQuery = q.Encode()
-			return redirect(u.String())
+			return redirect(u.String()), false
 		}
 	case config.OnMissingDeny:
 	}
-	return denyUnauthenticated
+	return denyUnauthenticated, false
 }
 
 // denied builds a denial with a small JSON body.

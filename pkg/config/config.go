@@ -142,7 +142,7 @@ func (c *Config) FlagSet(name string, output io.Writer) *flag.FlagSet {
 	fs.StringVar(&c.TokenizeAs, "tokenize-as", c.TokenizeAs, "default tokenizer template of /sessions/whoami?tokenize_as= (required; a route may override it with the context extension tokenize_as)")
 	fs.Var((*listValue)(&c.SessionCookies), "session-cookies", "comma-separated session cookie names; a trailing * matches a prefix")
 	fs.StringVar(&c.SessionTokenHeader, "session-token-header", c.SessionTokenHeader, "request header carrying a native Ory session token")
-	fs.Var((*onMissingValue)(&c.OnMissing), "on-missing", "what a request without a valid session gets: deny (401), allow (pass through untouched) or redirect (browsers to --login-url, others 401); a route may override it with the context extension on_missing")
+	fs.Var((*onMissingValue)(&c.OnMissing), "on-missing", "what a request without a valid session gets: deny (401), allow (pass through, the client's Authorization removed) or redirect (browsers to --login-url, others 401); a route may override it with the context extension on_missing")
 	fs.StringVar(&c.LoginURL, "login-url", c.LoginURL, "login page for --on-missing=redirect; return_to=<original URL> is appended")
 	fs.DurationVar(&c.WhoamiTimeout, "whoami-timeout", c.WhoamiTimeout, "timeout of one whoami call to Ory; keep it below the ext_authz timeout of Envoy")
 	fs.DurationVar(&c.ExpiryLeeway, "expiry-leeway", c.ExpiryLeeway, "a cached JWT is served only while it has more validity than this left")
