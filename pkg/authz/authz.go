@@ -242,6 +242,7 @@ func OptionsFor(cfg config.Config, t Tokenizer) Options {
 			HeaderBytes: cfg.MaxRequestHeaderBytes,
 			Cookies:     cfg.MaxCookies,
 		},
+		PassClientAuthorization: cfg.PassClientAuthorization,
 	}
 }
 

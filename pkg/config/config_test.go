@@ -42,6 +42,27 @@ func TestParse(t *testing.T) {
 				t.Errorf("header %q", c.SessionTokenHeader)
 			}
 		}, ""},
+		{"client authorization is not passed by default", required, nil, func(t *testing.T, c Config) {
+			if c.PassClientAuthorization {
+				t.Error("PassClientAuthorization is on by default")
+			}
+		}, ""},
+		{"pass client authorization flag", append([]string{"--pass-client-authorization"}, required...), nil, func(t *testing.T, c Config) {
+			if !c.PassClientAuthorization {
+				t.Error("--pass-client-authorization did not turn it on")
+			}
+		}, ""},
+		{"pass client authorization env", required, map[string]string{"ORY_EXT_AUTHZ_PASS_CLIENT_AUTHORIZATION": "true"}, func(t *testing.T, c Config) {
+			if !c.PassClientAuthorization {
+				t.Error("ORY_EXT_AUTHZ_PASS_CLIENT_AUTHORIZATION=true did not turn it on")
+			}
+		}, ""},
+		{"pass client authorization flag false wins over env", append([]string{"--pass-client-authorization=false"}, required...), map[string]string{"ORY_EXT_AUTHZ_PASS_CLIENT_AUTHORIZATION": "true"}, func(t *testing.T, c Config) {
+			if c.PassClientAuthorization {
+				t.Error("the flag's false lost to the environment")
+			}
+		}, ""},
+		{"bad pass client authorization env", required, map[string]string{"ORY_EXT_AUTHZ_PASS_CLIENT_AUTHORIZATION": "sometimes"}, nil, "ORY_EXT_AUTHZ_PASS_CLIENT_AUTHORIZATION"},
 		{"missing ory url", []string{"--tokenize-as", "mesh"}, nil, nil, "--ory-url: required"},
 		{"missing template", []string{"--ory-url", "http://x"}, nil, nil, "--tokenize-as: required"},
 		{"bad url", []string{"--ory-url", "ftp://x", "--tokenize-as", "m"}, nil, nil, "--ory-url"},
