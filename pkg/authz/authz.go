@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/url"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -48,7 +47,8 @@ type Options struct {
 	Extractor       *credential.Extractor
 	DefaultTemplate string
 	OnMissing       config.OnMissing
-	// LoginURL is where --on-missing=redirect sends browsers.
+	// LoginURL is where --on-missing=redirect sends browsers; New refuses
+	// one that config.CheckLoginURL refuses.
 	LoginURL      string
 	ExpiryLeeway  time.Duration
 	NegativeTTL   time.Duration
@@ -111,7 +111,7 @@ type Server struct {
 	extractor *credential.Extractor
 	template  string
 	onMissing config.OnMissing
-	loginURL  *url.URL
+	login     loginURL
 	cache     *tokencache.Cache[fetchRequest, allowed]
 	tokenizer Tokenizer
 	limits    Limits
@@ -277,11 +277,11 @@ func New(o Options) (*Server, error) {
 		s.onMissing = config.DefaultOnMissing
 	}
 	if o.LoginURL != "" {
-		u, err := url.Parse(o.LoginURL)
+		l, err := newLoginURL(o.LoginURL)
 		if err != nil {
 			return nil, fmt.Errorf("authz: login URL: %w", err)
 		}
-		s.loginURL = u
+		s.login = l
 	}
 	cache, err := tokencache.New(tokencache.Config[fetchRequest, allowed]{
 		MaxBytes: o.CacheMaxBytes,
@@ -447,7 +447,7 @@ func (s *Server) routeSettings(ext map[string]string) (string, config.OnMissing,
 		if err != nil {
 			return template, mode, &routeError{fmt.Errorf("context extension %s: %w", ContextOnMissing, err)}
 		}
-		if parsed == config.OnMissingRedirect && s.loginURL == nil {
+		if parsed == config.OnMissingRedirect && !s.login.set() {
 			return template, mode, &routeError{fmt.Errorf("context extension %s=redirect needs --login-url", ContextOnMissing)}
 		}
 		mode = parsed

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"strings"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
@@ -150,16 +151,51 @@ func (s *Server) missing(r request, mode config.OnMissing) (resp *authv3.CheckRe
 		}
 		return okRemoveAuthorization, true
 	case config.OnMissingRedirect:
-		if r.isBrowser() && s.loginURL != nil {
-			u := *s.loginURL
-			q := u.Query()
-			q.Set("return_to", r.originalURL())
-			u.RawQuery = q.Encode()
-			return redirect(u.String()), false
+		if r.isBrowser() && s.login.set() {
+			return redirect(s.login.to(r.originalURL())), false
 		}
 	case config.OnMissingDeny:
 	}
 	return denyUnauthenticated, false
+}
+
+// loginURL is the login URL split where return_to goes: the operator's
+// URL stays byte for byte as written (query order, escapes, fragment), as
+// url.Values.Encode (which sorts and re-escapes) would not keep it.
+type loginURL struct {
+	// head is everything before the fragment, with "?" or "&" and
+	// "return_to=" appended; tail is "#fragment" or empty.
+	head, tail string
+}
+
+// newLoginURL checks s as --login-url is checked and splits it.
+func newLoginURL(s string) (loginURL, error) {
+	if err := config.CheckLoginURL(s); err != nil {
+		return loginURL{}, err
+	}
+	u, _ := url.Parse(s) // CheckLoginURL parsed it
+	// url.Parse cuts the fragment off at the first "#", as this Cut does;
+	// u tells whether what is left has a query, an empty one written as a
+	// trailing "?" (ForceQuery), or none.
+	head, frag, hasFrag := strings.Cut(s, "#")
+	switch {
+	case u.RawQuery != "":
+		head += "&"
+	case !u.ForceQuery:
+		head += "?"
+	} // else: an empty query written as a trailing "?"
+	l := loginURL{head: head + "return_to="}
+	if hasFrag {
+		l.tail = "#" + frag
+	}
+	return l, nil
+}
+
+func (l loginURL) set() bool { return l.head != "" }
+
+// to is the login URL with return_to=original, query-escaped.
+func (l loginURL) to(original string) string {
+	return l.head + url.QueryEscape(original) + l.tail
 }
 
 // denied builds a denial with a small JSON body.

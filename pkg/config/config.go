@@ -155,7 +155,7 @@ func (c *Config) FlagSet(name string, output io.Writer) *flag.FlagSet {
 	fs.StringVar(&c.SessionTokenHeader, "session-token-header", c.SessionTokenHeader, "request header carrying a native Ory session token")
 	fs.Var((*onMissingValue)(&c.OnMissing), "on-missing", "what a request without a valid session gets: deny (401), allow (pass through, the client's Authorization removed) or redirect (browsers to --login-url, others 401); a route may override it with the context extension on_missing")
 	fs.BoolVar(&c.PassClientAuthorization, "pass-client-authorization", c.PassClientAuthorization, "opt-out, for upstreams behind an allow route that take their own credentials in Authorization: in on_missing=allow mode a request without a valid session keeps the client's Authorization header; by default it is removed, so the upstream only ever sees an Authorization ory-ext-authz set. CORS preflights always lose it; a JWT always overwrites it")
-	fs.StringVar(&c.LoginURL, "login-url", c.LoginURL, "login page for --on-missing=redirect; return_to=<original URL> is appended")
+	fs.StringVar(&c.LoginURL, "login-url", c.LoginURL, "login page for --on-missing=redirect: an absolute http(s) URL without return_to; &return_to=<original URL, query-escaped> is appended to its query as written, before any fragment")
 	fs.DurationVar(&c.WhoamiTimeout, "whoami-timeout", c.WhoamiTimeout, "timeout of one whoami call to Ory; keep it below the ext_authz timeout of Envoy")
 	fs.DurationVar(&c.ExpiryLeeway, "expiry-leeway", c.ExpiryLeeway, "a cached JWT is served only while it has more validity than this left")
 	fs.DurationVar(&c.NegativeTTL, "negative-ttl", c.NegativeTTL, "how long a 401 from Ory is remembered for that credential (0 disables)")
@@ -282,8 +282,8 @@ func (c *Config) Validate() error {
 		bad("on-missing", "%v", err)
 	}
 	if c.LoginURL != "" {
-		if u, err := url.Parse(c.LoginURL); err != nil || !u.IsAbs() {
-			bad("login-url", "%q is not an absolute URL", c.LoginURL)
+		if err := CheckLoginURL(c.LoginURL); err != nil {
+			bad("login-url", "%v", err)
 		}
 	} else if c.OnMissing == OnMissingRedirect {
 		bad("login-url", "required with --on-missing=redirect")
@@ -333,6 +333,33 @@ func (c *Config) Validate() error {
 		bad("admin-tls-client-ca", "mTLS needs --admin-tls-cert and --admin-tls-key")
 	}
 	return errors.Join(errs...)
+}
+
+// CheckLoginURL tells why s cannot be the login URL of --on-missing=redirect,
+// nil if it can: an absolute http(s) URL whose query url.ParseQuery reads in
+// full and holds no return_to. The redirect appends return_to to the query
+// as written, so a pair that Go's parser drops (Kratos reads return_to with
+// it too) or a second return_to would silently change what the login page
+// gets. The error never holds the URL's userinfo.
+func CheckLoginURL(s string) error {
+	u, err := url.Parse(s)
+	if err != nil {
+		// url.Parse's error quotes the whole URL, userinfo included.
+		return errors.New("not a valid URL")
+	}
+	shown := *u
+	shown.User = nil
+	if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return fmt.Errorf("%q is not an absolute http(s) URL", shown.String())
+	}
+	q, err := url.ParseQuery(u.RawQuery)
+	if err != nil {
+		return fmt.Errorf("%q: the query is not one url.ParseQuery reads in full (%w): write pairs as k=v joined by & with valid %%-escapes", shown.String(), err)
+	}
+	if q.Has("return_to") {
+		return fmt.Errorf("%q already has a return_to: ory-ext-authz appends return_to=<original URL> itself", shown.String())
+	}
+	return nil
 }
 
 // ParseLevel parses a --log-level value.
