@@ -4,6 +4,7 @@ import (
 	"net"
 	"net/http"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -26,13 +27,14 @@ import (
 // Envoy would apply. TestEnvoyEndToEnd does the same through Envoy itself.
 func TestEnvoyRoutesAgainstServer(t *testing.T) {
 	s := loadEnvoy(t, envoyConfig)
-	ext := func(route string) map[string]string {
+	perRoute := func(route string) *extauthzv3.ExtAuthzPerRoute {
 		a, ok := findRoute(t, s, route).GetTypedPerFilterConfig()[extAuthzFilter]
 		if !ok {
 			return nil
 		}
-		return unpack[*extauthzv3.ExtAuthzPerRoute](t, a).GetCheckSettings().GetContextExtensions()
+		return unpack[*extauthzv3.ExtAuthzPerRoute](t, a)
 	}
+	ext := func(route string) map[string]string { return perRoute(route).GetCheckSettings().GetContextExtensions() }
 	st := startStack(t, s)
 	k, pub, identity, cookie, sessionToken := st.kratos, st.pub, st.identity, st.cookie, st.sessionToken
 	meshTTL, optTTL, checks := st.meshTTL, st.optTTL, st.checks
@@ -91,6 +93,9 @@ func TestEnvoyRoutesAgainstServer(t *testing.T) {
 		if h.GetAppendAction() != corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD || h.GetAppend() == nil || h.GetAppend().GetValue() {
 			t.Errorf("authorization mutation append=%v append_action=%v: a client's header could survive", h.GetAppend(), h.GetAppendAction())
 		}
+		if slices.Contains(resp.GetOkResponse().GetHeadersToRemove(), "authorization") {
+			t.Error("authorization in headers_to_remove: Envoy removes after it sets, the JWT would be dropped")
+		}
 		tok, ok := strings.CutPrefix(h.GetHeader().GetValue(), "Bearer ")
 		if !ok {
 			t.Fatal("authorization is not a Bearer token")
@@ -103,6 +108,22 @@ func TestEnvoyRoutesAgainstServer(t *testing.T) {
 			t.Errorf("JWT lifetime %vs, want the template's %vs", d, ttl)
 		}
 		return c
+	}
+	// removesAuthorization: an OK answer without a JWT of ours removes the
+	// client's Authorization, so the upstream never sees one the server
+	// did not set (jwt_authn skips preflights and allows a missing JWT on
+	// the optional route).
+	removesAuthorization := func(t *testing.T, resp *authv3.CheckResponse) {
+		t.Helper()
+		if codes.Code(resp.GetStatus().GetCode()) != codes.OK {
+			t.Fatalf("status %v, want OK", resp.GetStatus())
+		}
+		if hs := resp.GetOkResponse().GetHeaders(); len(hs) != 0 {
+			t.Errorf("headers %v, want none set", hs)
+		}
+		if !slices.Contains(resp.GetOkResponse().GetHeadersToRemove(), "authorization") {
+			t.Errorf("headers_to_remove %q, want authorization: the client's would reach the upstream", resp.GetOkResponse().GetHeadersToRemove())
+		}
 	}
 	denied := func(t *testing.T, resp *authv3.CheckResponse, status int) {
 		t.Helper()
@@ -127,17 +148,41 @@ func TestEnvoyRoutesAgainstServer(t *testing.T) {
 		denied(t, check(t, http.MethodGet, routeDefault, map[string]string{"Authorization": "Bearer " + forged}), http.StatusUnauthorized)
 	})
 	t.Run("optional route", func(t *testing.T) {
-		jwtOf(t, check(t, http.MethodGet, routeOptional, map[string]string{"Cookie": cookie}), optTTL.Seconds())
-		resp := check(t, http.MethodGet, routeOptional, nil)
-		if codes.Code(resp.GetStatus().GetCode()) != codes.OK || len(resp.GetOkResponse().GetHeaders()) != 0 {
-			t.Errorf("anonymous: %v, want OK without header mutations", resp)
+		withSession := check(t, http.MethodGet, routeOptional, map[string]string{"Cookie": cookie})
+		jwtOf(t, withSession, optTTL.Seconds())
+		removesAuthorization(t, check(t, http.MethodGet, routeOptional, nil))
+		// jwt_authn rejects a forged JWT, but would let on a genuinely
+		// signed one whose session is gone (or was never presented): the
+		// server does not vouch for it without the session, so it goes.
+		signed := withSession.GetOkResponse().GetHeaders()[0].GetHeader().GetValue()
+		for name, v := range map[string]string{"forged": "Bearer " + forgeJWT(t, pub, k.PublicURL()), "signed, no session": signed} {
+			t.Run(name, func(t *testing.T) {
+				removesAuthorization(t, check(t, http.MethodGet, routeOptional, map[string]string{"Authorization": v}))
+			})
 		}
 	})
-	t.Run("CORS preflight", func(t *testing.T) {
-		resp := check(t, http.MethodOptions, routeDefault, map[string]string{"Access-Control-Request-Method": "POST", "Origin": "https://app.example.com"})
-		if codes.Code(resp.GetStatus().GetCode()) != codes.OK {
-			t.Errorf("preflight: %v, want OK (jwt_authn's bypass_cors_preflight lets it on)", resp.GetStatus())
+	// jwt_authn's bypass_cors_preflight lets a preflight on unverified. So
+	// on every route a preflight with a forged Authorization must lose it:
+	// removed by the server's answer, or by the route where no check runs.
+	t.Run("CORS preflight with a forged Authorization", func(t *testing.T) {
+		h := map[string]string{"Access-Control-Request-Method": "POST", "Origin": "https://app.example.com", "Authorization": "Bearer " + forgeJWT(t, pub, k.PublicURL())}
+		for _, vh := range s.hcm.GetRouteConfig().GetVirtualHosts() {
+			for _, r := range vh.GetRoutes() {
+				t.Run(r.GetName(), func(t *testing.T) {
+					if perRoute(r.GetName()).GetDisabled() {
+						if !slices.Contains(r.GetRequestHeadersToRemove(), "authorization") {
+							t.Error("no check runs on this route and it keeps the client's Authorization")
+						}
+						return
+					}
+					removesAuthorization(t, check(t, http.MethodOptions, r.GetName(), h))
+				})
+			}
 		}
+	})
+	// What jwt_authn does not skip is no preflight for the server either.
+	t.Run("OPTIONS without Origin", func(t *testing.T) {
+		denied(t, check(t, http.MethodOptions, routeDefault, map[string]string{"Access-Control-Request-Method": "POST", "Authorization": "Bearer " + forgeJWT(t, pub, k.PublicURL())}), http.StatusUnauthorized)
 	})
 }
 

@@ -332,6 +332,16 @@ func TestEnvoyConfig(t *testing.T) {
 		if !s.jwt.GetBypassCorsPreflight() {
 			t.Error("bypass_cors_preflight is false: a preflight (no credentials, let through by ext_authz) would get 401")
 		}
+		// bypass_cors_preflight lets OPTIONS + Origin +
+		// Access-Control-Request-Method on unverified, with whatever
+		// Authorization the client wrote. The server removes it from
+		// exactly those requests, which it can tell only if both headers
+		// reach it (TestEnvoyRoutesAgainstServer checks the answers).
+		for _, h := range []string{"origin", "access-control-request-method"} {
+			if !slices.ContainsFunc(s.extAuthz.GetAllowedHeaders().GetPatterns(), func(p *matcherv3.StringMatcher) bool { return matchString(t, p, h) }) {
+				t.Errorf("allowed_headers drops %q: the server cannot tell the preflights jwt_authn skips", h)
+			}
+		}
 	})
 
 	t.Run("routes", func(t *testing.T) { checkRoutes(t, s) })

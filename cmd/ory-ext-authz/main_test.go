@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -172,6 +173,75 @@ func TestServeOryURLUserinfo(t *testing.T) {
 			}
 			if strings.Contains(out.String()+errOut.String(), secret) {
 				t.Errorf("the output holds the password:\n%s%s", out.String(), errOut.String())
+			}
+		})
+	}
+}
+
+// TestServePassClientAuthorization runs `serve` in allow mode with and
+// without the opt-out, configured the way an operator would (flag or
+// environment), and checks what an answer without a session does to the
+// client's Authorization: removed by default, left alone with the opt-out.
+func TestServePassClientAuthorization(t *testing.T) {
+	fake := fakeory.New()
+	defer fake.Close()
+	tests := []struct {
+		name        string
+		args        []string
+		env         map[string]string
+		wantRemoved bool
+	}{
+		{"default removes it", nil, nil, true},
+		{"flag keeps it", []string{"--pass-client-authorization"}, nil, false},
+		{"env keeps it", nil, map[string]string{"ORY_EXT_AUTHZ_PASS_CLIENT_AUTHORIZATION": "true"}, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			grpcAddr, httpAddr := freeAddr(t), freeAddr(t)
+			ctx, stop := context.WithCancel(t.Context())
+			var logs logcapture.Buffer
+			var code int
+			exited := make(chan struct{})
+			args := append([]string{"serve", "--ory-url", fake.URL, "--tokenize-as", "mesh", "--on-missing", "allow",
+				"--grpc-addr", grpcAddr, "--http-addr", httpAddr, "--admin-addr", ""}, tt.args...)
+			go func() {
+				defer close(exited)
+				code = run(ctx, args, func(k string) string { return tt.env[k] }, strings.NewReader(""), &logs, &logs)
+			}()
+			defer func() {
+				stop()
+				<-exited
+				if code != 0 && !t.Failed() {
+					t.Errorf("serve exited %d; log:\n%s", code, logs.String())
+				}
+			}()
+			waitFor(t, "readyz 200", func() bool {
+				select {
+				case <-exited:
+					t.Fatalf("serve exited %d before it was ready; log:\n%s", code, logs.String())
+				default:
+				}
+				resp, err := http.Get("http://" + httpAddr + "/readyz")
+				if err != nil {
+					return false
+				}
+				resp.Body.Close()
+				return resp.StatusCode == http.StatusOK
+			})
+			conn, err := grpc.NewClient(grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close()
+			resp, err := authv3.NewAuthorizationClient(conn).Check(t.Context(), &authv3.CheckRequest{Attributes: &authv3.AttributeContext{Request: &authv3.AttributeContext_Request{
+				Http: &authv3.AttributeContext_HttpRequest{Method: "GET", Path: "/", Headers: map[string]string{"authorization": "Bearer client-api-key"}},
+			}}})
+			if err != nil || resp.GetStatus().GetCode() != 0 || len(resp.GetOkResponse().GetHeaders()) != 0 {
+				t.Fatalf("Check = %v %v, want OK without a JWT", resp, err)
+			}
+			removed := slices.Contains(resp.GetOkResponse().GetHeadersToRemove(), "authorization")
+			if removed != tt.wantRemoved {
+				t.Errorf("authorization removed = %v, want %v", removed, tt.wantRemoved)
 			}
 		})
 	}

@@ -79,7 +79,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 		_ = hl.Close()
 		return err
 	}
-	log.Info("ory-ext-authz starting", "tls", cfg.TLSCert != "", "mtls", cfg.TLSClientCA != "", "tracing", tp != nil, "version", version, "ory_url", cfg.OryURL, "tokenize_as", cfg.TokenizeAs, "on_missing", string(cfg.OnMissing))
+	log.Info("ory-ext-authz starting", "tls", cfg.TLSCert != "", "mtls", cfg.TLSClientCA != "", "tracing", tp != nil, "version", version, "ory_url", cfg.OryURL, "tokenize_as", cfg.TokenizeAs, "on_missing", string(cfg.OnMissing), "pass_client_authorization", cfg.PassClientAuthorization)
 	return server.Run(ctx, server.Options{
 		GRPC:            gl,
 		HTTP:            hl,

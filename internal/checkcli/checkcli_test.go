@@ -332,6 +332,27 @@ func TestRun(t *testing.T) {
 			notOut:   secrets,
 		},
 		{
+			// What the server answers without a session in allow mode or
+			// to a preflight: no JWT, the client's Authorization removed.
+			name:     "authorization removed without a JWT is no warning",
+			args:     []string{"--addr", "ADDR"},
+			answer:   okAnswer(&authv3.OkHttpResponse{HeadersToRemove: []string{"authorization"}}, nil),
+			wantExit: exitAllowed,
+			wantOut:  []string{"headers_to_remove (run after the sets): authorization"},
+			notOut:   []string{"removes the JWT", "warnings"},
+		},
+		{
+			name: "authorization set and removed",
+			args: []string{"--addr", "ADDR", "--cookie", testCookie},
+			answer: okAnswer(&authv3.OkHttpResponse{
+				Headers:         []*corev3.HeaderValueOption{hvo("authorization", "Bearer "+goodJWT, pfalse, corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD)},
+				HeadersToRemove: []string{"Authorization"},
+			}, nil),
+			wantExit: exitAllowed,
+			wantOut:  []string{"headers_to_remove has authorization: it runs after the sets and removes the JWT"},
+			notOut:   secrets,
+		},
+		{
 			name:     "expired JWT",
 			args:     []string{"--addr", "ADDR", "--cookie", testCookie},
 			answer:   okAnswer(&authv3.OkHttpResponse{Headers: []*corev3.HeaderValueOption{hvo("authorization", "Bearer "+expiredJWT, pfalse, corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD)}}, nil),

@@ -248,10 +248,13 @@ func (r *report) printOK(ok *authv3.OkHttpResponse) {
 	r.printf("\n")
 	r.printHeaderOptions("headers (set on the request to the upstream)", ok.GetHeaders(), true)
 	r.printList("headers_to_remove (run after the sets)", ok.GetHeadersToRemove())
-	for _, h := range ok.GetHeadersToRemove() {
-		if strings.EqualFold(h, "authorization") {
-			r.warn("headers_to_remove has authorization: it runs after the sets and removes the JWT")
-		}
+	// Removing authorization is right in an answer without a JWT (allow
+	// mode, a preflight: the client's own must not reach the upstream);
+	// next to a set it drops the JWT.
+	isAuth := func(h string) bool { return strings.EqualFold(h, "authorization") }
+	sets := slices.ContainsFunc(ok.GetHeaders(), func(h *corev3.HeaderValueOption) bool { return isAuth(h.GetHeader().GetKey()) })
+	if sets && slices.ContainsFunc(ok.GetHeadersToRemove(), isAuth) {
+		r.warn("headers_to_remove has authorization: it runs after the sets and removes the JWT")
 	}
 	r.printHeaderOptions("response_headers_to_add (sent to the client)", ok.GetResponseHeadersToAdd(), false)
 	if qs := ok.GetQueryParametersToSet(); len(qs) > 0 {

@@ -40,6 +40,10 @@ const (
 	DefaultShutdownDelay      = 0 * time.Second
 	DefaultShutdownTimeout    = 15 * time.Second
 	DefaultOryMaxInflight     = 64
+	// DefaultPassClientAuthorization is off: every OK answer without a JWT
+	// of ours removes the client's Authorization, so the upstream can
+	// trust any Authorization it sees.
+	DefaultPassClientAuthorization = false
 	// The request limits, as authz defines them.
 	DefaultMaxRequestHeaders     = authz.DefaultMaxRequestHeaders
 	DefaultMaxRequestHeaderBytes = authz.DefaultMaxRequestHeaderBytes
@@ -84,6 +88,11 @@ type Config struct {
 	ShutdownTimeout    time.Duration
 	OryMaxInflight     int
 	OryCAFile          string
+	// PassClientAuthorization leaves a client's Authorization to the
+	// upstream in allow mode without a session (an API key or third-party
+	// token the upstream reads itself). Preflights still remove it, and
+	// an answer with a JWT always overwrites it.
+	PassClientAuthorization bool
 	// MaxRequestHeaders, MaxRequestHeaderBytes and MaxCookies bound what a
 	// request may carry; over a limit it is denied as invalid without
 	// asking Ory.
@@ -118,6 +127,8 @@ func Default() Config {
 		MaxRequestHeaders:     DefaultMaxRequestHeaders,
 		MaxRequestHeaderBytes: DefaultMaxRequestHeaderBytes,
 		MaxCookies:            DefaultMaxCookies,
+
+		PassClientAuthorization: DefaultPassClientAuthorization,
 	}
 }
 
@@ -136,8 +147,9 @@ func (c *Config) FlagSet(name string, output io.Writer) *flag.FlagSet {
 	fs.StringVar(&c.TokenizeAs, "tokenize-as", c.TokenizeAs, "default tokenizer template of /sessions/whoami?tokenize_as= (required; a route may override it with the context extension tokenize_as)")
 	fs.Var((*listValue)(&c.SessionCookies), "session-cookies", "comma-separated session cookie names; a trailing * matches a prefix")
 	fs.StringVar(&c.SessionTokenHeader, "session-token-header", c.SessionTokenHeader, "request header carrying a native Ory session token")
-	fs.Var((*onMissingValue)(&c.OnMissing), "on-missing", "what a request without a valid session gets: deny (401), allow (pass through untouched) or redirect (browsers to --login-url, others 401); a route may override it with the context extension on_missing")
-	fs.StringVar(&c.LoginURL, "login-url", c.LoginURL, "login page for --on-missing=redirect; return_to=<original URL> is appended")
+	fs.Var((*onMissingValue)(&c.OnMissing), "on-missing", "what a request without a valid session gets: deny (401), allow (pass through, the client's Authorization removed) or redirect (browsers to --login-url, others 401); a route may override it with the context extension on_missing")
+	fs.BoolVar(&c.PassClientAuthorization, "pass-client-authorization", c.PassClientAuthorization, "opt-out, for upstreams behind an allow route that take their own credentials in Authorization: in on_missing=allow mode a request without a valid session keeps the client's Authorization header; by default it is removed, so the upstream only ever sees an Authorization ory-ext-authz set. CORS preflights always lose it; a JWT always overwrites it")
+	fs.StringVar(&c.LoginURL, "login-url", c.LoginURL, "login page for --on-missing=redirect: an absolute http(s) URL without return_to; &return_to=<original URL, query-escaped> is appended to its query as written, before any fragment")
 	fs.DurationVar(&c.WhoamiTimeout, "whoami-timeout", c.WhoamiTimeout, "timeout of one whoami call to Ory; keep it below the ext_authz timeout of Envoy")
 	fs.DurationVar(&c.ExpiryLeeway, "expiry-leeway", c.ExpiryLeeway, "a cached JWT is served only while it has more validity than this left")
 	fs.DurationVar(&c.NegativeTTL, "negative-ttl", c.NegativeTTL, "how long a 401 from Ory is remembered for that credential (0 disables)")
@@ -262,8 +274,8 @@ func (c *Config) Validate() error {
 		bad("on-missing", "%v", err)
 	}
 	if c.LoginURL != "" {
-		if u, err := url.Parse(c.LoginURL); err != nil || !u.IsAbs() {
-			bad("login-url", "%q is not an absolute URL", c.LoginURL)
+		if err := authz.CheckLoginURL(c.LoginURL); err != nil {
+			bad("login-url", "%v", err)
 		}
 	} else if c.OnMissing == OnMissingRedirect {
 		bad("login-url", "required with --on-missing=redirect")

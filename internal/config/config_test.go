@@ -42,6 +42,27 @@ func TestParse(t *testing.T) {
 				t.Errorf("header %q", c.SessionTokenHeader)
 			}
 		}, ""},
+		{"client authorization is not passed by default", required, nil, func(t *testing.T, c Config) {
+			if c.PassClientAuthorization {
+				t.Error("PassClientAuthorization is on by default")
+			}
+		}, ""},
+		{"pass client authorization flag", append([]string{"--pass-client-authorization"}, required...), nil, func(t *testing.T, c Config) {
+			if !c.PassClientAuthorization {
+				t.Error("--pass-client-authorization did not turn it on")
+			}
+		}, ""},
+		{"pass client authorization env", required, map[string]string{"ORY_EXT_AUTHZ_PASS_CLIENT_AUTHORIZATION": "true"}, func(t *testing.T, c Config) {
+			if !c.PassClientAuthorization {
+				t.Error("ORY_EXT_AUTHZ_PASS_CLIENT_AUTHORIZATION=true did not turn it on")
+			}
+		}, ""},
+		{"pass client authorization flag false wins over env", append([]string{"--pass-client-authorization=false"}, required...), map[string]string{"ORY_EXT_AUTHZ_PASS_CLIENT_AUTHORIZATION": "true"}, func(t *testing.T, c Config) {
+			if c.PassClientAuthorization {
+				t.Error("the flag's false lost to the environment")
+			}
+		}, ""},
+		{"bad pass client authorization env", required, map[string]string{"ORY_EXT_AUTHZ_PASS_CLIENT_AUTHORIZATION": "sometimes"}, nil, "ORY_EXT_AUTHZ_PASS_CLIENT_AUTHORIZATION"},
 		{"missing ory url", []string{"--tokenize-as", "mesh"}, nil, nil, "--ory-url: required"},
 		{"missing template", []string{"--ory-url", "http://x"}, nil, nil, "--tokenize-as: required"},
 		{"bad url", []string{"--ory-url", "ftp://x", "--tokenize-as", "m"}, nil, nil, "--ory-url"},
@@ -121,6 +142,58 @@ func TestOryURLUserinfo(t *testing.T) {
 			}
 			if strings.Contains(err.Error(), secret) {
 				t.Fatalf("the error repeats the user info: %v", err)
+			}
+		})
+	}
+}
+
+// TestValidateLoginURL: a login URL is taken only as an absolute http(s)
+// URL whose query Go's url.ParseQuery reads in full (Kratos reads return_to
+// with it too) and that leaves return_to to ory-ext-authz. Errors name the
+// flag and never show the URL's userinfo.
+func TestValidateLoginURL(t *testing.T) {
+	tests := []struct {
+		name    string
+		url     string
+		wantErr string // "" for valid
+	}{
+		{"plain", "https://login.example/ui/login", ""},
+		{"query and fragment", "https://login.example/ui/login?flow=x&a=%2F#frag", ""},
+		{"empty query", "https://login.example/ui/login?", ""},
+		{"http on loopback", "http://127.0.0.1:4455/login", ""},
+		{"relative", "/ui/login", "not an absolute http(s) URL"},
+		{"other scheme", "ftp://login.example/login", "not an absolute http(s) URL"},
+		{"no host", "https:///login", "not an absolute http(s) URL"},
+		{"opaque", "https:login.example", "not an absolute http(s) URL"},
+		{"semicolon in the query", "https://login.example/ui/login?a=1;b=2", "query"},
+		{"bad escape in the query", "https://login.example/ui/login?a=%zz", "query"},
+		{"return_to already there", "https://login.example/ui/login?flow=x&return_to=https://app.example", "return_to"},
+		{"escaped return_to already there", "https://login.example/ui/login?return%5Fto=x", "return_to"},
+		{"unparsable", "https://login example/ui/login", "not a valid URL"},
+		{"userinfo not echoed", "https://alice:hunter2@login.example/ui/login?a=1;b=2", "query"},
+		{"userinfo of an unparsable URL not echoed", "https://alice:hunter2@login example/", "not a valid URL"},
+		{"userinfo of a relative URL not echoed", "//alice:hunter2@login.example/", "not an absolute http(s) URL"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := Default()
+			c.OryURL, c.TokenizeAs, c.LoginURL, c.OnMissing = "http://127.0.0.1:4433", "mesh", tt.url, OnMissingRedirect
+			err := c.Validate()
+			if tt.wantErr == "" {
+				if err != nil {
+					t.Fatalf("Validate: %v", err)
+				}
+				return
+			}
+			if err == nil {
+				t.Fatalf("Validate accepted %q", tt.url)
+			}
+			msg := err.Error()
+			if !strings.Contains(msg, "--login-url") || !strings.Contains(msg, tt.wantErr) {
+				t.Errorf("err = %q, want one naming --login-url and saying %q", msg, tt.wantErr)
+			}
+			if strings.Contains(msg, "hunter2") || strings.Contains(msg, "alice") {
+				t.Errorf("err = %q shows the userinfo", msg)
 			}
 		})
 	}

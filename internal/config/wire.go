@@ -25,5 +25,6 @@ func (c Config) AuthzOptions(t authz.Tokenizer) authz.Options {
 			HeaderBytes: c.MaxRequestHeaderBytes,
 			Cookies:     c.MaxCookies,
 		},
+		PassClientAuthorization: c.PassClientAuthorization,
 	}
 }

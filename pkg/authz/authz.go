@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/url"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -47,12 +46,20 @@ type Options struct {
 	Extractor       *credential.Extractor
 	DefaultTemplate string
 	OnMissing       OnMissing
-	// LoginURL is where --on-missing=redirect sends browsers.
+	// LoginURL is where --on-missing=redirect sends browsers; New refuses
+	// one that CheckLoginURL refuses.
 	LoginURL      string
 	ExpiryLeeway  time.Duration
 	NegativeTTL   time.Duration
 	FetchTimeout  time.Duration
 	CacheMaxBytes int64
+	// PassClientAuthorization (--pass-client-authorization) lets an OK
+	// answer without a session in on_missing=allow mode leave the client's
+	// Authorization header as it is, for upstreams that take credentials of
+	// their own there. Off, every OK answer without our JWT removes it, so
+	// the upstream can trust that any Authorization it sees was set by
+	// ory-ext-authz. A preflight removes it either way.
+	PassClientAuthorization bool
 	// Limits bound what a request may carry; zero fields take the defaults.
 	Limits Limits
 	// Observer, when set, sees every decision (metrics).
@@ -103,13 +110,15 @@ type Server struct {
 	extractor *credential.Extractor
 	template  string
 	onMissing OnMissing
-	loginURL  *url.URL
+	login     loginURL
 	cache     *tokencache.Cache[fetchRequest, allowed]
 	tokenizer Tokenizer
 	limits    Limits
 	log       *slog.Logger
 	observer  Observer
 	tracer    trace.Tracer
+	// passClientAuth is Options.PassClientAuthorization.
+	passClientAuth bool
 	// logLimit bounds denial and error log lines; logDropped counts the
 	// lines it dropped since the last one logged.
 	logLimit   *rate.Limiter
@@ -234,6 +243,8 @@ func New(o Options) (*Server, error) {
 		log:       o.Logger,
 		observer:  o.Observer,
 		tracer:    o.Tracer,
+
+		passClientAuth: o.PassClientAuthorization,
 	}
 	if o.LogRate <= 0 {
 		o.LogRate = DefaultLogRate
@@ -243,11 +254,11 @@ func New(o Options) (*Server, error) {
 		s.onMissing = DefaultOnMissing
 	}
 	if o.LoginURL != "" {
-		u, err := url.Parse(o.LoginURL)
+		l, err := newLoginURL(o.LoginURL)
 		if err != nil {
 			return nil, fmt.Errorf("authz: login URL: %w", err)
 		}
-		s.loginURL = u
+		s.login = l
 	}
 	cache, err := tokencache.New(tokencache.Config[fetchRequest, allowed]{
 		MaxBytes: o.CacheMaxBytes,
@@ -300,8 +311,10 @@ func HeadersRead(tokenHeader string) []string {
 	return append(e.HeadersRead(), headersRead...)
 }
 
-// headersRead are the headers Check reads besides the credential.
-var headersRead = []string{"accept", "access-control-request-method", "x-forwarded-proto", "x-request-id"}
+// headersRead are the headers Check reads besides the credential. origin
+// and access-control-request-method tell a CORS preflight, as Envoy's
+// jwt_authn does for bypass_cors_preflight.
+var headersRead = []string{"accept", "access-control-request-method", "origin", "x-forwarded-proto", "x-request-id"}
 
 // Check answers one CheckRequest.
 func (s *Server) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3.CheckResponse, error) {
@@ -345,7 +358,11 @@ func (s *Server) check(ctx context.Context, req *authv3.CheckRequest) (*authv3.C
 	cred, err := s.extractor.Extract(r.headers)
 	if err == nil && cred.Kind == credential.KindNone {
 		if r.isPreflight() {
-			return okUntouched, ReasonPreflight, key, nil
+			// Browsers never send credentials on a preflight, and
+			// jwt_authn's bypass_cors_preflight lets it on unverified:
+			// any Authorization on it is the client's own, so it goes,
+			// whatever --pass-client-authorization says.
+			return okRemoveAuthorization, ReasonPreflight, key, nil
 		}
 		err = errNoCredential
 	}
@@ -407,7 +424,7 @@ func (s *Server) routeSettings(ext map[string]string) (string, OnMissing, error)
 		if err != nil {
 			return template, mode, &routeError{fmt.Errorf("context extension %s: %w", ContextOnMissing, err)}
 		}
-		if parsed == OnMissingRedirect && s.loginURL == nil {
+		if parsed == OnMissingRedirect && !s.login.set() {
 			return template, mode, &routeError{fmt.Errorf("context extension %s=redirect needs --login-url", ContextOnMissing)}
 		}
 		mode = parsed
@@ -496,9 +513,13 @@ func (r request) header(name string) string {
 	return v
 }
 
-// isPreflight tells a CORS preflight, which browsers send without cookies.
+// isPreflight tells a CORS preflight, which browsers send without cookies:
+// OPTIONS with Origin and Access-Control-Request-Method, the test of
+// Envoy's jwt_authn (bypass_cors_preflight), method compared as it does,
+// case-sensitively. Anything less is an ordinary request, so that a bare
+// OPTIONS cannot skip the session check.
 func (r request) isPreflight() bool {
-	return strings.EqualFold(r.http.GetMethod(), "OPTIONS") && r.header("access-control-request-method") != ""
+	return r.http.GetMethod() == "OPTIONS" && r.header("origin") != "" && r.header("access-control-request-method") != ""
 }
 
 // isBrowser tells a request from a browser navigating to a page.

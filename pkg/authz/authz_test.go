@@ -1,10 +1,13 @@
 package authz_test
 
 import (
+	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -18,6 +21,8 @@ import (
 	"github.com/ory-ext-authz/ory-ext-authz/internal/fakeory"
 	"github.com/ory-ext-authz/ory-ext-authz/internal/testclock"
 	"github.com/ory-ext-authz/ory-ext-authz/pkg/authz"
+	"github.com/ory-ext-authz/ory-ext-authz/pkg/credential"
+	"github.com/ory-ext-authz/ory-ext-authz/pkg/ory"
 )
 
 func TestAllowedCookie(t *testing.T) {
@@ -140,7 +145,7 @@ func TestMissingSession(t *testing.T) {
 		ext      map[string]string
 		headers  map[string]string
 		wantCode codes.Code
-		wantHTTP int // 0: allowed untouched
+		wantHTTP int // 0: allowed, the client's Authorization removed
 	}{
 		{"deny", config.OnMissingDeny, nil, api, codes.Unauthenticated, 401},
 		{"deny browser", config.OnMissingDeny, nil, browser, codes.Unauthenticated, 401},
@@ -160,8 +165,9 @@ func TestMissingSession(t *testing.T) {
 				}
 				resp := mustCheck(t, e, req(h, tt.ext))
 				if tt.wantHTTP == 0 {
-					if resp.GetStatus().GetCode() != 0 || len(resp.GetOkResponse().GetHeaders()) != 0 {
-						t.Fatalf("cookie %q: got %v, want OK untouched", cookie, resp)
+					if resp.GetStatus().GetCode() != 0 || len(resp.GetOkResponse().GetHeaders()) != 0 ||
+						!slices.Contains(resp.GetOkResponse().GetHeadersToRemove(), "authorization") {
+						t.Fatalf("cookie %q: got %v, want OK removing authorization", cookie, resp)
 					}
 					continue
 				}
@@ -239,19 +245,6 @@ func TestAALTooLow(t *testing.T) {
 			}
 		})
 	}
-}
-
-func TestCORSPreflight(t *testing.T) {
-	e := newEnv(t)
-	resp := mustCheck(t, e, req(map[string]string{":method": "OPTIONS", "access-control-request-method": "POST", "origin": "https://app.example.org"}, nil))
-	if resp.GetStatus().GetCode() != 0 || len(resp.GetOkResponse().GetHeaders()) != 0 {
-		t.Fatalf("preflight: %v, want OK untouched", resp)
-	}
-	if e.ory.Calls() != 0 {
-		t.Error("a preflight reached Ory")
-	}
-	// An OPTIONS without the preflight header is an ordinary request.
-	deniedStatus(t, mustCheck(t, e, req(map[string]string{":method": "OPTIONS"}, nil)), codes.Unauthenticated, 401)
 }
 
 func status500(w http.ResponseWriter, _ *http.Request) bool {
@@ -421,4 +414,74 @@ func TestOryDownWarmAndCold(t *testing.T) {
 	if got := bearerJWT(t, mustCheck(t, e, warmReq)); got == first {
 		t.Error("after recovery the expired JWT came back")
 	}
+}
+
+// TestLoginRedirectLocation: the 303 keeps the login URL exactly as the
+// operator wrote it (query order and escapes, fragment at the end) and
+// only appends return_to, the original URL query-escaped.
+func TestLoginRedirectLocation(t *testing.T) {
+	const rt = "return_to=https%3A%2F%2Fapp.example.org%2Fapp%3Fx%3D1"
+	tests := []struct {
+		name, login, want string
+	}{
+		{"plain", "https://login.example/ui/login", "https://login.example/ui/login?" + rt},
+		{"query and fragment", "https://login.example/ui/login?flow=x&a=%2F#frag", "https://login.example/ui/login?flow=x&a=%2F&" + rt + "#frag"},
+		{"empty query as written", "https://login.example/ui/login?", "https://login.example/ui/login?" + rt},
+		{"order, plus and bare keys kept", "https://login.example/login?z=1&a=b+c&k", "https://login.example/login?z=1&a=b+c&k&" + rt},
+		{"question mark inside the query", "https://login.example/login?next=a?b", "https://login.example/login?next=a?b&" + rt},
+		{"escaped path kept", "https://login.example/ui%2Flogin", "https://login.example/ui%2Flogin?" + rt},
+		{"single-page app fragment", "https://login.example/#/login?mode=x", "https://login.example/?" + rt + "#/login?mode=x"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e := newEnv(t, func(o *authz.Options) { o.OnMissing, o.LoginURL = config.OnMissingRedirect, tt.login })
+			d := deniedStatus(t, mustCheck(t, e, req(map[string]string{"accept": "text/html"}, nil)), codes.Unauthenticated, http.StatusSeeOther)
+			if got := headerValue(d, "location"); got != tt.want {
+				t.Errorf("location = %s\nwant       %s", got, tt.want)
+			}
+		})
+	}
+}
+
+// TestNewRefusesLoginURL: library users bypass internal/config, so New applies
+// the same rule as --login-url's validation. The valid cases show that
+// nothing else in the Options makes New fail.
+func TestNewRefusesLoginURL(t *testing.T) {
+	tests := []struct {
+		name, login string
+		valid       bool
+	}{
+		{"none", "", true},
+		{"query and fragment", "https://login.example/ui/login?flow=x#frag", true},
+		{"relative", "/ui/login", false},
+		{"semicolon", "https://login.example/ui/login?a=1;b=2", false},
+		{"bad escape", "https://login.example/ui/login?a=%zz", false},
+		{"return_to", "https://login.example/ui/login?return_to=https://evil.example", false},
+		{"userinfo and query", "https://alice:hunter2@login.example/?a=1;b=2", false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := config.Default()
+			cfg.TokenizeAs, cfg.LoginURL = "mesh", tt.login
+			s, err := authz.New(cfg.AuthzOptions(nopTokenizer{}))
+			if err == nil {
+				s.Close()
+			}
+			switch {
+			case tt.valid && err != nil:
+				t.Fatalf("New: %v", err)
+			case !tt.valid && err == nil:
+				t.Fatalf("New accepted login URL %q", tt.login)
+			case err != nil && (!strings.Contains(err.Error(), "login URL") || strings.Contains(err.Error(), "hunter2")):
+				t.Errorf("err = %q, want one naming the login URL without its userinfo", err)
+			}
+		})
+	}
+}
+
+// nopTokenizer is never called: New fails before any check.
+type nopTokenizer struct{}
+
+func (nopTokenizer) Tokenize(context.Context, credential.Credential, string) (ory.Token, error) {
+	return ory.Token{}, errors.New("not called")
 }

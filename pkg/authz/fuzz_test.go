@@ -27,10 +27,12 @@ var fuzzSessions = []fakeory.Session{
 }
 
 // FuzzCheck feeds arbitrary bytes, unmarshalled as a CheckRequest, to Check.
-// Invariants: no panic; a denial is never status OK; an OK answer with an
-// authorization mutation carries the JWT of a session whose exact credential
-// is in the request (the fake Ory only mints a JWT for its own credential,
-// so this also proves no answer goes to another session).
+// Invariants: no panic; a denial is never status OK; every OK answer
+// vouches for the Authorization the upstream sees: it either sets it, to
+// the JWT of a session whose exact credential is in the request (the fake
+// Ory only mints a JWT for its own credential, so this also proves no
+// answer goes to another session), or removes the client's (the server
+// runs with --pass-client-authorization off), never both.
 func FuzzCheck(f *testing.F) {
 	fake := fakeory.New()
 	f.Cleanup(fake.Close)
@@ -88,7 +90,22 @@ func FuzzCheck(f *testing.F) {
 		if resp.GetDeniedResponse() != nil {
 			t.Fatal("status OK with a denied_response")
 		}
-		for _, h := range resp.GetOkResponse().GetHeaders() {
+		ok := resp.GetOkResponse()
+		for _, rm := range ok.GetHeadersToRemove() {
+			if !strings.EqualFold(rm, "authorization") {
+				t.Fatalf("unexpected header to remove %q", rm)
+			}
+		}
+		removes := len(ok.GetHeadersToRemove()) > 0
+		sets := len(ok.GetHeaders()) > 0
+		switch {
+		case sets && removes:
+			// Envoy removes after it sets: our JWT would be dropped.
+			t.Fatal("OK answer sets authorization and removes it")
+		case !sets && !removes:
+			t.Fatal("OK answer neither sets nor removes authorization: the client's own would reach the upstream")
+		}
+		for _, h := range ok.GetHeaders() {
 			if !strings.EqualFold(h.GetHeader().GetKey(), "authorization") {
 				t.Fatalf("unexpected mutation %q", h.GetHeader().GetKey())
 			}
@@ -146,6 +163,11 @@ func fuzzSeeds() []*authv3.CheckRequest {
 			HeaderMap: &corev3.HeaderMap{Headers: []*corev3.HeaderValue{{Key: "Cookie", Value: "ory_session_x=" + one.Cookie}}},
 		}}}},
 		{},
+		// Appended, so that the names of the seeds above stay as committed.
+		req(map[string]string{":method": "OPTIONS", "origin": "https://app.example.org", "access-control-request-method": "POST", "authorization": "Bearer forged"}, nil),
+		req(map[string]string{"authorization": "Bearer forged"}, map[string]string{"on_missing": "allow"}),
+		req(map[string]string{"cookie": "ory_kratos_session=unknown", "authorization": "Bearer forged"}, map[string]string{"on_missing": "allow"}),
+		req(map[string]string{":method": "OPTIONS", "origin": "https://app.example.org", "access-control-request-method": "POST", "cookie": "ory_kratos_session=" + one.Cookie}, nil),
 	}
 }
 

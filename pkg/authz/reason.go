@@ -8,8 +8,8 @@ type Reason uint8
 const (
 	ReasonCached         Reason = iota // allow: JWT from the cache
 	ReasonFresh                        // allow: JWT fetched from Ory for this request
-	ReasonPreflight                    // allow: CORS preflight, untouched
-	ReasonAllowMissing                 // allow: no valid session, on_missing=allow
+	ReasonPreflight                    // allow: CORS preflight, the client's authorization removed
+	ReasonAllowMissing                 // allow: no valid session, on_missing=allow; authorization removed (unless --pass-client-authorization)
 	ReasonNoCredential                 // deny: no Ory credential
 	ReasonInvalidSession               // deny: Ory said 401 (or it is remembered)
 	ReasonTooLarge                     // deny: credential over 16 KiB

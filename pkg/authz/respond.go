@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"strings"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
@@ -45,7 +46,17 @@ var (
 	wrapTrue  = wrapperspb.Bool(true)
 	statusOK  = &rpcstatus.Status{Code: int32(codes.OK)}
 
-	// okUntouched lets a request through without any change.
+	// okRemoveAuthorization lets a request through without a session: it
+	// carries no JWT of ours, so it removes the client's Authorization and
+	// the upstream only ever sees one that ory-ext-authz set. (Envoy runs
+	// headers_to_remove after the sets; an answer with our JWT never
+	// lists authorization there.)
+	okRemoveAuthorization = &authv3.CheckResponse{
+		Status:       statusOK,
+		HttpResponse: &authv3.CheckResponse_OkResponse{OkResponse: &authv3.OkHttpResponse{HeadersToRemove: []string{"authorization"}}},
+	}
+	// okUntouched lets a request through without any change: only with
+	// --pass-client-authorization, in allow mode.
 	okUntouched = &authv3.CheckResponse{
 		Status:       statusOK,
 		HttpResponse: &authv3.CheckResponse_OkResponse{OkResponse: &authv3.OkHttpResponse{}},
@@ -73,8 +84,8 @@ func (s *Server) respond(ctx context.Context, r request, mode OnMissing, key tok
 		case errors.Is(err, credential.ErrTooLarge):
 			reason = ReasonTooLarge
 		}
-		resp := s.missing(r, mode)
-		if resp == okUntouched {
+		resp, allowed := s.missing(r, mode)
+		if allowed {
 			return resp, ReasonAllowMissing, nil
 		}
 		s.logDenial(ctx, slog.LevelInfo, r, key, "no valid session", err, "on_missing", string(mode))
@@ -129,22 +140,88 @@ func (s *Server) logDenial(ctx context.Context, level slog.Level, r request, key
 	s.log.Log(ctx, level, msg, attrs...)
 }
 
-// missing answers a request without a valid session, by mode.
-func (s *Server) missing(r request, mode OnMissing) *authv3.CheckResponse {
+// missing answers a request without a valid session, by mode; allowed
+// tells an OK answer.
+func (s *Server) missing(r request, mode OnMissing) (resp *authv3.CheckResponse, allowed bool) {
 	switch mode {
 	case OnMissingAllow:
-		return okUntouched
+		if s.passClientAuth {
+			return okUntouched, true
+		}
+		return okRemoveAuthorization, true
 	case OnMissingRedirect:
-		if r.isBrowser() && s.loginURL != nil {
-			u := *s.loginURL
-			q := u.Query()
-			q.Set("return_to", r.originalURL())
-			u.RawQuery = q.Encode()
-			return redirect(u.String())
+		if r.isBrowser() && s.login.set() {
+			return redirect(s.login.to(r.originalURL())), false
 		}
 	case OnMissingDeny:
 	}
-	return denyUnauthenticated
+	return denyUnauthenticated, false
+}
+
+// CheckLoginURL tells why s cannot be the login URL of --on-missing=redirect,
+// nil if it can: an absolute http(s) URL whose query url.ParseQuery reads in
+// full and holds no return_to. The redirect appends return_to to the query
+// as written, so a pair that Go's parser drops (Kratos reads return_to with
+// it too) or a second return_to would silently change what the login page
+// gets. The error never holds the URL's userinfo.
+func CheckLoginURL(s string) error {
+	u, err := url.Parse(s)
+	if err != nil {
+		// url.Parse's error quotes the whole URL, userinfo included.
+		return errors.New("not a valid URL")
+	}
+	shown := *u
+	shown.User = nil
+	if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return fmt.Errorf("%q is not an absolute http(s) URL", shown.String())
+	}
+	q, err := url.ParseQuery(u.RawQuery)
+	if err != nil {
+		return fmt.Errorf("%q: the query is not one url.ParseQuery reads in full (%w): write pairs as k=v joined by & with valid %%-escapes", shown.String(), err)
+	}
+	if q.Has("return_to") {
+		return fmt.Errorf("%q already has a return_to: ory-ext-authz appends return_to=<original URL> itself", shown.String())
+	}
+	return nil
+}
+
+// loginURL is the login URL split where return_to goes: the operator's
+// URL stays byte for byte as written (query order, escapes, fragment), as
+// url.Values.Encode (which sorts and re-escapes) would not keep it.
+type loginURL struct {
+	// head is everything before the fragment, with "?" or "&" and
+	// "return_to=" appended; tail is "#fragment" or empty.
+	head, tail string
+}
+
+// newLoginURL checks s as --login-url is checked and splits it.
+func newLoginURL(s string) (loginURL, error) {
+	if err := CheckLoginURL(s); err != nil {
+		return loginURL{}, err
+	}
+	u, _ := url.Parse(s) // CheckLoginURL parsed it
+	// url.Parse cuts the fragment off at the first "#", as this Cut does;
+	// u tells whether what is left has a query, an empty one written as a
+	// trailing "?" (ForceQuery), or none.
+	head, frag, hasFrag := strings.Cut(s, "#")
+	switch {
+	case u.RawQuery != "":
+		head += "&"
+	case !u.ForceQuery:
+		head += "?"
+	} // else: an empty query written as a trailing "?"
+	l := loginURL{head: head + "return_to="}
+	if hasFrag {
+		l.tail = "#" + frag
+	}
+	return l, nil
+}
+
+func (l loginURL) set() bool { return l.head != "" }
+
+// to is the login URL with return_to=original, query-escaped.
+func (l loginURL) to(original string) string {
+	return l.head + url.QueryEscape(original) + l.tail
 }
 
 // denied builds a denial with a small JSON body.
