@@ -1,6 +1,6 @@
 // Package admin is the admin API of ory-ext-authz (ory_ext_authz.admin.v1.Admin,
-// proto/ory_ext_authz/admin/v1/admin.proto) and its command line client,
-// `ory-ext-authz admin`.
+// proto/ory_ext_authz/admin/v1/admin.proto). Its command-line client,
+// `ory-ext-authz admin`, is internal/admincli.
 //
 // The API ends cached sessions before their JWTs expire, for a logout, a
 // revoked session or a blocked identity, and reports cache statistics:
@@ -32,6 +32,4 @@
 // the lower-case hyphenated form Kratos writes (CanonicalID), so that it
 // matches; other ids are used as given. An id that matches no cached session
 // is not an error: there is nothing to end.
-//
-// RunCLI is the `ory-ext-authz admin` subcommand.
 package admin
