@@ -1,0 +1,50 @@
+package main
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+)
+
+// TestREADMEPackageTable: the README's package table names exactly the
+// library packages `go list ./pkg/...` lists, so the map a newcomer reads
+// first cannot drift from the tree.
+func TestREADMEPackageTable(t *testing.T) {
+	root, err := filepath.Abs("../../..")
+	if err != nil {
+		t.Fatal(err)
+	}
+	readme, err := os.ReadFile(filepath.Join(root, "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command("go", "list", "./pkg/...")
+	cmd.Dir = root
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("go list: %v", err)
+	}
+	var listed []string
+	for _, p := range strings.Fields(string(out)) {
+		listed = append(listed, p[strings.Index(p, "/pkg/")+1:])
+	}
+	var named []string
+	for _, line := range strings.Split(string(readme), "\n") {
+		if !strings.HasPrefix(line, "| `") {
+			continue
+		}
+		first, _, _ := strings.Cut(strings.TrimPrefix(line, "| "), " |")
+		for _, m := range regexp.MustCompile("`(pkg/[a-z0-9/]+)`").FindAllStringSubmatch(first, -1) {
+			named = append(named, m[1])
+		}
+	}
+	slices.Sort(listed)
+	slices.Sort(named)
+	if !slices.Equal(listed, named) {
+		t.Fatalf("README package table names %v\ngo list ./pkg/... lists %v", named, listed)
+	}
+}
