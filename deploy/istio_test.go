@@ -95,7 +95,7 @@ func loadIstio(t *testing.T) istioResources {
 var claimKey = regexp.MustCompile(`^request\.auth\.claims\[([a-z_]+)\]$`)
 
 // kratosClaims are the claims Kratos v1.3.1 sets on every tokenized JWT
-// (DESIGN.md); the claims mapper adds more.
+// (docs/ARCHITECTURE.md, facts about Kratos); the claims mapper adds more.
 var kratosClaims = []string{"sub", "sid", "iss", "iat", "nbf", "exp", "jti"}
 
 func TestIstio(t *testing.T) {

@@ -25,7 +25,7 @@ const (
 	password = "kratosdev-test-password-1"
 )
 
-// claims are the JWT claims the mesh template promises (DESIGN.md).
+// claims are the JWT claims the mesh template promises (docs/ARCHITECTURE.md, facts about Kratos).
 type claims struct {
 	Sub   string `json:"sub"`
 	Sid   string `json:"sid"`
