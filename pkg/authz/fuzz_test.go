@@ -146,6 +146,9 @@ func fuzzSeeds() []*authv3.CheckRequest {
 			HeaderMap: &corev3.HeaderMap{Headers: []*corev3.HeaderValue{{Key: "Cookie", Value: "ory_session_x=" + one.Cookie}}},
 		}}}},
 		{},
+		// A credential Go's HTTP client refuses to send (issue 11, item 2).
+		req(map[string]string{"x-session-token": two.Token + "\x7f"}, nil),
+		rawReq([][2]string{{"cookie", "ory_kratos_session=" + one.Cookie + "\x01"}}, nil),
 	}
 }
 

@@ -13,6 +13,7 @@ import (
 	"strings"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	"golang.org/x/net/http/httpguts"
 )
 
 // Kind tells how the credential is presented to Ory. It is part of the cache
@@ -51,6 +52,12 @@ type Credential struct {
 // ErrTooLarge is returned for a credential over the size limit; it is not
 // sent to Ory and counts as an invalid session.
 var ErrTooLarge = errors.New("credential too large")
+
+// ErrInvalid is returned for a credential that is not a valid HTTP header
+// value (a control byte other than tab): Go's HTTP client would refuse to
+// send it, so no Ory session can have it. It is not sent to Ory and counts as
+// an invalid session, not as an Ory failure.
+var ErrInvalid = errors.New("credential is not a valid header value")
 
 // sessionTokenPrefix starts every Ory session token; a bearer token without it
 // is not an Ory credential (it may be a JWT meant for the upstream).
@@ -114,9 +121,17 @@ func (e *Extractor) Extract(h Headers) (Credential, error) {
 	return Credential{}, nil
 }
 
+// limit refuses a credential Ory must not be asked about: over the size
+// limit, or not a header value net/http's Transport would send (it checks
+// every value with httpguts.ValidHeaderFieldValue before a request leaves;
+// a refusal there would look like an unreachable Ory). Value is exactly the
+// header value the Ory client sends (X-Session-Token or Cookie).
 func (e *Extractor) limit(c Credential) (Credential, error) {
 	if len(c.Value) > e.maxBytes {
 		return Credential{}, ErrTooLarge
+	}
+	if !httpguts.ValidHeaderFieldValue(c.Value) {
+		return Credential{}, ErrInvalid
 	}
 	return c, nil
 }

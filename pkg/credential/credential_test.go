@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	"golang.org/x/net/http/httpguts"
 )
 
 func TestExtract(t *testing.T) {
@@ -43,12 +44,26 @@ func TestExtract(t *testing.T) {
 		{"oversize token", map[string]string{"x-session-token": strings.Repeat("t", 65)}, Credential{}, ErrTooLarge},
 		{"oversize cookie", map[string]string{"cookie": "ory_kratos_session=" + strings.Repeat("c", 60)}, Credential{}, ErrTooLarge},
 		{"token at the limit", map[string]string{"x-session-token": strings.Repeat("t", 64)}, Credential{KindSessionToken, strings.Repeat("t", 64)}, nil},
+		// A credential Go's HTTP client would refuse to send (a control
+		// byte other than tab) is an invalid session, not an Ory outage.
+		{"DEL in token header", map[string]string{"x-session-token": "ory_st_a\x7fb"}, Credential{}, ErrInvalid},
+		{"SOH in token header", map[string]string{"x-session-token": "\x01"}, Credential{}, ErrInvalid},
+		{"newline in token header", map[string]string{"x-session-token": "ory_st_a\nX-Evil: 1"}, Credential{}, ErrInvalid},
+		{"US in session cookie value", map[string]string{"cookie": "a=1; ory_kratos_session=ab\x1fc"}, Credential{}, ErrInvalid},
+		{"SOH in second session cookie", map[string]string{"cookie": "ory_kratos_session=abc; ory_session_x=\x01"}, Credential{}, ErrInvalid},
+		{"DEL after Bearer ory_st_", map[string]string{"authorization": "Bearer ory_st_\x7f"}, Credential{}, ErrInvalid},
+		{"SOH in bearer token", map[string]string{"authorization": "Bearer ory_st_a\x01b"}, Credential{}, ErrInvalid},
+		// Only what is forwarded is checked, and only the bytes the client refuses.
+		{"control byte in another cookie", map[string]string{"cookie": "a=\x01; ory_kratos_session=abc"}, Credential{KindCookie, "ory_kratos_session=abc"}, nil},
+		{"control byte in a non-Ory bearer", map[string]string{"authorization": "Bearer x\x01", "x-session-token": "ory_st_t"}, Credential{KindSessionToken, "ory_st_t"}, nil},
+		{"tab in token is a valid header byte", map[string]string{"x-session-token": "ory_st_a\tb"}, Credential{KindSessionToken, "ory_st_a\tb"}, nil},
+		{"non-ASCII in token is a valid header byte", map[string]string{"x-session-token": "ory_st_\u00e9"}, Credential{KindSessionToken, "ory_st_\u00e9"}, nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			got, err := e.Extract(Headers{Map: tt.headers})
 			if !errors.Is(err, tt.wantErr) || got != tt.want {
-				t.Fatalf("map: got %+v, %v; want %+v, %v", got, err, tt.want, tt.wantErr)
+				t.Fatalf("map: got %v %q, %v; want %v %q, %v", got.Kind, got.Value, err, tt.want.Kind, tt.want.Value, tt.wantErr)
 			}
 			// The same headers in Envoy's raw encoding give the same answer.
 			var raw []*corev3.HeaderValue
@@ -57,7 +72,7 @@ func TestExtract(t *testing.T) {
 			}
 			got, err = e.Extract(Headers{Raw: raw})
 			if !errors.Is(err, tt.wantErr) || got != tt.want {
-				t.Fatalf("header_map: got %+v, %v; want %+v, %v", got, err, tt.want, tt.wantErr)
+				t.Fatalf("header_map: got %v %q, %v; want %v %q, %v", got.Kind, got.Value, err, tt.want.Kind, tt.want.Value, tt.wantErr)
 			}
 		})
 	}
@@ -90,13 +105,17 @@ func FuzzExtract(f *testing.F) {
 	f.Fuzz(func(t *testing.T, cookie, token, authz string) {
 		c, err := e.Extract(Headers{Map: map[string]string{"cookie": cookie, "x-session-token": token, "authorization": authz}})
 		if err != nil {
-			if !errors.Is(err, ErrTooLarge) || c != (Credential{}) {
+			if !errors.Is(err, ErrTooLarge) && !errors.Is(err, ErrInvalid) || c != (Credential{}) {
 				t.Fatalf("error %v with credential %+v", err, c)
 			}
 			return
 		}
 		if len(c.Value) > 256 {
 			t.Fatalf("credential of %d bytes passed the limit", len(c.Value))
+		}
+		// What the Ory client would refuse to send never leaves Extract.
+		if !httpguts.ValidHeaderFieldValue(c.Value) {
+			t.Fatalf("credential %q is not a valid header value", c.Value)
 		}
 		switch c.Kind {
 		case KindNone:
