@@ -138,10 +138,36 @@ func (e *Extractor) limit(c Credential) (Credential, error) {
 	if len(c.Value) > e.maxBytes {
 		return Credential{}, ErrTooLarge
 	}
-	if !httpguts.ValidHeaderFieldValue(c.Value) {
+	if !validHeaderValue(c.Value) {
 		return Credential{}, ErrInvalid
 	}
 	return c, nil
+}
+
+// validHeaderValue is httpguts.ValidHeaderFieldValue (no control byte but
+// tab) with a fast path: eight bytes at a time it proves the common value
+// free of every byte below 0x20 and of 0x7f; any other value gets
+// httpguts' own answer. It checks every credential, so it is on the hot path.
+func validHeaderValue(v string) bool {
+	const ones, highs = 0x0101010101010101, 0x8080808080808080
+	i := 0
+	for ; i+8 <= len(v); i += 8 {
+		w := v[i : i+8]
+		x := uint64(w[0]) | uint64(w[1])<<8 | uint64(w[2])<<16 | uint64(w[3])<<24 |
+			uint64(w[4])<<32 | uint64(w[5])<<40 | uint64(w[6])<<48 | uint64(w[7])<<56
+		// Some byte < 0x20, or some byte of x^0x7f... == 0, i.e. 0x7f
+		// (the "hasless" bit trick: exact as a yes/no answer).
+		del := x ^ (ones * 0x7f)
+		if ((x-ones*0x20)&^x|(del-ones)&^del)&highs != 0 {
+			return httpguts.ValidHeaderFieldValue(v)
+		}
+	}
+	for ; i < len(v); i++ {
+		if v[i] < 0x20 || v[i] == 0x7f {
+			return httpguts.ValidHeaderFieldValue(v)
+		}
+	}
+	return true
 }
 
 // sessionCookies returns the session cookies of the request as a Cookie

@@ -166,6 +166,27 @@ func TestRawDuplicateCookieLines(t *testing.T) {
 	}
 }
 
+// TestValidHeaderValue: the fast path answers as httpguts for every byte at
+// every position of its eight-byte words and of the tail.
+func TestValidHeaderValue(t *testing.T) {
+	for n := 1; n <= 17; n++ {
+		for pos := range n {
+			for b := range 256 {
+				v := []byte(strings.Repeat("a", n))
+				v[pos] = byte(b)
+				if got, want := validHeaderValue(string(v)), httpguts.ValidHeaderFieldValue(string(v)); got != want {
+					t.Fatalf("%q: %v, httpguts says %v", v, got, want)
+				}
+			}
+		}
+	}
+	for _, v := range []string{"", "\t\t\t\t\t\t\t\t\t", "\xff\xff\xff\xff\xff\xff\xff\x7f", "\x80\x80\x80\x80\x80\x80\x80\x1f"} {
+		if got, want := validHeaderValue(v), httpguts.ValidHeaderFieldValue(v); got != want {
+			t.Errorf("%q: %v, httpguts says %v", v, got, want)
+		}
+	}
+}
+
 func TestHeadersRead(t *testing.T) {
 	e := NewExtractor([]string{"ory_kratos_session"}, "X-My-Token", 1024)
 	got := strings.Join(e.HeadersRead(), ",")
@@ -193,6 +214,11 @@ func FuzzExtract(f *testing.F) {
 		// What the Ory client would refuse to send never leaves Extract.
 		if !httpguts.ValidHeaderFieldValue(c.Value) {
 			t.Fatalf("credential %q is not a valid header value", c.Value)
+		}
+		for _, v := range []string{cookie, token, authz} {
+			if validHeaderValue(v) != httpguts.ValidHeaderFieldValue(v) {
+				t.Fatalf("validHeaderValue(%q) differs from httpguts", v)
+			}
 		}
 		switch c.Kind {
 		case KindNone:
