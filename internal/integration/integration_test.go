@@ -1,6 +1,8 @@
 package integration_test
 
 import (
+	"context"
+	"encoding/json"
 	"net/http"
 	"strings"
 	"sync"
@@ -8,6 +10,7 @@ import (
 	"time"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -385,4 +388,84 @@ func TestSetCookieRefresh(t *testing.T) {
 	if got := resp2.GetOkResponse().GetResponseHeadersToAdd(); len(got) != 0 {
 		t.Errorf("the refreshed cookie got another %d Set-Cookie", len(got))
 	}
+}
+
+// TestCookieSmuggling (issue 11): with a browser's Cookie line in which
+// another cookie's value holds ",ory_kratos_session=<attacker's>", Kratos
+// itself reads the victim's session (net/http takes "," as a byte of that
+// value); ory-ext-authz must mint the victim's JWT too, in both of Envoy's
+// encodings, never the attacker's.
+func TestCookieSmuggling(t *testing.T) {
+	t.Parallel()
+	k := kratostest.Start(t, kratosdev.Options{})
+	s := newStack(t, k, stackOptions{})
+	victim, victimSID := s.browserLogin(t, newUser(t, k, "victim"))
+	attacker, attackerSID := s.browserLogin(t, newUser(t, k, "attacker"))
+	smuggled := "pref=x," + attacker + ",y"
+	line := smuggled + "; " + victim
+
+	if sid := kratosWhoamiSID(t, k, line); sid != victimSID {
+		t.Fatalf("Kratos itself read session %q, want the victim's %q (attacker's %q): the premise of this test is wrong", sid, victimSID, attackerSID)
+	}
+	raw := func(lines ...string) *authv3.CheckRequest {
+		r := checkRequest(nil, nil)
+		var hm []*corev3.HeaderValue
+		for k, v := range r.GetAttributes().GetRequest().GetHttp().GetHeaders() {
+			hm = append(hm, &corev3.HeaderValue{Key: k, RawValue: []byte(v)})
+		}
+		for _, l := range lines {
+			hm = append(hm, &corev3.HeaderValue{Key: "cookie", RawValue: []byte(l)})
+		}
+		r.Attributes.Request.Http.Headers = nil
+		r.Attributes.Request.Http.HeaderMap = &corev3.HeaderMap{Headers: hm}
+		return r
+	}
+	tests := []struct {
+		name string
+		r    *authv3.CheckRequest
+	}{
+		{"headers", checkRequest(map[string]string{"cookie": line}, nil)},
+		{"header_map, one line", raw(line)},
+		{"header_map, two lines", raw(smuggled, victim)},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(t.Context(), callTimeout)
+			defer cancel()
+			resp, err := s.client.Check(ctx, tt.r)
+			if err != nil {
+				t.Fatalf("Check: %v", err)
+			}
+			jwt := bearerJWT(t, resp)
+			s.secrets.add(jwt)
+			if c := s.verify(t, jwt); c.Sid != victimSID {
+				t.Errorf("JWT of session %q, want the victim's %q (attacker's %q)", c.Sid, victimSID, attackerSID)
+			}
+		})
+	}
+}
+
+// kratosWhoamiSID asks Kratos' whoami directly with this Cookie header and
+// returns the id of the session it read.
+func kratosWhoamiSID(t *testing.T, k *kratosdev.Kratos, cookie string) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), callTimeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, k.WhoamiURL(""), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Cookie", cookie)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var sess struct {
+		ID string `json:"id"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&sess); err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("Kratos whoami: %d, %v", resp.StatusCode, err)
+	}
+	return sess.ID
 }

@@ -168,6 +168,14 @@ func fuzzSeeds() []*authv3.CheckRequest {
 		req(map[string]string{"authorization": "Bearer forged"}, map[string]string{"on_missing": "allow"}),
 		req(map[string]string{"cookie": "ory_kratos_session=unknown", "authorization": "Bearer forged"}, map[string]string{"on_missing": "allow"}),
 		req(map[string]string{":method": "OPTIONS", "origin": "https://app.example.org", "access-control-request-method": "POST", "cookie": "ory_kratos_session=" + one.Cookie}, nil),
+		// A credential Go's HTTP client refuses to send (issue 11, item 2).
+		req(map[string]string{"x-session-token": two.Token + "\x7f"}, nil),
+		rawReq([][2]string{{"cookie", "ory_kratos_session=" + one.Cookie + "\x01"}}, nil),
+		// Session fixation through a cookie value holding ",<session
+		// cookie>" (issue 11, item 3): one's JWT, never two's.
+		req(map[string]string{"cookie": "pref=x,ory_kratos_session=" + two.Cookie + ",y; ory_kratos_session=" + one.Cookie}, nil),
+		rawReq([][2]string{{"cookie", "pref=x,ory_kratos_session=" + two.Cookie + ",y; ory_kratos_session=" + one.Cookie}}, nil),
+		rawReq([][2]string{{"cookie", "pref=x,ory_kratos_session=" + two.Cookie}, {"cookie", "ory_kratos_session=" + one.Cookie}}, nil),
 	}
 }
 

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	"google.golang.org/grpc/codes"
 
 	"github.com/ory-ext-authz/ory-ext-authz/pkg/authz"
@@ -133,6 +134,44 @@ func TestOnlyTheCredentialReachesOry(t *testing.T) {
 			}
 			if got.Header.Get(tt.wantHeader) == "" {
 				t.Errorf("Ory did not receive %s", tt.wantHeader)
+			}
+		})
+	}
+}
+
+// TestCookieSmuggling (issue 11): a cookie whose value holds
+// ",ory_kratos_session=<attacker's>" must not win over the victim's own
+// session cookie. net/http (Kratos) reads "," as a byte of the value, so
+// Kratos itself would serve the victim's session; the victim must get the
+// victim's JWT, in both of Envoy's encodings.
+func TestCookieSmuggling(t *testing.T) {
+	e := newEnv(t)
+	victim, attacker := e.ory.NewSession(), e.ory.NewSession()
+	smuggled := "pref=x," + attacker.CookiePair() + ",y"
+	tests := []struct {
+		name string
+		r    *authv3.CheckRequest
+	}{
+		{"headers, browser's one line", req(map[string]string{"cookie": smuggled + "; " + victim.CookiePair()}, nil)},
+		{"headers, after the session cookie", req(map[string]string{"cookie": victim.CookiePair() + "; " + smuggled}, nil)},
+		{"header_map, browser's one line", rawReq([][2]string{{"cookie", smuggled + "; " + victim.CookiePair()}}, nil)},
+		{"header_map, two lines", rawReq([][2]string{{"cookie", smuggled}, {"cookie", victim.CookiePair()}}, nil)},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			n := len(e.ory.Received())
+			// A fresh template each time, so that the check asks Ory.
+			tmpl := strings.ReplaceAll(tt.name, " ", "-")
+			e.ory.AddTemplate(tmpl)
+			tt.r.Attributes.ContextExtensions = map[string]string{"tokenize_as": tmpl}
+			c := claimsOf(t, e.ory, bearerJWT(t, mustCheck(t, e, tt.r)))
+			if c["sid"] != victim.ID {
+				t.Errorf("JWT of session %v, want the victim's %s (attacker's: %s)", c["sid"], victim.ID, attacker.ID)
+			}
+			if got := e.ory.Received()[n].Header.Values("Cookie"); len(got) != 1 || got[0] != victim.CookiePair() {
+				// Named, not shown: test output is a log too.
+				named := strings.NewReplacer(victim.Cookie, "<victim>", attacker.Cookie, "<attacker>").Replace(strings.Join(got, " | "))
+				t.Errorf("Ory got Cookie %q, want only the victim's session cookie", named)
 			}
 		})
 	}

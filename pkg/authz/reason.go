@@ -6,26 +6,27 @@ type Reason uint8
 
 // The reasons, grouped by decision.
 const (
-	ReasonCached         Reason = iota // allow: JWT from the cache
-	ReasonFresh                        // allow: JWT fetched from Ory for this request
-	ReasonPreflight                    // allow: CORS preflight, the client's authorization removed
-	ReasonAllowMissing                 // allow: no valid session, on_missing=allow; authorization removed (unless --pass-client-authorization)
-	ReasonNoCredential                 // deny: no Ory credential
-	ReasonInvalidSession               // deny: Ory said 401 (or it is remembered)
-	ReasonTooLarge                     // deny: credential over 16 KiB
-	ReasonForbidden                    // deny: Ory said 403 (AAL)
-	ReasonInvalidRequest               // deny: over a request limit
-	ReasonBadRoute                     // error: bad context_extensions
-	ReasonBadTemplate                  // error: Ory rejected the template
-	ReasonBadJWT                       // error: JWT without exp or already expired
-	ReasonOryUnavailable               // error: Ory unreachable, slow, 5xx, 429, garbage
-	ReasonCanceled                     // error: the caller gave up
+	ReasonCached            Reason = iota // allow: JWT from the cache
+	ReasonFresh                           // allow: JWT fetched from Ory for this request
+	ReasonPreflight                       // allow: CORS preflight, the client's authorization removed
+	ReasonAllowMissing                    // allow: no valid session, on_missing=allow; authorization removed (unless --pass-client-authorization)
+	ReasonNoCredential                    // deny: no Ory credential
+	ReasonInvalidSession                  // deny: Ory said 401 (or it is remembered)
+	ReasonTooLarge                        // deny: credential over 16 KiB
+	ReasonInvalidCredential               // deny: credential not a valid header value
+	ReasonForbidden                       // deny: Ory said 403 (AAL)
+	ReasonInvalidRequest                  // deny: over a request limit
+	ReasonBadRoute                        // error: bad context_extensions
+	ReasonBadTemplate                     // error: Ory rejected the template
+	ReasonBadJWT                          // error: JWT without exp or already expired
+	ReasonOryUnavailable                  // error: Ory unreachable, slow, 5xx, 429, garbage
+	ReasonCanceled                        // error: the caller gave up
 	numReasons
 )
 
 var reasonNames = [numReasons]string{
 	"cached", "fresh", "preflight", "allow_missing",
-	"no_credential", "invalid_session", "credential_too_large", "forbidden", "invalid_request",
+	"no_credential", "invalid_session", "credential_too_large", "invalid_credential", "forbidden", "invalid_request",
 	"bad_route", "bad_template", "bad_jwt", "ory_unavailable", "canceled",
 }
 

@@ -76,13 +76,15 @@ func (s *Server) respond(ctx context.Context, r request, mode OnMissing, key tok
 	case errors.As(err, &le):
 		s.logDenial(ctx, slog.LevelInfo, r, key, "request denied as invalid", err)
 		return denyInvalid, ReasonInvalidRequest, nil
-	case errors.Is(err, errNoCredential), errors.Is(err, credential.ErrTooLarge), errors.Is(err, ory.ErrUnauthenticated):
+	case errors.Is(err, errNoCredential), errors.Is(err, credential.ErrTooLarge), errors.Is(err, credential.ErrInvalid), errors.Is(err, ory.ErrUnauthenticated):
 		reason := ReasonInvalidSession
 		switch {
 		case errors.Is(err, errNoCredential):
 			reason = ReasonNoCredential
 		case errors.Is(err, credential.ErrTooLarge):
 			reason = ReasonTooLarge
+		case errors.Is(err, credential.ErrInvalid):
+			reason = ReasonInvalidCredential
 		}
 		resp, allowed := s.missing(r, mode)
 		if allowed {
