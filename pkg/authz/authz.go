@@ -8,18 +8,12 @@ import (
 	"strings"
 	"sync/atomic"
 	"time"
-	"unsafe"
 
-	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	"go.opentelemetry.io/otel/attribute"
 	otelcodes "go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/trace"
 	"golang.org/x/time/rate"
-	"google.golang.org/protobuf/encoding/protowire"
-	"google.golang.org/protobuf/proto"
-	"google.golang.org/protobuf/reflect/protoreflect"
-	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/ory-ext-authz/ory-ext-authz/pkg/credential"
 	"github.com/ory-ext-authz/ory-ext-authz/pkg/ory"
@@ -131,98 +125,6 @@ type fetchRequest struct {
 	template string
 }
 
-// allowed is the OK answer of a session, encoded once when the JWT is
-// fetched: status OK, the header mutations and dynamic_metadata
-// {identity_id, session_id, aal}. The cache keeps only these bytes (a third
-// of the memory of the message trees). A check answers with a CheckResponse
-// whose one real field is dynamic_metadata {cached} and whose unknown fields
-// are these bytes: marshalling copies them as they are, and a protobuf
-// parser (Envoy's) merges the two dynamic_metadata occurrences.
-type allowed []byte
-
-// response is the answer of a check; hit tells a cache hit from a request
-// that waited on Ory. One small allocation, whatever the answer holds.
-func (a allowed) response(hit bool) *authv3.CheckResponse {
-	meta := metaFresh
-	if hit {
-		meta = metaCached
-	}
-	r := &authv3.CheckResponse{DynamicMetadata: meta}
-	r.ProtoReflect().SetUnknown(protoreflect.RawFields(a))
-	return r
-}
-
-// ids returns the session_id and identity_id of the answer's
-// dynamic_metadata, as strings sharing a's memory (a is never written after
-// it was encoded). The cache asks for them only while invalidation records
-// are held, instead of keeping copies in every entry. It walks the encoding
-// without allocating; the ok_response (the JWT) is skipped in one step.
-func (a allowed) ids() (sid, iid string) {
-	md, _ := bytesField(a, fieldDynamicMetadata)
-	for rest := md; ; {
-		var entry []byte
-		if entry, rest = bytesField(rest, fieldStructFields); entry == nil {
-			return sid, iid
-		}
-		key, _ := bytesField(entry, fieldEntryKey)
-		val, _ := bytesField(entry, fieldEntryValue)
-		str, _ := bytesField(val, fieldValueString)
-		switch string(key) {
-		case "session_id":
-			sid = bytesString(str)
-		case "identity_id":
-			iid = bytesString(str)
-		}
-	}
-}
-
-// bytesField finds the first length-delimited field numbered num of the
-// encoded message b: its value (non-nil, maybe empty) and what follows it.
-// It returns nil at the end of b or at a malformed field.
-func bytesField(b []byte, num protowire.Number) (field, rest []byte) {
-	for len(b) > 0 {
-		n, typ, l := protowire.ConsumeTag(b)
-		if l < 0 {
-			return nil, nil
-		}
-		b = b[l:]
-		if n == num && typ == protowire.BytesType {
-			v, l := protowire.ConsumeBytes(b)
-			if l < 0 {
-				return nil, nil
-			}
-			return v[:len(v):len(v)], b[l:]
-		}
-		if l = protowire.ConsumeFieldValue(n, typ, b); l < 0 {
-			return nil, nil
-		}
-		b = b[l:]
-	}
-	return nil, nil
-}
-
-func bytesString(b []byte) string {
-	if len(b) == 0 {
-		return ""
-	}
-	return unsafe.String(&b[0], len(b))
-}
-
-// The field numbers ids walks, from the descriptors.
-var (
-	fieldDynamicMetadata = (&authv3.CheckResponse{}).ProtoReflect().Descriptor().Fields().ByName("dynamic_metadata").Number()
-	fieldStructFields    = (&structpb.Struct{}).ProtoReflect().Descriptor().Fields().ByName("fields").Number()
-	fieldEntryKey        = (&structpb.Struct{}).ProtoReflect().Descriptor().Fields().ByName("fields").MapKey().Number()
-	fieldEntryValue      = (&structpb.Struct{}).ProtoReflect().Descriptor().Fields().ByName("fields").MapValue().Number()
-	fieldValueString     = (&structpb.Value{}).ProtoReflect().Descriptor().Fields().ByName("string_value").Number()
-)
-
-// The per-answer part of the dynamic metadata; shared, never modified.
-var (
-	metaCached = &structpb.Struct{Fields: map[string]*structpb.Value{"cached": structpb.NewBoolValue(true)}}
-	metaFresh  = &structpb.Struct{Fields: map[string]*structpb.Value{"cached": structpb.NewBoolValue(false)}}
-)
-
 // New builds a Server.
 func New(o Options) (*Server, error) {
 	if o.Tokenizer == nil || o.Extractor == nil {
@@ -322,11 +224,12 @@ func (s *Server) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3.C
 	if s.observer != nil {
 		start = time.Now()
 	}
+	r := newRequest(req)
 	var span trace.Span
 	if s.tracer != nil {
-		ctx, span = s.startSpan(ctx, req)
+		ctx, span = s.startSpan(ctx, r)
 	}
-	resp, reason, key, err := s.check(ctx, req)
+	resp, reason, key, err := s.check(ctx, r)
 	if span != nil {
 		span.SetAttributes(attribute.String("ory_ext_authz.decision", reason.Decision()), attribute.String("ory_ext_authz.reason", reason.String()))
 		if err != nil {
@@ -339,21 +242,43 @@ func (s *Server) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3.C
 	}
 	if s.log.Enabled(ctx, slog.LevelDebug) {
 		s.log.LogAttrs(ctx, slog.LevelDebug, "decision", slog.String("decision", reason.Decision()), slog.String("reason", reason.String()),
-			slog.String("request_id", req.GetAttributes().GetRequest().GetHttp().GetId()), slog.String("key", key.Short()))
+			slog.String("request_id", r.http.GetId()), slog.String("key", key.Short()))
 	}
 	return resp, err
 }
 
-func (s *Server) check(ctx context.Context, req *authv3.CheckRequest) (*authv3.CheckResponse, Reason, tokencache.Key, error) {
-	r := newRequest(req)
-	template, mode, err := s.routeSettings(req.GetAttributes().GetContextExtensions())
+// check answers one request: decide finds the answer or the failure, and
+// respond turns a failure into its answer.
+func (s *Server) check(ctx context.Context, r request) (*authv3.CheckResponse, Reason, tokencache.Key, error) {
+	d := s.decide(ctx, r)
+	if d.err != nil {
+		resp, reason, err := s.respond(ctx, r, d.mode, d.key, d.err)
+		return resp, reason, d.key, err
+	}
+	return d.resp, d.reason, d.key, nil
+}
+
+// decision is what decide found: an OK answer and its reason, or the
+// failure that respond answers.
+type decision struct {
+	resp   *authv3.CheckResponse
+	reason Reason
+	mode   OnMissing
+	key    tokencache.Key
+	err    error
+}
+
+// decide runs the request path: route settings and limits, the
+// credential, the cache (and through it Ory).
+func (s *Server) decide(ctx context.Context, r request) decision {
+	template, mode, err := s.routeSettings(r.contextExtensions)
+	d := decision{mode: mode}
 	if err == nil {
 		err = s.checkLimits(r)
 	}
-	var key tokencache.Key
 	if err != nil {
-		resp, reason, err := s.respond(ctx, r, mode, key, err)
-		return resp, reason, key, err
+		d.err = err
+		return d
 	}
 	cred, err := s.extractor.Extract(r.headers)
 	if err == nil && cred.Kind == credential.KindNone {
@@ -362,24 +287,26 @@ func (s *Server) check(ctx context.Context, req *authv3.CheckRequest) (*authv3.C
 			// jwt_authn's bypass_cors_preflight lets it on unverified:
 			// any Authorization on it is the client's own, so it goes,
 			// whatever --pass-client-authorization says.
-			return okRemoveAuthorization, ReasonPreflight, key, nil
+			d.resp, d.reason = okRemoveAuthorization, ReasonPreflight
+			return d
 		}
 		err = errNoCredential
 	}
 	if err != nil {
-		resp, reason, err := s.respond(ctx, r, mode, key, err)
-		return resp, reason, key, err
+		d.err = err
+		return d
 	}
-	key = tokencache.NewKey(template, uint8(cred.Kind), cred.Value)
-	a, src, err := s.cache.Get(ctx, key, fetchRequest{cred: cred, template: template})
-	if err != nil {
-		resp, reason, err := s.respond(ctx, r, mode, key, err)
-		return resp, reason, key, err
+	d.key = tokencache.NewKey(template, uint8(cred.Kind), cred.Value)
+	a, src, err := s.cache.Get(ctx, d.key, fetchRequest{cred: cred, template: template})
+	switch {
+	case err != nil:
+		d.err = err
+	case src == tokencache.Hit:
+		d.resp, d.reason = a.response(true), ReasonCached
+	default:
+		d.resp, d.reason = a.response(false), ReasonFresh
 	}
-	if src == tokencache.Hit {
-		return a.response(true), ReasonCached, key, nil
-	}
-	return a.response(false), ReasonFresh, key, nil
+	return d
 }
 
 // checkLimits enforces s.limits on the request's headers.
@@ -449,104 +376,4 @@ func (s *Server) fetch(ctx context.Context, fr fetchRequest) (allowed, tokencach
 		return nil, tokencache.Meta{}, err
 	}
 	return a, tokencache.Meta{Expiry: tok.Expiry, IssuedAt: tok.IssuedAt, Cost: cost}, nil
-}
-
-// classify tells the cache which failures to remember.
-func classify(err error) tokencache.Outcome {
-	switch {
-	case errors.Is(err, ory.ErrUnauthenticated):
-		return tokencache.Negative
-	case errors.Is(err, ory.ErrForbidden), errors.Is(err, ory.ErrBadTemplate),
-		errors.Is(err, ory.ErrNoExpiry), errors.Is(err, ory.ErrExpired):
-		return tokencache.Final
-	}
-	return tokencache.Transient
-}
-
-// buildAllowed encodes the OK answer of a token; its cost is its size.
-func buildAllowed(tok ory.Token) (allowed, int64, error) {
-	ok := &authv3.OkHttpResponse{
-		Headers: []*corev3.HeaderValueOption{{
-			Header: &corev3.HeaderValue{Key: "authorization", Value: "Bearer " + tok.JWT},
-			// Both fields: Envoy versions differ in which one they honour,
-			// and an appended header would let a client's own
-			// Authorization reach the upstream.
-			Append:       wrapFalse,
-			AppendAction: corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD,
-		}},
-	}
-	for _, c := range tok.SetCookies {
-		ok.ResponseHeadersToAdd = append(ok.ResponseHeadersToAdd, &corev3.HeaderValueOption{
-			Header:       &corev3.HeaderValue{Key: "set-cookie", Value: c},
-			Append:       wrapTrue,
-			AppendAction: corev3.HeaderValueOption_APPEND_IF_EXISTS_OR_ADD,
-		})
-	}
-	wire, err := proto.Marshal(&authv3.CheckResponse{
-		Status:       statusOK,
-		HttpResponse: &authv3.CheckResponse_OkResponse{OkResponse: ok},
-		DynamicMetadata: &structpb.Struct{Fields: map[string]*structpb.Value{
-			"identity_id": structpb.NewStringValue(tok.IdentityID),
-			"session_id":  structpb.NewStringValue(tok.SessionID),
-			"aal":         structpb.NewStringValue(tok.AAL),
-		}},
-	})
-	if err != nil {
-		return nil, 0, fmt.Errorf("encode the answer: %w", err)
-	}
-	return allowed(wire), int64(cap(wire)), nil
-}
-
-// request is the part of a CheckRequest the answers depend on.
-type request struct {
-	http    *authv3.AttributeContext_HttpRequest
-	headers credential.Headers
-}
-
-func newRequest(req *authv3.CheckRequest) request {
-	h := req.GetAttributes().GetRequest().GetHttp()
-	return request{http: h, headers: credential.Headers{Map: h.GetHeaders(), Raw: h.GetHeaderMap().GetHeaders()}}
-}
-
-func (r request) header(name string) string {
-	v, _ := r.headers.Get(name)
-	return v
-}
-
-// isPreflight tells a CORS preflight, which browsers send without cookies:
-// OPTIONS with Origin and Access-Control-Request-Method, the test of
-// Envoy's jwt_authn (bypass_cors_preflight), method compared as it does,
-// case-sensitively. Anything less is an ordinary request, so that a bare
-// OPTIONS cannot skip the session check.
-func (r request) isPreflight() bool {
-	return r.http.GetMethod() == "OPTIONS" && r.header("origin") != "" && r.header("access-control-request-method") != ""
-}
-
-// isBrowser tells a request from a browser navigating to a page.
-func (r request) isBrowser() bool {
-	return strings.Contains(strings.ToLower(r.header("accept")), "text/html")
-}
-
-// originalURL rebuilds the URL the client asked for, for return_to.
-func (r request) originalURL() string {
-	scheme := r.header("x-forwarded-proto")
-	if i := strings.IndexByte(scheme, ','); i >= 0 {
-		scheme = scheme[:i]
-	}
-	scheme = strings.TrimSpace(scheme)
-	if scheme != "http" && scheme != "https" {
-		scheme = r.http.GetScheme()
-	}
-	if scheme == "" {
-		scheme = "http"
-	}
-	host := r.http.GetHost()
-	if host == "" {
-		host = r.header(":authority")
-	}
-	path := r.http.GetPath()
-	if !strings.HasPrefix(path, "/") {
-		path = "/" + path
-	}
-	return scheme + "://" + host + path
 }

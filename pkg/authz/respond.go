@@ -17,7 +17,6 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
-	"github.com/ory-ext-authz/ory-ext-authz/pkg/credential"
 	"github.com/ory-ext-authz/ory-ext-authz/pkg/ory"
 	"github.com/ory-ext-authz/ory-ext-authz/pkg/tokencache"
 )
@@ -67,57 +66,39 @@ var (
 )
 
 // respond turns every failure of Check into its answer and the reason it
-// is counted under. It is the one place that decides denials and errors.
+// is counted under, as the outcome table says. It is the one place that
+// builds denials and errors.
 func (s *Server) respond(ctx context.Context, r request, mode OnMissing, key tokencache.Key, err error) (*authv3.CheckResponse, Reason, error) {
-	var oe *ory.Error
-	var re *routeError
-	var le *limitError
-	switch {
-	case errors.As(err, &le):
-		s.logDenial(ctx, slog.LevelInfo, r, key, "request denied as invalid", err)
-		return denyInvalid, ReasonInvalidRequest, nil
-	case errors.Is(err, errNoCredential), errors.Is(err, credential.ErrTooLarge), errors.Is(err, credential.ErrInvalid), errors.Is(err, ory.ErrUnauthenticated):
-		reason := ReasonInvalidSession
-		switch {
-		case errors.Is(err, errNoCredential):
-			reason = ReasonNoCredential
-		case errors.Is(err, credential.ErrTooLarge):
-			reason = ReasonTooLarge
-		case errors.Is(err, credential.ErrInvalid):
-			reason = ReasonInvalidCredential
-		}
+	o := outcomeOf(ctx, err)
+	switch o.answer {
+	case answerMissing:
 		resp, allowed := s.missing(r, mode)
 		if allowed {
 			return resp, ReasonAllowMissing, nil
 		}
-		s.logDenial(ctx, slog.LevelInfo, r, key, "no valid session", err, "on_missing", string(mode))
-		return resp, reason, nil
-	case errors.Is(err, ory.ErrForbidden):
-		s.logDenial(ctx, slog.LevelInfo, r, key, "session refused by Ory", err)
+		s.logDenial(ctx, o.level, r, key, o.log, err, "on_missing", string(mode))
+		return resp, o.reason, nil
+	case answerForbidden:
+		s.logDenial(ctx, o.level, r, key, o.log, err)
+		var oe *ory.Error
 		if errors.As(err, &oe) && mode == OnMissingRedirect && r.isBrowser() && oe.RedirectBrowserTo != "" {
-			return redirect(oe.RedirectBrowserTo), ReasonForbidden, nil
+			return redirect(oe.RedirectBrowserTo), o.reason, nil
 		}
-		return denyForbidden, ReasonForbidden, nil
-	case errors.As(err, &re):
-		s.logDenial(ctx, slog.LevelError, r, key, "misconfigured route", err)
-		return nil, ReasonBadRoute, status.Error(codes.FailedPrecondition, err.Error())
-	case errors.Is(err, ory.ErrBadTemplate):
-		s.logDenial(ctx, slog.LevelError, r, key, "Ory rejected the tokenizer template: is it configured under session.whoami.tokenizer.templates?", err)
-		return nil, ReasonBadTemplate, status.Error(codes.FailedPrecondition, "Ory rejected the tokenizer template")
-	case errors.Is(err, ory.ErrExpired):
-		s.logDenial(ctx, slog.LevelError, r, key, "Ory minted an already expired JWT: give the tokenizer template a ttl", err)
-		return nil, ReasonBadJWT, status.Error(codes.Internal, "Ory minted an expired JWT")
-	case errors.Is(err, ory.ErrNoExpiry):
-		s.logDenial(ctx, slog.LevelError, r, key, "Ory minted a JWT without exp: give the tokenizer template a ttl", err)
-		return nil, ReasonBadJWT, status.Error(codes.Internal, "Ory minted a JWT without exp")
-	case ctx.Err() != nil:
-		// The caller (Envoy) gave up; its own deadline or cancellation.
-		s.logDenial(ctx, slog.LevelWarn, r, key, "check abandoned by the caller", ctx.Err())
-		return nil, ReasonCanceled, status.FromContextError(ctx.Err()).Err()
-	default:
-		s.logDenial(ctx, slog.LevelWarn, r, key, "Ory unavailable", err)
-		return nil, ReasonOryUnavailable, status.Error(codes.Unavailable, "Ory unavailable")
+		return denyForbidden, o.reason, nil
+	case answerInvalid:
+		s.logDenial(ctx, o.level, r, key, o.log, err)
+		return denyInvalid, o.reason, nil
 	}
+	if o == &canceled {
+		s.logDenial(ctx, o.level, r, key, o.log, ctx.Err())
+		return nil, o.reason, status.FromContextError(ctx.Err()).Err()
+	}
+	s.logDenial(ctx, o.level, r, key, o.log, err)
+	msg := o.message
+	if msg == "" {
+		msg = err.Error()
+	}
+	return nil, o.reason, status.Error(o.code, msg)
 }
 
 // logDenial logs a denial or an error, rate-limited so that an attack (a
@@ -255,13 +236,5 @@ func redirect(location string) *authv3.CheckResponse {
 				header("cache-control", "no-store"),
 			},
 		}},
-	}
-}
-
-func header(k, v string) *corev3.HeaderValueOption {
-	return &corev3.HeaderValueOption{
-		Header:       &corev3.HeaderValue{Key: k, Value: v},
-		Append:       wrapFalse,
-		AppendAction: corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD,
 	}
 }

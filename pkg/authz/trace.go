@@ -3,7 +3,6 @@ package authz
 import (
 	"context"
 
-	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc/metadata"
 
@@ -14,14 +13,13 @@ import (
 // startSpan starts the span of one Check. Its parent is the trace Envoy sent
 // in the gRPC metadata (Envoy's own ext_authz span), or else the trace of the
 // HTTP request (its traceparent header, if allowed_headers lets it through).
-func (s *Server) startSpan(ctx context.Context, req *authv3.CheckRequest) (context.Context, trace.Span) {
+func (s *Server) startSpan(ctx context.Context, r request) (context.Context, trace.Span) {
 	parent := ctx
 	if md, ok := metadata.FromIncomingContext(ctx); ok {
 		parent = tracing.Propagator.Extract(ctx, mdCarrier(md))
 	}
 	if !trace.SpanContextFromContext(parent).IsValid() {
-		h := req.GetAttributes().GetRequest().GetHttp()
-		parent = tracing.Propagator.Extract(ctx, headerCarrier{credential.Headers{Map: h.GetHeaders(), Raw: h.GetHeaderMap().GetHeaders()}})
+		parent = tracing.Propagator.Extract(ctx, headerCarrier{r.headers})
 	}
 	return s.tracer.Start(parent, "envoy.service.auth.v3.Authorization/Check", trace.WithSpanKind(trace.SpanKindServer))
 }

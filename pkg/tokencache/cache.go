@@ -105,7 +105,8 @@ type Config[R, V any] struct {
 	// called on a hit only while invalidation records are held, so the
 	// entry need not keep copies of the ids. Nil: entries can only be
 	// purged.
-	IDs func(V) (sessionID, identityID string)
+	// The ids may share the value's memory: they are only compared.
+	IDs func(V) (sessionID, identityID []byte)
 	// Classify sorts fetch errors.
 	Classify func(error) Outcome
 	// Now is the clock; nil means time.Now.

@@ -49,7 +49,7 @@ func (r *revocations) started() uint64 { return r.epoch.Load() }
 
 // revoked tells whether an entry whose fetch started at epoch fetched, for
 // sid/iid, was invalidated since.
-func (r *revocations) revoked(fetched uint64, sid, iid string) bool {
+func (r *revocations) revoked(fetched uint64, sid, iid []byte) bool {
 	if fetched < r.purged.Load() {
 		return true
 	}
@@ -58,10 +58,11 @@ func (r *revocations) revoked(fetched uint64, sid, iid string) bool {
 	}
 	r.mu.RLock()
 	defer r.mu.RUnlock()
-	if rec, ok := r.sessions[sid]; ok && sid != "" && fetched < rec.epoch {
+	// m[string(b)] looks up without copying b.
+	if rec, ok := r.sessions[string(sid)]; ok && len(sid) > 0 && fetched < rec.epoch {
 		return true
 	}
-	if rec, ok := r.identities[iid]; ok && iid != "" && fetched < rec.epoch {
+	if rec, ok := r.identities[string(iid)]; ok && len(iid) > 0 && fetched < rec.epoch {
 		return true
 	}
 	return false

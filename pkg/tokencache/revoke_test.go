@@ -49,7 +49,7 @@ func newTaggedCache(t *testing.T) (*Cache[string, string], *taggedOrigin, *testc
 	o := &taggedOrigin{clk: clk}
 	c, err := New(Config[string, string]{
 		MaxBytes: 1 << 20, Leeway: 5 * time.Second, NegativeTTL: 5 * time.Second, FetchTimeout: time.Second,
-		Fetch: o.fetch, IDs: taggedIDs, Classify: func(error) Outcome { return Transient }, Now: clk.Now,
+		Fetch: o.fetch, IDs: func(v string) ([]byte, []byte) { sid, iid := taggedIDs(v); return []byte(sid), []byte(iid) }, Classify: func(error) Outcome { return Transient }, Now: clk.Now,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -161,7 +161,7 @@ func TestRevocationRecordsBounded(t *testing.T) {
 		t.Fatalf("%d session records kept, want at most %d", n, maxRecords)
 	}
 	// Over the bound, the records collapsed into a purge: everything older is void.
-	if !r.revoked(0, "x", "y") {
+	if !r.revoked(0, []byte("x"), []byte("y")) {
 		t.Error("collapsed records did not void older entries")
 	}
 	// Records older than the longest lifetime are pruned.

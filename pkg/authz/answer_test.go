@@ -76,7 +76,7 @@ func TestAnswerIDs(t *testing.T) {
 			t.Fatal(err)
 		}
 		sid, iid := a.ids()
-		if sid != tok.SessionID || iid != tok.IdentityID {
+		if string(sid) != tok.SessionID || string(iid) != tok.IdentityID {
 			t.Errorf("ids() = %q, %q, want %q, %q", sid, iid, tok.SessionID, tok.IdentityID)
 		}
 		if n := testing.AllocsPerRun(100, func() { a.ids() }); n != 0 {
