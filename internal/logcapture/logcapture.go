@@ -1,3 +1,5 @@
+// Package logcapture collects a test's log output and fails the test when
+// the log holds a secret it used (a cookie, a session token, a JWT).
 package logcapture
 
 import (

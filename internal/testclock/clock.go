@@ -1,3 +1,4 @@
+// Package testclock is an injectable clock for tests of anything with TTLs.
 package testclock
 
 import (
