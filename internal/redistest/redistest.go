@@ -216,7 +216,7 @@ func (s *Server) launch() error {
 		}
 		select {
 		case <-p.Exited():
-			return fmt.Errorf("redis-server exited: %v", p.Err())
+			return fmt.Errorf("redis-server exited: %w", p.Err())
 		case <-time.After(20 * time.Millisecond):
 		}
 		if time.Now().After(deadline) {
