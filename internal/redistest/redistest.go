@@ -74,6 +74,10 @@ type Server struct {
 	dir  string
 	opts Options
 	port int
+	// argv, if set, replaces args, and ready the log line that says the
+	// server is up (a sentinel).
+	argv  func() []string
+	ready string
 
 	// TLS material, set with Options.TLS.
 	CA                           *testpki.CA
@@ -97,6 +101,14 @@ func Start(t testing.TB, opts Options) *Server {
 	if opts.TLS {
 		s.writeTLS()
 	}
+	s.start()
+	return s
+}
+
+// start picks a port, launches and registers the cleanup.
+func (s *Server) start() {
+	t := s.t
+	t.Helper()
 	var err error
 	for range startAttempts {
 		if s.port, err = freePort(); err != nil {
@@ -121,7 +133,6 @@ func Start(t testing.TB, opts Options) *Server {
 		s.mu.Unlock()
 		s.Stop()
 	})
-	return s
 }
 
 // Binary returns the redis-server binary, or skips (or fails) t.
@@ -200,7 +211,11 @@ func (s *Server) launch() error {
 	if fi, err := os.Stat(s.logFile()); err == nil {
 		offset = fi.Size()
 	}
-	cmd := exec.Command(s.bin, s.args()...)
+	args := s.args
+	if s.argv != nil {
+		args = s.argv
+	}
+	cmd := exec.Command(s.bin, args()...)
 	cmd.Dir = s.dir
 	p, err := procgroup.Start(cmd, nil)
 	if err != nil {
@@ -208,7 +223,11 @@ func (s *Server) launch() error {
 	}
 	deadline := time.Now().Add(startTimeout)
 	for {
-		if s.logged(offset, "Ready to accept connections") && s.answers() {
+		ready := "Ready to accept connections"
+		if s.ready != "" {
+			ready = s.ready
+		}
+		if s.logged(offset, ready) && s.answers() {
 			s.mu.Lock()
 			s.proc, s.paused = p, false
 			s.mu.Unlock()
@@ -360,19 +379,25 @@ func (s *Server) Client() rueidis.Client {
 	return c
 }
 
-// Do runs one command on the admin client (bounded by 5s) and fails t on
-// an error reply or a network error.
-// A nil reply is no error.
+// Do runs one command on the admin client and fails t on an error reply.
+// A dropped connection (a sentinel's CLIENT KILL during a failover, a
+// restart) is retried for up to 5s. A nil reply is no error.
 func (s *Server) Do(args ...string) rueidis.RedisResult {
 	s.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	c := s.Client()
-	res := c.Do(ctx, c.B().Arbitrary(args...).Build())
-	if err := res.Error(); err != nil && !rueidis.IsRedisNil(err) {
-		s.t.Fatalf("redistest: %s: %v", strings.Join(args, " "), err)
+	for {
+		res := c.Do(ctx, c.B().Arbitrary(args...).Build())
+		err := res.Error()
+		if err == nil || rueidis.IsRedisNil(err) {
+			return res
+		}
+		if _, isReply := rueidis.IsRedisErr(err); isReply || ctx.Err() != nil {
+			s.t.Fatalf("redistest: %s: %v", strings.Join(args, " "), err)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
-	return res
 }
 
 // ConfigSet runs CONFIG SET name value.
@@ -440,3 +465,115 @@ func freePort() (int, error) {
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port, nil
 }
+
+// Cluster is a Redis Cluster of masters without replicas, each a Server.
+type Cluster struct {
+	Nodes []*Server
+}
+
+// StartCluster starts n (at least 3) cluster-enabled servers, splits the
+// 16384 slots between them, joins them and waits until every node reports
+// cluster_state:ok.
+func StartCluster(t testing.TB, n int) *Cluster {
+	t.Helper()
+	if n < 3 {
+		t.Fatal("redistest: a cluster needs at least 3 nodes")
+	}
+	c := &Cluster{}
+	var buses []int
+	for range n {
+		bus, err := freePort()
+		if err != nil {
+			t.Fatal(err)
+		}
+		buses = append(buses, bus)
+		c.Nodes = append(c.Nodes, Start(t, Options{Args: []string{
+			"--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
+			"--cluster-node-timeout", "5000", "--cluster-port", strconv.Itoa(bus),
+		}}))
+	}
+	const slots = 16384
+	for i, s := range c.Nodes {
+		first, last := i*slots/n, (i+1)*slots/n-1
+		s.Do("CLUSTER", "ADDSLOTSRANGE", strconv.Itoa(first), strconv.Itoa(last))
+		if i > 0 {
+			c.Nodes[0].Do("CLUSTER", "MEET", "127.0.0.1", strconv.Itoa(s.port), strconv.Itoa(buses[i]))
+		}
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for _, s := range c.Nodes {
+		for {
+			info, _ := s.Do("CLUSTER", "INFO").ToString()
+			if strings.Contains(info, "cluster_state:ok") && strings.Contains(info, "cluster_known_nodes:"+strconv.Itoa(n)) {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("redistest: cluster not ok after 30s:\n%s", info)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	return c
+}
+
+// URL names every node: redis://first?addr=second&addr=...
+func (c *Cluster) URL() string {
+	u := "redis://" + c.Nodes[0].Addr()
+	for i, s := range c.Nodes[1:] {
+		sep := "&"
+		if i == 0 {
+			sep = "?"
+		}
+		u += sep + "addr=" + s.Addr()
+	}
+	return u
+}
+
+// Dump is every node's Dump, merged.
+func (c *Cluster) Dump() map[string][]byte {
+	out := map[string][]byte{}
+	for _, s := range c.Nodes {
+		for k, v := range s.Dump() {
+			out[k] = v
+		}
+	}
+	return out
+}
+
+// SentinelMaster is the master name StartSentinel monitors.
+const SentinelMaster = "mymaster"
+
+// StartSentinel starts a sentinel (redis-server --sentinel) that monitors
+// master as SentinelMaster with quorum 1, and waits until it knows replicas
+// replicas of it.
+func StartSentinel(t testing.TB, master *Server, replicas int) *Server {
+	t.Helper()
+	s := &Server{t: t, bin: Binary(t), dir: t.TempDir(), ready: "+monitor master"}
+	conf := filepath.Join(s.dir, "sentinel.conf")
+	s.argv = func() []string {
+		// Sentinel rewrites its config file; a fresh one per start.
+		body := fmt.Sprintf("port %d\nbind 127.0.0.1\ndir %s\nlogfile %s\n"+
+			"sentinel monitor %s 127.0.0.1 %d 1\n"+
+			"sentinel down-after-milliseconds %s 1000\nsentinel failover-timeout %s 5000\n",
+			s.port, s.dir, s.logFile(), SentinelMaster, master.port, SentinelMaster, SentinelMaster)
+		if err := os.WriteFile(conf, []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return []string{conf, "--sentinel"}
+	}
+	s.start()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		n, _ := s.Do("SENTINEL", "REPLICAS", SentinelMaster).ToArray()
+		if len(n) >= replicas {
+			return s
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("redistest: the sentinel knows %d replicas after 30s, want %d", len(n), replicas)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// Port is the server's TCP port.
+func (s *Server) Port() int { return s.port }

@@ -2,7 +2,10 @@ package redistier_test
 
 import (
 	"errors"
+	"io"
+	"net"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -263,5 +266,54 @@ func TestTLSClientCertACLUser(t *testing.T) {
 	eventually(t, 10*time.Second, "a probe to fail", func() bool { return noCert.obs.count("probe/error") > 0 })
 	if _, _, err := noCert.tier.Get(t.Context(), key("k")); !errors.Is(err, redistier.ErrUnavailable) {
 		t.Fatalf("Get without a client certificate: %v", err)
+	}
+}
+
+// Something that is not Redis on the port: a server answering garbage and
+// one that closes every connection at once. These are faults a real Redis
+// cannot show, so a bare listener plays them. New succeeds, every
+// operation fails fast with ErrUnavailable, nothing panics.
+func TestNotRedisOnThePort(t *testing.T) {
+	for name, serve := range map[string]func(net.Conn){
+		"garbage": func(c net.Conn) {
+			_, _ = c.Write([]byte("HTTP/1.1 400 Bad Request\r\n\r\n\x00\xff*-1\r\n$x\r\n"))
+			_, _ = io.Copy(io.Discard, c)
+		},
+		"closes": func(net.Conn) {},
+	} {
+		t.Run(name, func(t *testing.T) {
+			l, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			var wg sync.WaitGroup
+			t.Cleanup(func() {
+				l.Close()
+				wg.Wait()
+			})
+			wg.Go(func() {
+				for {
+					c, err := l.Accept()
+					if err != nil {
+						return
+					}
+					wg.Go(func() {
+						defer c.Close()
+						_ = c.SetDeadline(time.Now().Add(2 * time.Second))
+						serve(c)
+					})
+				}
+			})
+			env := newTier(t, nil, func(o *redistier.Options) { o.URL = "redis://" + l.Addr().String() })
+			eventually(t, 10*time.Second, "a probe to fail", func() bool {
+				return env.obs.count("probe/error")+env.obs.count("probe/timeout") > 0
+			})
+			for _, err := range everyOp(t, env.tier) {
+				if !errors.Is(err, redistier.ErrUnavailable) {
+					t.Fatalf("operation against %s: %v, want ErrUnavailable", name, err)
+				}
+			}
+			env.tier.Close()
+		})
 	}
 }

@@ -81,9 +81,8 @@ type tierEnv struct {
 	log  *logcapture.Buffer
 }
 
-// newTier starts a Tier on srv with secrets (default secretA), edited by
-// edit, closed when the test ends. It waits until the Tier is healthy
-// unless opts says otherwise.
+// newTier starts a Tier on srv (nil: edit sets the URL) with secretA,
+// edited by edit, closed when the test ends (healthy waits for it).
 func newTier(t *testing.T, srv *redistest.Server, edit func(*redistier.Options)) tierEnv {
 	t.Helper()
 	obs := newObserver()
@@ -91,9 +90,12 @@ func newTier(t *testing.T, srv *redistest.Server, edit func(*redistier.Options))
 		return []string{string(secretA), string(secretB), "wrong-password-value", "right-password-value"}
 	})
 	o := redistier.Options{
-		URL: srv.URL(), Secrets: [][]byte{secretA}, Timeout: testTimeout,
+		Secrets: [][]byte{secretA}, Timeout: testTimeout,
 		MinBackoff: 20 * time.Millisecond, MaxBackoff: 200 * time.Millisecond,
 		WarnEvery: time.Millisecond, Logger: log, Observer: obs,
+	}
+	if srv != nil {
+		o.URL = srv.URL()
 	}
 	if edit != nil {
 		edit(&o)

@@ -67,7 +67,11 @@ func (s *subscriber) invalidations() []invalidation {
 // waitEvents waits until the events seen are want (in order).
 func (s *subscriber) waitEvents(t *testing.T, want ...string) {
 	t.Helper()
-	defer func() { t.Logf("events: %q", s.eventList()) }()
+	defer func() {
+		if t.Failed() {
+			t.Logf("subscription events: %q", s.eventList())
+		}
+	}()
 	eventually(t, 15*time.Second, "subscription events "+strings.Join(want, ","), func() bool {
 		got := s.eventList()
 		if len(got) != len(want) {
