@@ -79,7 +79,9 @@ func (t *Tier) Invalidate(ctx context.Context, kind, id string, at time.Time) (r
 	} else {
 		pub = c.B().Publish().Channel(t.o.Channel).Message(sealed).Build()
 	}
-	receivers, err = c.Do(ctx2, pub).AsInt64()
+	// Retried over a new connection if the old one broke: a message
+	// delivered twice is applied twice, which changes nothing.
+	receivers, err = c.Do(ctx2, pub.ToRetryable()).AsInt64()
 	if err != nil {
 		return 0, t.done(OpInvalidate, ctx, start, "", fmt.Errorf("publish: %w", err))
 	}
@@ -111,7 +113,7 @@ func (t *Tier) keepLatest(ctx context.Context, c rueidis.Client, k *secretKey, n
 		if isGarbage(err) {
 			// Not a string: replace it outright (SET overwrites any type).
 			ctx2, cancel = context.WithTimeout(ctx, t.o.Timeout)
-			err = c.Do(ctx2, c.B().Set().Key(name).Value(rueidis.BinaryString(t.sealTime(k, name, at))).Px(t.o.InvalidationTTL).Build()).Error()
+			err = c.Do(ctx2, c.B().Set().Key(name).Value(rueidis.BinaryString(t.sealTime(k, name, at))).Px(t.o.InvalidationTTL).Build().ToRetryable()).Error()
 			cancel()
 			return err
 		}

@@ -44,18 +44,20 @@ type Tier struct {
 
 type clientRef struct{ c rueidis.Client }
 
-// Scripts. Every one touches a single key, so they run on Cluster too.
+// Scripts. Every one touches a single key, so they run on Cluster too, and
+// is safe to run twice, so rueidis may retry it over a new connection when
+// the old one broke (after a Redis restart each connection fails once).
 var (
 	// unlock deletes the lock only while it holds our token.
-	unlockScript = rueidis.NewLuaScript(`if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0`)
+	unlockScript = rueidis.NewLuaScriptRetryable(`if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0`)
 	// pauseScript sets the pause unless one that lasts longer is set, so
 	// concurrent 429s keep the longest Retry-After. TTLs compare on
 	// Redis' clock, not the replicas'.
-	pauseScript = rueidis.NewLuaScript(`if redis.call('PTTL', KEYS[1]) < tonumber(ARGV[2]) then redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) return 1 end return 0`)
+	pauseScript = rueidis.NewLuaScriptRetryable(`if redis.call('PTTL', KEYS[1]) < tonumber(ARGV[2]) then redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) return 1 end return 0`)
 	// casScript replaces the value only if it is still ARGV[1] ("" for
 	// none): a compare-and-set, since values are sealed and cannot be
 	// compared in Lua.
-	casScript = rueidis.NewLuaScript(`local c = redis.call('GET', KEYS[1]) if (c == false and ARGV[1] == '') or c == ARGV[1] then redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3]) return 1 end return 0`)
+	casScript = rueidis.NewLuaScriptRetryable(`local c = redis.call('GET', KEYS[1]) if (c == false and ARGV[1] == '') or c == ARGV[1] then redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3]) return 1 end return 0`)
 )
 
 // New validates o and returns a Tier. It fails only on bad options: when
@@ -362,7 +364,7 @@ func (t *Tier) Set(ctx context.Context, key [32]byte, plaintext []byte, ttl time
 	defer cancel()
 	name := t.entryTag(t.keys.current(), key) + "v"
 	sealed := t.keys.current().seal(name, plaintext)
-	err = c.Do(ctx2, c.B().Set().Key(name).Value(rueidis.BinaryString(sealed)).Px(ttl).Build()).Error()
+	err = c.Do(ctx2, c.B().Set().Key(name).Value(rueidis.BinaryString(sealed)).Px(ttl).Build().ToRetryable()).Error()
 	return t.done(OpSet, ctx, start, ResultOK, err)
 }
 
