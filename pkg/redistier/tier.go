@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"log/slog"
 	mrand "math/rand/v2"
+	"net"
 	"strconv"
 	"strings"
 	"sync"
@@ -225,7 +226,7 @@ func classify(err error, parent context.Context) string {
 		return ResultUnavailable
 	case parent != nil && parent.Err() != nil:
 		return ResultCanceled
-	case errors.Is(err, context.DeadlineExceeded):
+	case errors.Is(err, context.DeadlineExceeded), isNetTimeout(err):
 		return ResultTimeout
 	case isOOM(err):
 		return ResultRejected
@@ -234,6 +235,13 @@ func classify(err error, parent context.Context) string {
 	default:
 		return ResultError
 	}
+}
+
+// isNetTimeout: a connection deadline passed (rueidis sets one from the
+// context's deadline on a synchronous call).
+func isNetTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
 }
 
 func isOOM(err error) bool {
