@@ -1,5 +1,6 @@
 # ory-ext-authz. Everything a target needs is built or fetched by the target
-# itself through the Go module proxy; nothing is installed by hand.
+# itself: Go code through the Go module proxy, Debian packages through
+# apt-get (debian-packages); nothing is installed by hand.
 
 SHELL := bash
 .SHELLFLAGS := -eu -o pipefail -c
@@ -16,13 +17,17 @@ BUF           := github.com/bufbuild/buf/cmd/buf@v1.75.0
 # test with its reason (the Envoy end-to-end test without ENVOY_BIN).
 GOTESTSUM     := gotest.tools/gotestsum@v1.13.0
 GHZ           := github.com/bojand/ghz/cmd/ghz@v0.120.0
+# Debian packages the tests need (redis-server: pkg/redistier's tests start
+# their own servers; nothing is started on install). `make debian-packages`
+# installs the missing ones as root on Debian, or names the command to run.
+DEBIAN_PACKAGES := redis-server
 # How long make test soaks pkg/authz (TestSoak; plain go test skips it).
 SOAK        ?= 2m
 # How long `make test` fuzzes each target; `make fuzz` fuzzes longer.
 FUZZTIME    ?= 20s
 FUZZTIME_LONG ?= 5m
 
-.PHONY: build kratos test fuzz lint fmt vet run clean proto proto-check bench
+.PHONY: build kratos debian-packages test fuzz lint fmt vet run clean proto proto-check bench
 
 build: ## build bin/ory-ext-authz
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/ory-ext-authz ./cmd/ory-ext-authz
@@ -38,12 +43,31 @@ $(KRATOS_BIN): deploy/kratos/go.mod deploy/kratos/go.sum
 		-o $(KRATOS_BIN) github.com/ory/kratos
 	@touch $(KRATOS_BIN)
 
+# Installs the missing DEBIAN_PACKAGES: apt-get as root on Debian; anywhere
+# else it fails and prints the command to run.
+debian-packages:
+	@missing=""; for p in $(DEBIAN_PACKAGES); do \
+		if ! dpkg-query -W -f='$${Status}' "$$p" 2>/dev/null | grep -q 'install ok installed'; then missing="$$missing $$p"; fi; \
+	done; \
+	if [ -z "$$missing" ]; then exit 0; fi; \
+	cmd="apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends$$missing"; \
+	if [ "$$(id -u)" = 0 ] && [ -f /etc/debian_version ]; then \
+		echo "installing Debian packages:$$missing"; \
+		apt-get update; \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $$missing; \
+	else \
+		echo "missing Debian packages:$$missing; install them with:" >&2; \
+		echo "  sudo sh -c '$$cmd'" >&2; \
+		exit 1; \
+	fi
+
 # The whole suite: vet, format and generated-code checks, a bounded run of
 # every fuzz target, then every test under -race against the real Kratos
-# (never skipped here), ending with gotestsum's summary of skipped tests.
-test: kratos vet fmt proto-check
+# and a real redis-server (never skipped here), ending with gotestsum's
+# summary of skipped tests.
+test: kratos debian-packages vet fmt proto-check
 	$(MAKE) --no-print-directory fuzz FUZZTIME_LONG=$(FUZZTIME)
-	KRATOS_BIN=$(KRATOS_BIN) ORY_EXT_AUTHZ_REQUIRE_KRATOS=1 ORY_EXT_AUTHZ_SOAK=$(SOAK) $(GO) run $(GOTESTSUM) --format pkgname -- -race -count=1 -timeout 30m ./...
+	KRATOS_BIN=$(KRATOS_BIN) ORY_EXT_AUTHZ_REQUIRE_KRATOS=1 ORY_EXT_AUTHZ_REQUIRE_REDIS=1 ORY_EXT_AUTHZ_SOAK=$(SOAK) $(GO) run $(GOTESTSUM) --format pkgname -- -race -count=1 -timeout 30m ./...
 
 # Every Fuzz* target, one at a time (go test -fuzz takes one target per run).
 fuzz:

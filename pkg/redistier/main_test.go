@@ -1,0 +1,161 @@
+package redistier_test
+
+import (
+	"bytes"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/ory-ext-authz/ory-ext-authz/internal/logcapture"
+	"github.com/ory-ext-authz/ory-ext-authz/internal/redistest"
+	"github.com/ory-ext-authz/ory-ext-authz/pkg/redistier"
+)
+
+// TestMain fails the package if any test leaves a goroutine behind. One
+// goroutine of rueidis is let go: when rueidis.NewClient fails (Redis down,
+// a wrong password), the cluster client it tried first has scheduled a
+// topology refresh that sleeps up to a second, even after Close, and then
+// runs once against the closed connections (rueidis singleflight.go,
+// call.DelayDo). It is bounded and not ours to stop.
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m, goleak.IgnoreAnyFunction("github.com/redis/rueidis.(*call).DelayDo.func1"))
+}
+
+// Test secrets, each 32 bytes.
+var (
+	secretA = []byte("test-secret-A-0123456789abcdefgh")
+	secretB = []byte("test-secret-B-0123456789abcdefgh")
+)
+
+// testTimeout is the per-operation timeout of most tests: far above a
+// loopback round trip even under -race on a busy machine, so that only the
+// fault tests see timeouts.
+const testTimeout = 250 * time.Millisecond
+
+// observer counts ObserveRedis calls by "op/result" and keeps the breaker
+// states seen.
+type observer struct {
+	mu     sync.Mutex
+	counts map[string]int
+	states []string
+}
+
+func newObserver() *observer { return &observer{counts: map[string]int{}} }
+
+func (o *observer) ObserveRedis(op, result string, _ time.Duration) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.counts[op+"/"+result]++
+}
+
+func (o *observer) ObserveBreaker(state string) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.states = append(o.states, state)
+}
+
+func (o *observer) count(opResult string) int {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.counts[opResult]
+}
+
+func (o *observer) sawState(state string) bool {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	for _, s := range o.states {
+		if s == state {
+			return true
+		}
+	}
+	return false
+}
+
+type tierEnv struct {
+	tier *redistier.Tier
+	obs  *observer
+	log  *logcapture.Buffer
+}
+
+// newTier starts a Tier on srv (nil: edit sets the URL) with secretA,
+// edited by edit, closed when the test ends (healthy waits for it).
+func newTier(t *testing.T, srv *redistest.Server, edit func(*redistier.Options)) tierEnv {
+	t.Helper()
+	obs := newObserver()
+	log, buf := logcapture.Logger(t, func() []string {
+		return []string{string(secretA), string(secretB), "wrong-password-value", "right-password-value"}
+	})
+	o := redistier.Options{
+		Secrets: [][]byte{secretA}, Timeout: testTimeout,
+		MinBackoff: 20 * time.Millisecond, MaxBackoff: 200 * time.Millisecond,
+		WarnEvery: time.Millisecond, Logger: log, Observer: obs,
+	}
+	if srv != nil {
+		o.URL = srv.URL()
+	}
+	if edit != nil {
+		edit(&o)
+	}
+	tier, err := redistier.New(t.Context(), o)
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	t.Cleanup(tier.Close)
+	return tierEnv{tier: tier, obs: obs, log: buf}
+}
+
+// healthy waits (bounded) until tier is healthy.
+func healthy(t *testing.T, tier *redistier.Tier) {
+	t.Helper()
+	eventually(t, 10*time.Second, "the tier to become healthy", tier.Healthy)
+}
+
+// eventually polls cond every 10ms until it holds or timeout passes.
+func eventually(t *testing.T, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", timeout, what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func key(s string) [32]byte {
+	var k [32]byte
+	copy(k[:], fmt.Sprintf("%-32s", s))
+	return k
+}
+
+// valueKeys returns the Redis names of stored values (they end in "}v").
+func valueKeys(t *testing.T, srv *redistest.Server) []string {
+	t.Helper()
+	var out []string
+	for k := range srv.Dump() {
+		if strings.HasSuffix(k, "}v") {
+			out = append(out, k)
+		}
+	}
+	return out
+}
+
+func mustGet(t *testing.T, tier *redistier.Tier, k [32]byte, want []byte) {
+	t.Helper()
+	v, ok, err := tier.Get(t.Context(), k)
+	if err != nil || !ok || !bytes.Equal(v, want) {
+		t.Fatalf("Get = %q, %v, %v; want %q, true, nil", v, ok, err, want)
+	}
+}
+
+func mustMiss(t *testing.T, tier *redistier.Tier, k [32]byte) {
+	t.Helper()
+	v, ok, err := tier.Get(t.Context(), k)
+	if err != nil || ok || v != nil {
+		t.Fatalf("Get = %q, %v, %v; want a miss", v, ok, err)
+	}
+}
