@@ -109,6 +109,15 @@ type Config[R, V any] struct {
 	IDs func(V) (sessionID, identityID []byte)
 	// Classify sorts fetch errors.
 	Classify func(error) Outcome
+	// Shared, when set, is the second tier shared by replicas. It needs
+	// EncodeValue and DecodeValue (a value as bytes and back) and IDs (the
+	// invalidation records of a value read from it are checked).
+	Shared      Shared
+	EncodeValue func(V) []byte
+	DecodeValue func([]byte) (V, error)
+	// SharedWait bounds how long a miss waits for the value of the replica
+	// holding the fill lock before asking Ory itself; FetchTimeout/2 if 0.
+	SharedWait time.Duration
 	// Now is the clock; nil means time.Now.
 	Now    func() time.Time
 	Logger *slog.Logger
@@ -174,6 +183,12 @@ func New[R, V any](cfg Config[R, V]) (*Cache[R, V], error) {
 	}
 	if cfg.FetchTimeout <= 0 {
 		return nil, errors.New("tokencache: FetchTimeout must be positive")
+	}
+	if cfg.Shared != nil && (cfg.EncodeValue == nil || cfg.DecodeValue == nil) {
+		return nil, errors.New("tokencache: Shared needs EncodeValue and DecodeValue")
+	}
+	if cfg.SharedWait <= 0 {
+		cfg.SharedWait = cfg.FetchTimeout / 2
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
@@ -245,7 +260,7 @@ func (c *Cache[R, V]) miss(ctx context.Context, key Key, req R) (V, Source, erro
 				}
 				return e, nil
 			}
-			return c.fill(ctx, key, req, false)
+			return c.fill(ctx, key, req, 0)
 		})
 		select {
 		case r := <-ch:
@@ -300,19 +315,43 @@ func (c *Cache[R, V]) refresh(e *entry[V], key Key, req R, now int64) {
 		// Sharing the key with misses means a miss arriving now joins this
 		// call instead of making a second one.
 		_, _, _ = c.group.Do(string(key[:]), func() (any, error) {
-			return c.fill(context.Background(), key, req, true)
+			return c.fill(context.Background(), key, req, e.hard)
 		})
 	}()
 }
 
 // fill fetches and stores the answer. It runs once per flight, on a context
 // detached from the caller that started it (its values, such as a trace, are
-// kept), so that caller's cancellation does not fail the others.
-func (c *Cache[R, V]) fill(parent context.Context, key Key, req R, refresh bool) (*entry[V], error) {
+// kept), so that caller's cancellation does not fail the others. current is
+// the hard expiry of the entry a refresh replaces, 0 on a miss.
+//
+// With a shared tier, it first takes a value another replica put there
+// (for a refresh, only a newer one), then takes the tier's lock of the key
+// so that one replica asks Ory while the others wait for its value, bounded
+// by SharedWait, and ask Ory themselves after that. Every failure of the
+// shared tier is a miss of it: the fill goes on to Ory.
+func (c *Cache[R, V]) fill(parent context.Context, key Key, req R, current int64) (*entry[V], error) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(parent), c.cfg.FetchTimeout)
 	defer cancel()
+	refresh := current != 0
 	started := c.rev.started()
 	startedAt := c.now()
+	if c.cfg.Shared != nil {
+		if e := c.fromShared(ctx, key, started, current); e != nil {
+			return e, nil
+		}
+		unlock, acquired, err := c.cfg.Shared.Lock(ctx, key, c.cfg.FetchTimeout)
+		if err == nil && !acquired {
+			if b, ok := c.cfg.Shared.WaitFor(ctx, key, c.cfg.SharedWait); ok {
+				if e := c.sharedEntry(ctx, key, b, started, current); e != nil {
+					return e, nil
+				}
+			}
+		}
+		if acquired {
+			defer unlock()
+		}
+	}
 	v, meta, err := c.fetch(ctx, key, req)
 	now := c.now()
 	if err != nil {
@@ -333,12 +372,22 @@ func (c *Cache[R, V]) fill(parent context.Context, key Key, req R, refresh bool)
 		}
 		return nil, err
 	}
+	e, cached := c.keep(key, v, meta, started, startedAt, now, refresh)
+	if cached && c.cfg.Shared != nil {
+		c.toShared(ctx, key, v, meta, startedAt, time.Unix(0, e.hard).Sub(now))
+	}
+	return e, nil
+}
+
+// keep makes the entry of a fetched value and stores it unless it expires
+// within the leeway; cached tells which.
+func (c *Cache[R, V]) keep(key Key, v V, meta Meta, started uint64, startedAt, now time.Time, refresh bool) (*entry[V], bool) {
 	hard := meta.Expiry.Add(-c.cfg.Leeway)
 	e := &entry[V]{rest: [len(Key{}) - 8]byte(key[8:]), value: v, hard: hard.UnixNano(), fetched: started}
 	if !hard.After(now) {
 		c.log.Warn("JWT from Ory expires within the expiry leeway: forwarded but not cached; raise the template's ttl or lower --expiry-leeway",
 			"key", key.Short(), "expires_in", meta.Expiry.Sub(now).Round(time.Millisecond).String(), "leeway", c.cfg.Leeway.String())
-		return e, nil
+		return e, false
 	}
 	soft := softExpiry(meta, now, hard)
 	jitter := c.cfg.FirstJitter
@@ -351,7 +400,7 @@ func (c *Cache[R, V]) fill(parent context.Context, key Key, req R, refresh bool)
 	e.nextRefresh.Store(soft.UnixNano())
 	c.rev.observeLifetime(hard.Sub(startedAt))
 	c.set(key, e, meta.Cost+entryOverhead, hard.Sub(now))
-	return e, nil
+	return e, true
 }
 
 // set stores e and waits until ristretto has applied it, so that a request
@@ -409,6 +458,6 @@ func (c *Cache[R, V]) InvalidateIdentity(id string) { c.rev.identity(id, c.now()
 
 // Purge voids every entry, remembered 401s included.
 func (c *Cache[R, V]) Purge() {
-	c.rev.purge()
+	c.rev.purge(c.now().UnixNano())
 	c.store.Clear()
 }

@@ -22,7 +22,10 @@ import (
 type revocations struct {
 	epoch  atomic.Uint64 // bumped by every invalidation and purge
 	purged atomic.Uint64 // epoch of the last purge
-	count  atomic.Int64  // records held; 0 skips the lookups on the hot path
+	// purgedAt is the clock time of the last purge, for values fetched
+	// elsewhere (the shared tier), which carry a time and no epoch.
+	purgedAt atomic.Int64
+	count    atomic.Int64 // records held; 0 skips the lookups on the hot path
 	// lifetime is the longest lifetime of any entry (nanos), for pruning.
 	lifetime  atomic.Int64
 	lastPrune atomic.Int64
@@ -68,6 +71,27 @@ func (r *revocations) revoked(fetched uint64, sid, iid []byte) bool {
 	return false
 }
 
+// revokedSince tells whether the session or identity was invalidated, or
+// everything purged, at or after t (unix nanos): the check of a value
+// fetched by another replica at t.
+func (r *revocations) revokedSince(t int64, sid, iid []byte) bool {
+	if r.purgedAt.Load() >= t {
+		return true
+	}
+	if r.count.Load() == 0 {
+		return false
+	}
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	if rec, ok := r.sessions[string(sid)]; ok && len(sid) > 0 && rec.at >= t {
+		return true
+	}
+	if rec, ok := r.identities[string(iid)]; ok && len(iid) > 0 && rec.at >= t {
+		return true
+	}
+	return false
+}
+
 func (r *revocations) observeLifetime(d time.Duration) {
 	for cur := r.lifetime.Load(); int64(d) > cur; cur = r.lifetime.Load() {
 		if r.lifetime.CompareAndSwap(cur, int64(d)) {
@@ -85,23 +109,24 @@ func (r *revocations) add(kind map[string]record, id string, now int64) {
 	kind[id] = record{epoch: r.epoch.Add(1), at: now}
 	r.pruneLocked(now)
 	if len(r.sessions) > maxRecords || len(r.identities) > maxRecords {
-		r.purgeLocked()
+		r.purgeLocked(now)
 	}
 }
 
 func (r *revocations) session(id string, now int64)  { r.add(r.sessions, id, now) }
 func (r *revocations) identity(id string, now int64) { r.add(r.identities, id, now) }
 
-func (r *revocations) purge() {
+func (r *revocations) purge(now int64) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.purgeLocked()
+	r.purgeLocked(now)
 }
 
 // purgeLocked voids everything fetched before now. Clearing the records
 // loses nothing: each voided only entries older than the purge's epoch.
-func (r *revocations) purgeLocked() {
+func (r *revocations) purgeLocked(now int64) {
 	r.purged.Store(r.epoch.Add(1))
+	r.purgedAt.Store(now)
 	clear(r.sessions)
 	clear(r.identities)
 	r.count.Store(0)

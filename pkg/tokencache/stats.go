@@ -6,6 +6,8 @@ import "sync/atomic"
 type Stats struct {
 	Entries, Bytes                        uint64
 	Hits, Misses, NegativeHits, Refreshes uint64
+	// SharedHits are L1 misses answered from the shared tier.
+	SharedHits uint64
 }
 
 // Stats returns the current counters.
@@ -15,6 +17,7 @@ func (c *Cache[R, V]) Stats() Stats {
 		Misses:       c.stats.misses.load(),
 		NegativeHits: c.stats.negativeHits.load(),
 		Refreshes:    c.stats.refreshes.load(),
+		SharedHits:   c.stats.sharedHits.load(),
 	}
 	if m := c.store.Metrics; m != nil {
 		s.Entries = sub(m.KeysAdded(), m.KeysEvicted())
@@ -31,7 +34,7 @@ func sub(a, b uint64) uint64 {
 }
 
 type stats struct {
-	hits, misses, negativeHits, refreshes counter
+	hits, misses, negativeHits, refreshes, sharedHits counter
 }
 
 // counter is a striped counter: cache hits on all cores would otherwise
