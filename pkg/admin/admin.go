@@ -21,9 +21,12 @@ import (
 
 // Cache is what the admin API ends and reports on (*authz.Server).
 type Cache interface {
-	InvalidateSession(id string)
-	InvalidateIdentity(id string)
-	Purge()
+	// Invalidate ends the cached JWTs of a session ("session"), an
+	// identity ("identity") or all of them ("purge", id ""), here before
+	// it returns and on every replica sharing the tier; replicas is how
+	// many received it. An error that wraps authz.ErrNotShared means it
+	// holds on this replica only.
+	Invalidate(ctx context.Context, kind, id string) (replicas int64, err error)
 	CacheStats() tokencache.Stats
 }
 
@@ -83,9 +86,11 @@ func (s *Server) InvalidateSession(ctx context.Context, req *adminv1.InvalidateS
 		return nil, err
 	}
 	id = CanonicalID(id)
-	s.cache.InvalidateSession(id)
-	s.log.LogAttrs(ctx, slog.LevelInfo, "admin: session invalidated", append(idAttrs("session_id", id), caller(ctx)...)...)
-	return &adminv1.InvalidateSessionResponse{}, nil
+	n, err := s.invalidate(ctx, "session", id, "session invalidated", idAttrs("session_id", id))
+	if err != nil {
+		return nil, err
+	}
+	return &adminv1.InvalidateSessionResponse{Replicas: n}, nil
 }
 
 // InvalidateIdentity voids every cached JWT of every session of the identity.
@@ -96,16 +101,34 @@ func (s *Server) InvalidateIdentity(ctx context.Context, req *adminv1.Invalidate
 		return nil, err
 	}
 	id = CanonicalID(id)
-	s.cache.InvalidateIdentity(id)
-	s.log.LogAttrs(ctx, slog.LevelInfo, "admin: identity invalidated", append(idAttrs("identity_id", id), caller(ctx)...)...)
-	return &adminv1.InvalidateIdentityResponse{}, nil
+	n, err := s.invalidate(ctx, "identity", id, "identity invalidated", idAttrs("identity_id", id))
+	if err != nil {
+		return nil, err
+	}
+	return &adminv1.InvalidateIdentityResponse{Replicas: n}, nil
 }
 
 // Purge voids every cached JWT and every remembered 401.
 func (s *Server) Purge(ctx context.Context, _ *adminv1.PurgeRequest) (*adminv1.PurgeResponse, error) {
-	s.cache.Purge()
-	s.log.LogAttrs(ctx, slog.LevelInfo, "admin: cache purged", caller(ctx)...)
-	return &adminv1.PurgeResponse{}, nil
+	n, err := s.invalidate(ctx, "purge", "", "cache purged", nil)
+	if err != nil {
+		return nil, err
+	}
+	return &adminv1.PurgeResponse{Replicas: n}, nil
+}
+
+// invalidate runs one invalidation and logs it. One that holds here but
+// could not reach the other replicas is an error (UNAVAILABLE), never a
+// silent success: the caller must know the others still serve the session.
+func (s *Server) invalidate(ctx context.Context, kind, id, msg string, attrs []slog.Attr) (int64, error) {
+	n, err := s.cache.Invalidate(ctx, kind, id)
+	attrs = append(append(attrs, slog.Int64("replicas", n)), caller(ctx)...)
+	if err != nil {
+		s.log.LogAttrs(ctx, slog.LevelWarn, "admin: "+msg+" on this replica only", append(attrs, slog.String("error", err.Error()))...)
+		return n, status.Error(codes.Unavailable, err.Error())
+	}
+	s.log.LogAttrs(ctx, slog.LevelInfo, "admin: "+msg, attrs...)
+	return n, nil
 }
 
 // Stats reports the cache and the calls to Ory since the server started.
@@ -119,6 +142,7 @@ func (s *Server) Stats(context.Context, *adminv1.StatsRequest) (*adminv1.StatsRe
 		Misses:       cs.Misses,
 		NegativeHits: cs.NegativeHits,
 		Refreshes:    cs.Refreshes,
+		SharedHits:   cs.SharedHits,
 		OryCalls:     calls,
 		OryErrors:    errs,
 	}, nil

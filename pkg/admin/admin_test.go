@@ -14,6 +14,7 @@ import (
 
 	"github.com/ory-ext-authz/ory-ext-authz/internal/servertest"
 	"github.com/ory-ext-authz/ory-ext-authz/pkg/admin"
+	"github.com/ory-ext-authz/ory-ext-authz/pkg/authz"
 	"github.com/ory-ext-authz/ory-ext-authz/pkg/tokencache"
 	adminv1 "github.com/ory-ext-authz/ory-ext-authz/proto/ory_ext_authz/admin/v1"
 )
@@ -330,11 +331,16 @@ func findLog(t *testing.T, logs, msg string) map[string]any {
 // fakeCache records calls, for the tests that need no server.
 type fakeCache struct{ calls []string }
 
-func (f *fakeCache) InvalidateSession(id string)  { f.calls = append(f.calls, "session "+id) }
-func (f *fakeCache) InvalidateIdentity(id string) { f.calls = append(f.calls, "identity "+id) }
-func (f *fakeCache) Purge()                       { f.calls = append(f.calls, "purge") }
+func (f *fakeCache) Invalidate(_ context.Context, kind, id string) (int64, error) {
+	if kind == "purge" {
+		f.calls = append(f.calls, "purge")
+	} else {
+		f.calls = append(f.calls, kind+" "+id)
+	}
+	return 1, nil
+}
 func (f *fakeCache) CacheStats() tokencache.Stats {
-	return tokencache.Stats{Entries: 1, Bytes: 2, Hits: 3, Misses: 4, NegativeHits: 5, Refreshes: 6}
+	return tokencache.Stats{Entries: 1, Bytes: 2, Hits: 3, Misses: 4, NegativeHits: 5, Refreshes: 6, SharedHits: 9}
 }
 
 type fakeOry struct{}
@@ -359,8 +365,8 @@ func TestNew(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := fmt.Sprint(st.GetCacheEntries(), st.GetCacheBytes(), st.GetHits(), st.GetMisses(), st.GetNegativeHits(), st.GetRefreshes(), st.GetOryCalls(), st.GetOryErrors()); got != "1 2 3 4 5 6 7 8" {
-		t.Errorf("Stats fields = %s, want 1 2 3 4 5 6 7 8", got)
+	if got := fmt.Sprint(st.GetCacheEntries(), st.GetCacheBytes(), st.GetHits(), st.GetMisses(), st.GetNegativeHits(), st.GetRefreshes(), st.GetOryCalls(), st.GetOryErrors(), st.GetSharedHits()); got != "1 2 3 4 5 6 7 8 9" {
+		t.Errorf("Stats fields = %s, want 1 2 3 4 5 6 7 8 9", got)
 	}
 	if _, err := s.InvalidateSession(t.Context(), &adminv1.InvalidateSessionRequest{}); status.Code(err) != codes.InvalidArgument {
 		t.Errorf("empty id: %v", err)
@@ -482,5 +488,35 @@ func TestCanonicalID(t *testing.T) {
 				t.Errorf("cache calls = %q, want %q", got, want)
 			}
 		})
+	}
+}
+
+// notSharedCache invalidates locally but cannot reach the shared tier.
+type notSharedCache struct{ fakeCache }
+
+func (f *notSharedCache) Invalidate(ctx context.Context, kind, id string) (int64, error) {
+	_, _ = f.fakeCache.Invalidate(ctx, kind, id)
+	return 1, fmt.Errorf("%w: dial tcp 127.0.0.1:6379: connection refused", authz.ErrNotShared)
+}
+
+// TestInvalidateNotShared: an invalidation that holds on this replica but
+// could not reach the others fails with UNAVAILABLE saying so, never a
+// silent success; it was still applied here.
+func TestInvalidateNotShared(t *testing.T) {
+	fc := &notSharedCache{}
+	s, err := admin.New(admin.Options{Cache: fc, Ory: fakeOry{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sid := "8f14e45f-ceea-467f-a8f3-5e2b2e4c5d6a"
+	_, err = s.InvalidateSession(t.Context(), &adminv1.InvalidateSessionRequest{SessionId: sid})
+	if status.Code(err) != codes.Unavailable || !strings.Contains(err.Error(), "this replica only") {
+		t.Fatalf("err = %v, want UNAVAILABLE saying it holds on this replica only", err)
+	}
+	if _, err := s.Purge(t.Context(), &adminv1.PurgeRequest{}); status.Code(err) != codes.Unavailable {
+		t.Fatalf("purge: err = %v, want UNAVAILABLE", err)
+	}
+	if got := strings.Join(fc.calls, ","); got != "session "+sid+",purge" {
+		t.Fatalf("applied locally: %q", got)
 	}
 }

@@ -1,10 +1,12 @@
 package authz
 
 import (
+	"errors"
 	"fmt"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
@@ -141,4 +143,20 @@ func appendedHeader(k, v string) *corev3.HeaderValueOption {
 		Append:       wrapTrue,
 		AppendAction: corev3.HeaderValueOption_APPEND_IF_EXISTS_OR_ADD,
 	}
+}
+
+// decodeAllowed reads an answer another replica encoded (from the shared
+// tier, where it was sealed and authenticated): it must parse as the OK
+// answer encodeAllowed makes, status OK and `authorization` set, or it is
+// not used.
+func decodeAllowed(b []byte) (allowed, error) {
+	var r authv3.CheckResponse
+	if err := proto.Unmarshal(b, &r); err != nil {
+		return nil, fmt.Errorf("not an encoded answer: %w", err)
+	}
+	hs := r.GetOkResponse().GetHeaders()
+	if r.GetStatus().GetCode() != int32(codes.OK) || len(hs) == 0 || hs[0].GetHeader().GetKey() != "authorization" {
+		return nil, errors.New("not an OK answer that sets authorization")
+	}
+	return allowed(b), nil
 }

@@ -67,6 +67,10 @@ type Options struct {
 	LogRate float64
 	Now     func() time.Time
 	Logger  *slog.Logger
+	// Shared, when set, is the cache tier shared by replicas (Redis, in
+	// pkg/redistier): read on a miss before Ory, filled with every JWT
+	// from Ory, and the path of invalidations to every replica.
+	Shared SharedTier
 }
 
 // DefaultLogRate is how many denial and error lines a second get logged.
@@ -115,8 +119,12 @@ type Server struct {
 	passClientAuth bool
 	// logLimit bounds denial and error log lines; logDropped counts the
 	// lines it dropped since the last one logged.
-	logLimit   *rate.Limiter
-	logDropped atomic.Int64
+	shared      SharedTier
+	now         func() time.Time
+	stopSharing context.CancelFunc
+	shareDone   chan struct{}
+	logLimit    *rate.Limiter
+	logDropped  atomic.Int64
 }
 
 // fetchRequest is what a cache miss needs to ask Ory.
@@ -147,6 +155,11 @@ func New(o Options) (*Server, error) {
 		tracer:    o.Tracer,
 
 		passClientAuth: o.PassClientAuthorization,
+		shared:         o.Shared,
+		now:            o.Now,
+	}
+	if s.now == nil {
+		s.now = time.Now
 	}
 	if o.LogRate <= 0 {
 		o.LogRate = DefaultLogRate
@@ -162,7 +175,7 @@ func New(o Options) (*Server, error) {
 		}
 		s.login = l
 	}
-	cache, err := tokencache.New(tokencache.Config[fetchRequest, allowed]{
+	cfg := tokencache.Config[fetchRequest, allowed]{
 		MaxBytes: o.CacheMaxBytes,
 		Leeway:   o.ExpiryLeeway,
 		// Sessions filled on a miss get their first refresh anywhere from
@@ -179,16 +192,36 @@ func New(o Options) (*Server, error) {
 		Classify:      classify,
 		Now:           o.Now,
 		Logger:        o.Logger,
-	})
+	}
+	if o.Shared != nil {
+		cfg.Shared = o.Shared
+		cfg.EncodeValue = func(a allowed) []byte { return a }
+		cfg.DecodeValue = decodeAllowed
+	}
+	cache, err := tokencache.New(cfg)
 	if err != nil {
 		return nil, err
 	}
 	s.cache = cache
+	if s.shared != nil {
+		ctx, cancel := context.WithCancel(context.Background())
+		s.stopSharing, s.shareDone = cancel, make(chan struct{})
+		go func() {
+			defer close(s.shareDone)
+			s.subscribe(ctx)
+		}()
+	}
 	return s, nil
 }
 
 // Close stops background refreshes and frees the cache.
-func (s *Server) Close() { s.cache.Close() }
+func (s *Server) Close() {
+	if s.stopSharing != nil {
+		s.stopSharing()
+		<-s.shareDone
+	}
+	s.cache.Close()
+}
 
 // InvalidateSession ends every cached JWT of the session before it returns.
 func (s *Server) InvalidateSession(id string) { s.cache.InvalidateSession(id) }

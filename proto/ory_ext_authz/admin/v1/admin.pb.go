@@ -70,7 +70,12 @@ func (x *InvalidateSessionRequest) GetSessionId() string {
 }
 
 type InvalidateSessionResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// How many replicas received the invalidation through the shared tier
+	// (--redis-url), this one included; 1 without a shared tier. If the
+	// tier cannot be reached the call fails with UNAVAILABLE, and the
+	// invalidation holds on this replica only.
+	Replicas      int64 `protobuf:"varint,1,opt,name=replicas,proto3" json:"replicas,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -103,6 +108,13 @@ func (x *InvalidateSessionResponse) ProtoReflect() protoreflect.Message {
 // Deprecated: Use InvalidateSessionResponse.ProtoReflect.Descriptor instead.
 func (*InvalidateSessionResponse) Descriptor() ([]byte, []int) {
 	return file_ory_ext_authz_admin_v1_admin_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *InvalidateSessionResponse) GetReplicas() int64 {
+	if x != nil {
+		return x.Replicas
+	}
+	return 0
 }
 
 type InvalidateIdentityRequest struct {
@@ -151,7 +163,12 @@ func (x *InvalidateIdentityRequest) GetIdentityId() string {
 }
 
 type InvalidateIdentityResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// How many replicas received the invalidation through the shared tier
+	// (--redis-url), this one included; 1 without a shared tier. If the
+	// tier cannot be reached the call fails with UNAVAILABLE, and the
+	// invalidation holds on this replica only.
+	Replicas      int64 `protobuf:"varint,1,opt,name=replicas,proto3" json:"replicas,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -184,6 +201,13 @@ func (x *InvalidateIdentityResponse) ProtoReflect() protoreflect.Message {
 // Deprecated: Use InvalidateIdentityResponse.ProtoReflect.Descriptor instead.
 func (*InvalidateIdentityResponse) Descriptor() ([]byte, []int) {
 	return file_ory_ext_authz_admin_v1_admin_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *InvalidateIdentityResponse) GetReplicas() int64 {
+	if x != nil {
+		return x.Replicas
+	}
+	return 0
 }
 
 type PurgeRequest struct {
@@ -223,7 +247,12 @@ func (*PurgeRequest) Descriptor() ([]byte, []int) {
 }
 
 type PurgeResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// How many replicas received the invalidation through the shared tier
+	// (--redis-url), this one included; 1 without a shared tier. If the
+	// tier cannot be reached the call fails with UNAVAILABLE, and the
+	// invalidation holds on this replica only.
+	Replicas      int64 `protobuf:"varint,1,opt,name=replicas,proto3" json:"replicas,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -256,6 +285,13 @@ func (x *PurgeResponse) ProtoReflect() protoreflect.Message {
 // Deprecated: Use PurgeResponse.ProtoReflect.Descriptor instead.
 func (*PurgeResponse) Descriptor() ([]byte, []int) {
 	return file_ory_ext_authz_admin_v1_admin_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *PurgeResponse) GetReplicas() int64 {
+	if x != nil {
+		return x.Replicas
+	}
+	return 0
 }
 
 type StatsRequest struct {
@@ -306,8 +342,10 @@ type StatsResponse struct {
 	Refreshes    uint64 `protobuf:"varint,6,opt,name=refreshes,proto3" json:"refreshes,omitempty"`
 	// Calls to Ory's whoami since start, and how many of them failed
 	// (anything but 200; a 401 counts as an error here).
-	OryCalls      uint64 `protobuf:"varint,7,opt,name=ory_calls,json=oryCalls,proto3" json:"ory_calls,omitempty"`
-	OryErrors     uint64 `protobuf:"varint,8,opt,name=ory_errors,json=oryErrors,proto3" json:"ory_errors,omitempty"`
+	OryCalls  uint64 `protobuf:"varint,7,opt,name=ory_calls,json=oryCalls,proto3" json:"ory_calls,omitempty"`
+	OryErrors uint64 `protobuf:"varint,8,opt,name=ory_errors,json=oryErrors,proto3" json:"ory_errors,omitempty"`
+	// L1 misses answered from the shared tier (--redis-url).
+	SharedHits    uint64 `protobuf:"varint,9,opt,name=shared_hits,json=sharedHits,proto3" json:"shared_hits,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -398,6 +436,13 @@ func (x *StatsResponse) GetOryErrors() uint64 {
 	return 0
 }
 
+func (x *StatsResponse) GetSharedHits() uint64 {
+	if x != nil {
+		return x.SharedHits
+	}
+	return 0
+}
+
 var File_ory_ext_authz_admin_v1_admin_proto protoreflect.FileDescriptor
 
 const file_ory_ext_authz_admin_v1_admin_proto_rawDesc = "" +
@@ -405,15 +450,18 @@ const file_ory_ext_authz_admin_v1_admin_proto_rawDesc = "" +
 	"\"ory_ext_authz/admin/v1/admin.proto\x12\x16ory_ext_authz.admin.v1\"9\n" +
 	"\x18InvalidateSessionRequest\x12\x1d\n" +
 	"\n" +
-	"session_id\x18\x01 \x01(\tR\tsessionId\"\x1b\n" +
-	"\x19InvalidateSessionResponse\"<\n" +
+	"session_id\x18\x01 \x01(\tR\tsessionId\"7\n" +
+	"\x19InvalidateSessionResponse\x12\x1a\n" +
+	"\breplicas\x18\x01 \x01(\x03R\breplicas\"<\n" +
 	"\x19InvalidateIdentityRequest\x12\x1f\n" +
 	"\videntity_id\x18\x01 \x01(\tR\n" +
-	"identityId\"\x1c\n" +
-	"\x1aInvalidateIdentityResponse\"\x0e\n" +
-	"\fPurgeRequest\"\x0f\n" +
-	"\rPurgeResponse\"\x0e\n" +
-	"\fStatsRequest\"\x80\x02\n" +
+	"identityId\"8\n" +
+	"\x1aInvalidateIdentityResponse\x12\x1a\n" +
+	"\breplicas\x18\x01 \x01(\x03R\breplicas\"\x0e\n" +
+	"\fPurgeRequest\"+\n" +
+	"\rPurgeResponse\x12\x1a\n" +
+	"\breplicas\x18\x01 \x01(\x03R\breplicas\"\x0e\n" +
+	"\fStatsRequest\"\xa1\x02\n" +
 	"\rStatsResponse\x12#\n" +
 	"\rcache_entries\x18\x01 \x01(\x04R\fcacheEntries\x12\x1f\n" +
 	"\vcache_bytes\x18\x02 \x01(\x04R\n" +
@@ -424,7 +472,9 @@ const file_ory_ext_authz_admin_v1_admin_proto_rawDesc = "" +
 	"\trefreshes\x18\x06 \x01(\x04R\trefreshes\x12\x1b\n" +
 	"\tory_calls\x18\a \x01(\x04R\boryCalls\x12\x1d\n" +
 	"\n" +
-	"ory_errors\x18\b \x01(\x04R\toryErrors2\xaa\x03\n" +
+	"ory_errors\x18\b \x01(\x04R\toryErrors\x12\x1f\n" +
+	"\vshared_hits\x18\t \x01(\x04R\n" +
+	"sharedHits2\xaa\x03\n" +
 	"\x05Admin\x12x\n" +
 	"\x11InvalidateSession\x120.ory_ext_authz.admin.v1.InvalidateSessionRequest\x1a1.ory_ext_authz.admin.v1.InvalidateSessionResponse\x12{\n" +
 	"\x12InvalidateIdentity\x121.ory_ext_authz.admin.v1.InvalidateIdentityRequest\x1a2.ory_ext_authz.admin.v1.InvalidateIdentityResponse\x12T\n" +
