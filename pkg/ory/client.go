@@ -41,9 +41,21 @@ type Options struct {
 	// up to a quarter of Timeout for a slot, then fails with ErrUnavailable.
 	// 0 means no cap.
 	MaxInflight int
+	// SharedPause, when set, shares the pause a 429 asks for with every
+	// replica (pkg/redistier over Redis): the replica that got the 429
+	// records it there, every replica reads it before calling Ory. Ory
+	// Network rate-limits the project, not one replica. Its failures are
+	// ignored: each replica then pauses on its own 429s only.
+	SharedPause SharedPause
 	// Now is the clock; nil means time.Now.
 	Now       func() time.Time
 	UserAgent string
+}
+
+// SharedPause is a pause of every replica's calls to Ory (*redistier.Tier).
+type SharedPause interface {
+	Pause(ctx context.Context, until time.Time) error
+	PausedUntil(ctx context.Context) (time.Time, error)
 }
 
 // Client calls Ory. It is safe for concurrent use.
@@ -66,6 +78,7 @@ type Client struct {
 	// backoffUntil (unix nanos) is set by a 429 or a 503 with Retry-After:
 	// until then calls fail at once instead of adding to Ory's load.
 	backoffUntil atomic.Int64
+	sharedPause  SharedPause
 }
 
 // maxBackoff caps a Retry-After, so that a bogus value cannot switch the
@@ -128,7 +141,7 @@ func New(o Options) (*Client, error) {
 	if o.UserAgent != "" {
 		cfg.UserAgent = o.UserAgent
 	}
-	c := &Client{api: client.NewAPIClient(cfg), hc: &limited, timeout: o.Timeout, maxJWT: o.MaxJWTBytes, now: o.Now, observer: o.Observer, tracer: o.Tracer, started: time.Now()}
+	c := &Client{api: client.NewAPIClient(cfg), hc: &limited, timeout: o.Timeout, maxJWT: o.MaxJWTBytes, now: o.Now, observer: o.Observer, tracer: o.Tracer, started: time.Now(), sharedPause: o.SharedPause}
 	if o.MaxInflight > 0 {
 		c.inflight = make(chan struct{}, o.MaxInflight)
 	}
@@ -189,6 +202,13 @@ func (c *Client) Inflight() int { return len(c.inflight) }
 // Only the credential is sent: a session token as X-Session-Token, cookies
 // as a Cookie header holding only the session cookies.
 func (c *Client) Tokenize(ctx context.Context, cred credential.Credential, template string) (Token, error) {
+	if c.sharedPause != nil && c.backoffUntil.Load() < c.now().UnixNano() {
+		// Another replica's 429 pauses this one too; learnt once, the
+		// pause is kept here and Redis is not asked again until it ends.
+		if until, err := c.sharedPause.PausedUntil(ctx); err == nil && until.After(c.now()) {
+			c.backoffUntil.Store(until.UnixNano())
+		}
+	}
 	if until := c.backoffUntil.Load(); until != 0 {
 		if left := time.Duration(until - c.now().UnixNano()); left > 0 {
 			c.observe("rejected", 0)
@@ -230,7 +250,11 @@ func (c *Client) Tokenize(ctx context.Context, cred credential.Credential, templ
 		if d <= 0 {
 			d = defaultBackoff
 		}
-		c.backoffUntil.Store(c.now().Add(d).UnixNano())
+		until := c.now().Add(d)
+		c.backoffUntil.Store(until.UnixNano())
+		if c.sharedPause != nil {
+			_ = c.sharedPause.Pause(context.WithoutCancel(ctx), until)
+		}
 	}
 	return tok, err
 }

@@ -1,0 +1,39 @@
+package redistest
+
+import (
+	"testing"
+	"time"
+
+	"github.com/ory-ext-authz/ory-ext-authz/pkg/redistier"
+)
+
+// Secret is the shared-tier secret of the tiers Tier starts.
+var Secret = []byte("redistest-secret-0123456789abcdef")
+
+// Tier starts a redistier.Tier on url (a Server's or Cluster's URL) with
+// Secret and a timeout generous for a loaded test machine, closed when the
+// test ends; edit, if not nil, changes the options first. It waits until
+// the tier has connected, so that a test's first operation reaches Redis.
+func Tier(t testing.TB, url string, edit func(*redistier.Options)) *redistier.Tier {
+	t.Helper()
+	o := redistier.Options{
+		URL: url, Secrets: [][]byte{Secret}, Timeout: 500 * time.Millisecond,
+		MinBackoff: 20 * time.Millisecond, MaxBackoff: 200 * time.Millisecond,
+	}
+	if edit != nil {
+		edit(&o)
+	}
+	tier, err := redistier.New(t.Context(), o)
+	if err != nil {
+		t.Fatalf("redistest: redistier.New: %v", err)
+	}
+	t.Cleanup(tier.Close)
+	deadline := time.Now().Add(10 * time.Second)
+	for !tier.Healthy() {
+		if time.Now().After(deadline) {
+			t.Fatal("redistest: the tier did not connect to Redis within 10s")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	return tier
+}
