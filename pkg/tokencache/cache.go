@@ -350,6 +350,11 @@ func (c *Cache[R, V]) fill(parent context.Context, key Key, req R, current int64
 		}
 		if acquired {
 			defer unlock()
+			// The holder before us may have filled the tier between our
+			// read and our lock.
+			if e := c.fromShared(ctx, key, started, current); e != nil {
+				return e, nil
+			}
 		}
 	}
 	v, meta, err := c.fetch(ctx, key, req)

@@ -1,0 +1,206 @@
+package tokencache
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/ory-ext-authz/ory-ext-authz/internal/redistest"
+	"github.com/ory-ext-authz/ory-ext-authz/internal/testclock"
+)
+
+// replicas builds n caches, as n replicas would run them, sharing one
+// origin (Ory) and, each through its own connection, one real
+// redis-server.
+func replicas(t *testing.T, n int, url string) ([]*Cache[string, string], *taggedOrigin, *testclock.Clock) {
+	t.Helper()
+	clk := testclock.New(time.Now())
+	o := &taggedOrigin{clk: clk}
+	return moreReplicas(t, n, url, o), o, clk
+}
+
+// moreReplicas adds replicas of the same origin (and its clock).
+func moreReplicas(t *testing.T, n int, url string, o *taggedOrigin) []*Cache[string, string] {
+	t.Helper()
+	clk := o.clk
+	var cs []*Cache[string, string]
+	for range n {
+		c, err := New(Config[string, string]{
+			MaxBytes: 1 << 20, Leeway: 5 * time.Second, FetchTimeout: 2 * time.Second,
+			Fetch: o.fetch, Classify: func(error) Outcome { return Transient }, Now: clk.Now,
+			IDs:         func(v string) ([]byte, []byte) { sid, iid := taggedIDs(v); return []byte(sid), []byte(iid) },
+			Shared:      redistest.Tier(t, url, nil),
+			EncodeValue: func(v string) []byte { return []byte(v) },
+			DecodeValue: func(b []byte) (string, error) { return string(b), nil },
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(c.Close)
+		cs = append(cs, c)
+	}
+	return cs
+}
+
+// TestSharedColdStorm: concurrent misses of the same sessions on three
+// replicas make exactly one origin call per session, and every replica
+// answers with that one value.
+func TestSharedColdStorm(t *testing.T) {
+	srv := redistest.Start(t, redistest.Options{})
+	cs, o, _ := replicas(t, 3, srv.URL())
+	const sessions = 40
+	var wg sync.WaitGroup
+	got := make([][]string, sessions)
+	var mu sync.Mutex
+	for i := range sessions {
+		for _, c := range cs {
+			for range 3 {
+				wg.Go(func() {
+					req := fmt.Sprintf("s%d i%d", i, i)
+					v, _, err := c.Get(t.Context(), NewKey("mesh", 2, req), req)
+					if err != nil {
+						t.Errorf("session %d: %v", i, err)
+					}
+					mu.Lock()
+					got[i] = append(got[i], v)
+					mu.Unlock()
+				})
+			}
+		}
+	}
+	wg.Wait()
+	if n := o.calls.Load(); n != sessions {
+		t.Fatalf("origin calls = %d for %d sessions over 3 replicas, want one per session", n, sessions)
+	}
+	for i, vs := range got {
+		for _, v := range vs {
+			if v != vs[0] {
+				t.Fatalf("session %d: replicas answered %q", i, vs)
+			}
+		}
+	}
+	var shared uint64
+	for _, c := range cs {
+		shared += c.Stats().SharedHits
+	}
+	if shared == 0 {
+		t.Fatal("no replica counted a shared hit")
+	}
+}
+
+// TestSharedRefresh: once one replica refreshed a session, another one
+// reaching its own refresh point takes the newer value from the tier
+// instead of asking the origin.
+func TestSharedRefresh(t *testing.T) {
+	srv := redistest.Start(t, redistest.Options{})
+	cs, o, clk := replicas(t, 2, srv.URL())
+	a, b := cs[0], cs[1]
+	req := "s1 i1"
+	key := NewKey("mesh", 2, req)
+	first, _, _ := a.Get(t.Context(), key, req)
+	if v, src, _ := b.Get(t.Context(), key, req); v != first || src != Miss || o.calls.Load() != 1 {
+		t.Fatalf("b's first get = %q %v after %d origin calls, want a's value from the tier", v, src, o.calls.Load())
+	}
+	// Past every refresh point (at most three quarters of a minute).
+	clk.Advance(46 * time.Second)
+	if _, src, _ := a.Get(t.Context(), key, req); src != Hit {
+		t.Fatalf("a at the refresh point: %v, want a hit that refreshes", src)
+	}
+	a.WaitRefreshes()
+	if o.calls.Load() != 2 {
+		t.Fatalf("origin calls = %d, want a's refresh", o.calls.Load())
+	}
+	if _, src, _ := b.Get(t.Context(), key, req); src != Hit {
+		t.Fatalf("b at the refresh point: %v, want a hit", src)
+	}
+	b.WaitRefreshes()
+	if n := o.calls.Load(); n != 2 {
+		t.Fatalf("origin calls = %d: b's refresh asked the origin although a had refreshed", n)
+	}
+	v, _, _ := b.Get(t.Context(), key, req)
+	if v == first {
+		t.Fatalf("b still serves %q after its refresh, want a's newer value", v)
+	}
+}
+
+// TestSharedInvalidationRecords: a value in the tier fetched before an
+// invalidation, recorded in the tier by another replica or received here,
+// is never served; a value fetched after it is.
+func TestSharedInvalidationRecords(t *testing.T) {
+	srv := redistest.Start(t, redistest.Options{})
+	cs, o, clk := replicas(t, 2, srv.URL())
+	a, b := cs[0], cs[1]
+	tier := redistest.Tier(t, srv.URL(), nil)
+	get := func(c *Cache[string, string], req string) Source {
+		t.Helper()
+		_, src, err := c.Get(t.Context(), NewKey("mesh", 2, req), req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return src
+	}
+	get(a, "s1 i1")
+	get(a, "s2 i2")
+	clk.Advance(2 * clockSkew)
+	// Recorded in the tier only (another replica, or before b started).
+	if _, err := tier.Invalidate(context.Background(), SharedSession, "s1", clk.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tier.Invalidate(context.Background(), SharedIdentity, "i2", clk.Now()); err != nil {
+		t.Fatal(err)
+	}
+	// Past the clock skew margin, so that what b fetches now counts as
+	// fetched after the invalidations.
+	clk.Advance(2 * clockSkew)
+	before := o.calls.Load()
+	get(b, "s1 i1")
+	get(b, "s2 i2")
+	if n := o.calls.Load() - before; n != 2 {
+		t.Fatalf("b asked the origin %d times, want 2: both values in the tier predate invalidations", n)
+	}
+	// A third replica takes b's values from the tier.
+	c := moreReplicas(t, 1, srv.URL(), o)
+	before = o.calls.Load()
+	get(c[0], "s1 i1")
+	if o.calls.Load() != before {
+		t.Fatal("a value fetched after the invalidation was not taken from the tier")
+	}
+	// A local invalidation (received from any replica) voids what the
+	// tier holds from before it too.
+	clk.Advance(2 * clockSkew)
+	c[0].InvalidateSession("s2")
+	c[0].store.Clear()
+	before = o.calls.Load()
+	get(c[0], "s2 i2")
+	if o.calls.Load() != before+1 {
+		t.Fatal("a value in the tier older than a local invalidation was served")
+	}
+}
+
+// TestSharedTierDown: with the tier's Redis stopped, or hung (SIGSTOP),
+// misses go to the origin and succeed; the tier never fails a Get.
+func TestSharedTierDown(t *testing.T) {
+	srv := redistest.Start(t, redistest.Options{})
+	cs, o, _ := replicas(t, 1, srv.URL())
+	c := cs[0]
+	for i, fault := range []struct {
+		name        string
+		do, recover func()
+	}{
+		{"hung", srv.Pause, srv.Resume},
+		{"stopped", srv.Stop, srv.Restart},
+	} {
+		fault.do()
+		req := fmt.Sprintf("s%d i%d", i, i)
+		before := o.calls.Load()
+		if _, src, err := c.Get(t.Context(), NewKey("mesh", 2, req), req); err != nil || src != Miss {
+			t.Fatalf("%s: Get = %v %v, want a miss answered by the origin", fault.name, src, err)
+		}
+		if o.calls.Load() != before+1 {
+			t.Fatalf("%s: origin not asked", fault.name)
+		}
+		fault.recover()
+	}
+}
