@@ -269,3 +269,25 @@ func TestServeMetrics(t *testing.T) {
 		}
 	}
 }
+
+// TestToolConvention: check, admin and jwks follow internal/cli's
+// convention: -h prints the usage to stdout and exits 0; an unknown flag is
+// exit 2 with the command's name, the problem and a hint on stderr.
+func TestToolConvention(t *testing.T) {
+	for _, cmd := range [][]string{{"check"}, {"admin"}, {"admin", "invalidate"}, {"admin", "stats"}, {"jwks"}, {"jwks", "generate"}, {"jwks", "public"}} {
+		name := "ory-ext-authz " + strings.Join(cmd, " ")
+		t.Run(strings.Join(cmd, " "), func(t *testing.T) {
+			for _, help := range []string{"-h", "--help"} {
+				code, out, errOut := runCLI(t, append(slices.Clone(cmd), help)...)
+				if code != 0 || !strings.Contains(out, "Usage:") || errOut != "" {
+					t.Errorf("%s %s = %d\nstdout: %s\nstderr: %s", name, help, code, out, errOut)
+				}
+			}
+			code, out, errOut := runCLI(t, append(slices.Clone(cmd), "--bogus")...)
+			if code != 2 || out != "" || !strings.HasPrefix(errOut, name+": ") || !strings.Contains(errOut, "-bogus") ||
+				!strings.Contains(errOut, "Run '"+name+" --help' for usage.") {
+				t.Errorf("%s --bogus = %d, want 2\nstdout: %s\nstderr: %s", name, code, out, errOut)
+			}
+		})
+	}
+}

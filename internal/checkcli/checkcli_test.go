@@ -518,7 +518,7 @@ func TestRunBadFlags(t *testing.T) {
 		{"flag after positional argument", []string{"extra", "--cookie", "a=b"}, `unexpected argument "extra"`},
 		{"header without colon", []string{"--header", "x-thing"}, "-header: want name:value"},
 		{"pseudo-header", []string{"--header", ":path:/x"}, "pseudo-headers are set by"},
-		{"host header", []string{"--header", "Host: x"}, "use -host"},
+		{"host header", []string{"--header", "Host: x"}, "use --host"},
 		{"bad header name", []string{"--header", "bad name: x"}, "not an HTTP token"},
 		{"header value with CR hides the value", []string{"--header", "authorization: Bearer " + testSessionToken + "\r"}, `header "authorization": value contains a control character`},
 		{"cookie without =", []string{"--cookie", testSessionToken}, "-cookie: want a Cookie header value"},
@@ -745,13 +745,12 @@ func newTestPKI(t *testing.T) testPKI {
 // secrets, so the formatting itself must never write one.
 func TestReportNeverFormatsCredentials(t *testing.T) {
 	goodJWT := signJWT(t, validClaims())
-	var stderr bytes.Buffer
-	o, _, ok := parseFlags([]string{
+	o, err := parseFlags([]string{
 		"--cookie", testCookie, "--session-token", testSessionToken,
 		"--header", "Authorization: Bearer " + testSessionToken,
-	}, &bytes.Buffer{}, &stderr)
-	if !ok {
-		t.Fatalf("parseFlags failed: %s", stderr.String())
+	}, &bytes.Buffer{})
+	if err != nil {
+		t.Fatalf("parseFlags failed: %v", err)
 	}
 	req := buildCheckRequest(o, "id-1", fixedNow)
 	resp := &authv3.CheckResponse{

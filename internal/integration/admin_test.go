@@ -151,7 +151,7 @@ func TestAdminInvalidateSession(t *testing.T) {
 
 	// `ory-ext-authz admin invalidate --session` ends the control too.
 	var out, errOut bytes.Buffer
-	if code := admincli.RunCLI(t.Context(), []string{"invalidate", "--session", controlSID, "--admin-addr", s.adminAddr}, &out, &errOut); code != 0 {
+	if code := admincli.Run(t.Context(), []string{"invalidate", "--session", controlSID, "--admin-addr", s.adminAddr}, nil, &out, &errOut); code != 0 {
 		t.Fatalf("admin invalidate: exit %d\n%s%s", code, out.String(), errOut.String())
 	}
 	resp, err = s.check(t, controlHeaders, nil)
@@ -226,6 +226,6 @@ func TestAdminInvalidateIdentity(t *testing.T) {
 func runAdminCLI(t *testing.T, args ...string) (int, string, string) {
 	t.Helper()
 	var out, errOut bytes.Buffer
-	code := admincli.RunCLI(t.Context(), args, &out, &errOut)
+	code := admincli.Run(t.Context(), args, nil, &out, &errOut)
 	return code, out.String(), errOut.String()
 }
