@@ -5,7 +5,6 @@ import (
 	"context"
 	"net"
 	"net/http"
-	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -211,13 +210,7 @@ func TestAdminServeFlags(t *testing.T) {
 	t.Run("mTLS", func(t *testing.T) {
 		dir := t.TempDir()
 		root, clients := testpki.NewCA(t, "root"), testpki.NewCA(t, "clients")
-		file := func(name string, data []byte) string {
-			p := filepath.Join(dir, name)
-			if err := os.WriteFile(p, data, 0o600); err != nil {
-				t.Fatal(err)
-			}
-			return p
-		}
+		file := func(name string, data []byte) string { return testpki.WriteFile(t, dir, name, data) }
 		sc, sk := root.Issue(t, "ory-ext-authz", false)
 		cc, ck := clients.Issue(t, "operator", true)
 		srv := startServe(t, fake, "--admin-tls-cert", file("tls.crt", sc), "--admin-tls-key", file("tls.key", sk),
