@@ -15,7 +15,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -35,6 +34,7 @@ import (
 	"github.com/ory-ext-authz/ory-ext-authz/internal/jwks"
 	"github.com/ory-ext-authz/ory-ext-authz/internal/kratosdev"
 	"github.com/ory-ext-authz/ory-ext-authz/internal/kratosdev/kratostest"
+	"github.com/ory-ext-authz/ory-ext-authz/internal/logcapture"
 	"github.com/ory-ext-authz/ory-ext-authz/pkg/authz"
 	"github.com/ory-ext-authz/ory-ext-authz/pkg/ory"
 	"github.com/ory-ext-authz/ory-ext-authz/pkg/server"
@@ -349,7 +349,7 @@ func (c *countingAuthz) Check(ctx context.Context, req *authv3.CheckRequest) (*a
 // loopback.
 func startServer(t *testing.T, oryURL string) *countingAuthz {
 	t.Helper()
-	logs := &syncBuffer{}
+	logs := &logcapture.Buffer{}
 	log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	d := config.Default()
 	oc, err := ory.New(ory.Options{
@@ -583,19 +583,8 @@ func startEnvoy(t *testing.T, bin, dir, authzAddr string) string {
 // warmUp tokenizes once directly at Kratos.
 func warmUp(t *testing.T, k *kratosdev.Kratos, template, cookie string) {
 	t.Helper()
-	req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, k.WhoamiURL(template), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	req.Header.Set("Cookie", cookie)
-	req.Header.Set("Accept", "application/json")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("whoami?tokenize_as=%s: status %d", template, resp.StatusCode)
+	if status := kratostest.Whoami(t, k, template, "Cookie", cookie).Status; status != http.StatusOK {
+		t.Fatalf("whoami?tokenize_as=%s: status %d", template, status)
 	}
 }
 
@@ -614,18 +603,8 @@ func templateTTL(t *testing.T, templates map[string]any, name string) time.Durat
 // verifyJWT checks token against the public keys and returns its claims.
 func verifyJWT(t *testing.T, token string, pub jose.JSONWebKeySet) map[string]any {
 	t.Helper()
-	jws, err := jose.ParseSignedCompact(token, []jose.SignatureAlgorithm{jose.ES256, jose.RS256, jose.EdDSA})
-	if err != nil {
-		t.Fatalf("upstream Authorization is not a JWS: %v", err)
-	}
-	payload, err := jws.Verify(&pub)
-	if err != nil {
-		t.Fatalf("upstream JWT does not verify against the template's public JWKS: %v", err)
-	}
 	var c map[string]any
-	if err := json.Unmarshal(payload, &c); err != nil {
-		t.Fatal(err)
-	}
+	kratostest.VerifyJWT(t, token, pub, &c)
 	return c
 }
 
@@ -653,22 +632,4 @@ func forgeJWT(t *testing.T, pub jose.JSONWebKeySet, issuer string) string {
 		t.Fatal(err)
 	}
 	return tok
-}
-
-// syncBuffer is a bytes.Buffer safe for the server's goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }

@@ -51,20 +51,8 @@ func newAdminStack(t *testing.T, k *kratosdev.Kratos) *adminStack {
 // requires 401: the revocation has taken effect in Kratos.
 func kratosSays401(t *testing.T, k *kratosdev.Kratos, header, value string) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(t.Context(), callTimeout)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, k.WhoamiURL(""), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	req.Header.Set(header, value)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusUnauthorized {
-		t.Fatalf("Kratos whoami after the revocation: %d, want 401", resp.StatusCode)
+	if status := kratostest.Whoami(t, k, "", header, value).Status; status != http.StatusUnauthorized {
+		t.Fatalf("Kratos whoami after the revocation: %d, want 401", status)
 	}
 }
 

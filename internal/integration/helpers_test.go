@@ -2,7 +2,6 @@ package integration_test
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -17,12 +16,11 @@ import (
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	jose "github.com/go-jose/go-jose/v4"
-	"github.com/go-jose/go-jose/v4/jwt"
 	"google.golang.org/grpc/codes"
 
 	"github.com/ory-ext-authz/ory-ext-authz/internal/config"
-	"github.com/ory-ext-authz/ory-ext-authz/internal/jwks"
 	"github.com/ory-ext-authz/ory-ext-authz/internal/kratosdev"
+	"github.com/ory-ext-authz/ory-ext-authz/internal/kratosdev/kratostest"
 	"github.com/ory-ext-authz/ory-ext-authz/internal/logcapture"
 	"github.com/ory-ext-authz/ory-ext-authz/internal/servertest"
 	"github.com/ory-ext-authz/ory-ext-authz/pkg/authz"
@@ -82,13 +80,7 @@ func wire(t *testing.T, k *kratosdev.Kratos, o stackOptions) (*stack, *authz.Ser
 		o.leeway = config.DefaultExpiryLeeway
 	}
 	s := &stack{kratos: k, secrets: &secrets{}, leeway: o.leeway}
-	pub, err := jwks.Public(k.JWKS())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := json.Unmarshal(pub, &s.keys); err != nil {
-		t.Fatal(err)
-	}
+	s.keys = kratostest.PublicKeys(t, k.JWKS())
 
 	oryURL := k.PublicURL()
 	if !o.direct {
@@ -236,34 +228,17 @@ func bearerJWT(t *testing.T, resp *authv3.CheckResponse) string {
 	return raw
 }
 
-// claims of the mesh template (deploy/kratos/mesh.claims.jsonnet). The tags
-// are needed: go-jose decodes claims case-sensitively.
-type claims struct {
-	Sub   string `json:"sub"`
-	Sid   string `json:"sid"`
-	Iss   string `json:"iss"`
-	Jti   string `json:"jti"`
-	Iat   int64  `json:"iat"`
-	Nbf   int64  `json:"nbf"`
-	Exp   int64  `json:"exp"`
-	Email string `json:"email"`
-	Aal   string `json:"aal"`
-}
-
 // verify checks the JWT's signature against the public JWKS of the
-// template's key and returns its claims.
-func (s *stack) verify(t *testing.T, raw string) claims {
+// template's key (ES256, kratosdev's) and returns its claims.
+func (s *stack) verify(t *testing.T, raw string) kratostest.Claims {
 	t.Helper()
-	tok, err := jwt.ParseSigned(raw, []jose.SignatureAlgorithm{jose.ES256})
-	if err != nil {
-		t.Fatalf("forwarded authorization is not a JWT: %v", err)
+	var c kratostest.Claims
+	h := kratostest.VerifyJWT(t, raw, s.keys, &c)
+	if h.Algorithm != string(jose.ES256) {
+		t.Errorf("JWT alg %q, want ES256", h.Algorithm)
 	}
-	if kid := tok.Headers[0].KeyID; len(s.keys.Key(kid)) != 1 {
-		t.Errorf("JWT kid %q is not in the template's JWKS", kid)
-	}
-	var c claims
-	if err := tok.Claims(s.keys, &c); err != nil {
-		t.Fatalf("JWT does not verify against the public JWKS: %v", err)
+	if len(s.keys.Key(h.KeyID)) != 1 {
+		t.Errorf("JWT kid %q is not in the template's JWKS", h.KeyID)
 	}
 	return c
 }
