@@ -13,6 +13,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/ory-ext-authz/ory-ext-authz/internal/fakeory"
+	"github.com/ory-ext-authz/ory-ext-authz/internal/testwait"
 	"github.com/ory-ext-authz/ory-ext-authz/pkg/ory"
 )
 
@@ -148,7 +149,7 @@ func TestOryMaxInflight(t *testing.T) {
 			held <- err
 		}()
 	}
-	waitUntil(t, "2 calls in flight at Ory", func() bool { return fake.Calls() == 2 })
+	testwait.For(t, "2 calls in flight at Ory", func() bool { return fake.Calls() == 2 })
 	over := make(chan error, 5)
 	for range 5 {
 		s := fake.NewSession()
@@ -205,16 +206,5 @@ func TestOryMaxInflightDrains(t *testing.T) {
 	}
 	if fake.Calls() != n || fake.MaxConcurrent() != 2 {
 		t.Errorf("Ory saw %d calls, %d at once; want %d and 2", fake.Calls(), fake.MaxConcurrent(), n)
-	}
-}
-
-func waitUntil(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting until %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
 	}
 }

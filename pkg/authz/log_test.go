@@ -5,6 +5,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/ory-ext-authz/ory-ext-authz/internal/testwait"
 	"github.com/ory-ext-authz/ory-ext-authz/pkg/authz"
 )
 
@@ -43,7 +44,7 @@ func TestDenialLogs(t *testing.T) {
 		t.Errorf("%d debug decision lines, want 50", decisions)
 	}
 	// The drop is reported on the next line that gets through.
-	waitUntil(t, "a token for the next line", func() bool {
+	testwait.For(t, "a token for the next line", func() bool {
 		mustCheck(t, e, req(map[string]string{"cookie": "ory_kratos_session=later"}, nil))
 		return strings.Contains(e.logs.String(), `"dropped_log_lines"`)
 	})
