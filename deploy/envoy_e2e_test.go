@@ -35,6 +35,7 @@ import (
 	"github.com/ory-ext-authz/ory-ext-authz/internal/kratosdev"
 	"github.com/ory-ext-authz/ory-ext-authz/internal/kratosdev/kratostest"
 	"github.com/ory-ext-authz/ory-ext-authz/internal/logcapture"
+	"github.com/ory-ext-authz/ory-ext-authz/internal/servertest"
 	"github.com/ory-ext-authz/ory-ext-authz/pkg/authz"
 	"github.com/ory-ext-authz/ory-ext-authz/pkg/ory"
 	"github.com/ory-ext-authz/ory-ext-authz/pkg/server"
@@ -368,32 +369,16 @@ func startServer(t *testing.T, oryURL string) *countingAuthz {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var lc net.ListenConfig
-	gl, err := lc.Listen(t.Context(), "tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	hl, err := lc.Listen(t.Context(), "tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := &countingAuthz{AuthorizationServer: az, addr: gl.Addr().String()}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() {
-		done <- server.Run(ctx, server.Options{GRPC: gl, HTTP: hl, Authz: c, ShutdownTimeout: 5 * time.Second, Logger: log})
-	}()
+	// Registered before the server starts, so it runs after the server stopped.
 	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("server: %v", err)
-		}
 		az.Close()
 		oc.Close()
 		if t.Failed() {
 			t.Logf("server log:\n%s", logs.String())
 		}
 	})
+	c := &countingAuthz{AuthorizationServer: az}
+	c.addr = servertest.Start(t, server.Options{Authz: c, ShutdownTimeout: 5 * time.Second, Logger: log}).GRPC
 	return c
 }
 
