@@ -17,6 +17,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/ory-ext-authz/ory-ext-authz/internal/bench"
 	"github.com/ory-ext-authz/ory-ext-authz/internal/bench/load"
 	"github.com/ory-ext-authz/ory-ext-authz/internal/procgroup"
 )
@@ -93,20 +94,6 @@ type fakeOry struct {
 	cookies  []string
 }
 
-type fakeOryInfo struct {
-	URL      string `json:"url"`
-	Control  string `json:"control"`
-	JWTBytes int    `json:"jwt_bytes"`
-}
-
-// oryStats is fakeory's GET /stats.
-type oryStats struct {
-	Calls      int64     `json:"calls"`
-	Unknown    int64     `json:"unknown"`
-	PerSession []int64   `json:"per_session"`
-	Times      [][]int64 `json:"times"`
-}
-
 // startFakeOry starts the fake Ory; nice, when not 0, is its nice level.
 func (h *harness) startFakeOry(name string, latency, ttl time.Duration, sessions, nice int) (*fakeOry, error) {
 	file := filepath.Join(h.dir, name+".sessions")
@@ -138,7 +125,7 @@ func (h *harness) startFakeOry(name string, latency, ttl time.Duration, sessions
 	case <-time.After(30 * time.Second):
 		return nil, fmt.Errorf("%s not ready after 30s", name)
 	}
-	var info fakeOryInfo
+	var info bench.FakeOryInfo
 	if err := json.Unmarshal([]byte(line), &info); err != nil {
 		return nil, fmt.Errorf("%s ready line %q: %w", name, line, err)
 	}
@@ -152,8 +139,8 @@ func (h *harness) startFakeOry(name string, latency, ttl time.Duration, sessions
 	return &fakeOry{proc: p, url: info.URL, control: info.Control, jwtBytes: info.JWTBytes, cookies: cookies}, nil
 }
 
-func (f *fakeOry) stats(ctx context.Context) (oryStats, error) {
-	var s oryStats
+func (f *fakeOry) stats(ctx context.Context) (bench.FakeOryStats, error) {
+	var s bench.FakeOryStats
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, f.control+"/stats", nil)
 	if err != nil {
 		return s, err

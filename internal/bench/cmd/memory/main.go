@@ -43,12 +43,7 @@ import (
 	"github.com/ory-ext-authz/ory-ext-authz/pkg/tokencache"
 )
 
-func main() {
-	if err := run(); err != nil {
-		fmt.Fprintln(os.Stderr, "memory:", err)
-		os.Exit(1)
-	}
-}
+func main() { bench.Main("memory", run) }
 
 func run() error {
 	sessions := flag.Int("sessions", 100_000, "sessions to cache")
