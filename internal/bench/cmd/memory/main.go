@@ -36,7 +36,6 @@ import (
 	"github.com/go-jose/go-jose/v4/jwt"
 
 	"github.com/ory-ext-authz/ory-ext-authz/internal/bench/load"
-	"github.com/ory-ext-authz/ory-ext-authz/internal/config"
 	"github.com/ory-ext-authz/ory-ext-authz/pkg/authz"
 	"github.com/ory-ext-authz/ory-ext-authz/pkg/credential"
 	"github.com/ory-ext-authz/ory-ext-authz/pkg/ory"
@@ -58,8 +57,8 @@ func run() error {
 	if err != nil {
 		return err
 	}
-	cfg := config.Default()
-	cfg.TokenizeAs, cfg.WhoamiTimeout, cfg.CacheMaxBytes = "mesh", 5*time.Second, *maxBytes
+	cfg := bench.Config()
+	cfg.CacheMaxBytes = *maxBytes
 	s, err := authz.New(cfg.AuthzOptions(tk))
 	if err != nil {
 		return err
