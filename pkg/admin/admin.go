@@ -77,28 +77,33 @@ func (s *Server) Register(gs grpc.ServiceRegistrar) { adminv1.RegisterAdminServe
 
 // InvalidateSession voids every cached JWT of the session.
 func (s *Server) InvalidateSession(ctx context.Context, req *adminv1.InvalidateSessionRequest) (*adminv1.InvalidateSessionResponse, error) {
-	id := req.GetSessionId()
-	if err := validateID("session_id", id); err != nil {
-		s.rejected(ctx, "InvalidateSession", err)
+	if err := s.invalidate(ctx, "InvalidateSession", "session", req.GetSessionId(), s.cache.InvalidateSession); err != nil {
 		return nil, err
 	}
-	id = CanonicalID(id)
-	s.cache.InvalidateSession(id)
-	s.log.LogAttrs(ctx, slog.LevelInfo, "admin: session invalidated", append(idAttrs("session_id", id), caller(ctx)...)...)
 	return &adminv1.InvalidateSessionResponse{}, nil
 }
 
 // InvalidateIdentity voids every cached JWT of every session of the identity.
 func (s *Server) InvalidateIdentity(ctx context.Context, req *adminv1.InvalidateIdentityRequest) (*adminv1.InvalidateIdentityResponse, error) {
-	id := req.GetIdentityId()
-	if err := validateID("identity_id", id); err != nil {
-		s.rejected(ctx, "InvalidateIdentity", err)
+	if err := s.invalidate(ctx, "InvalidateIdentity", "identity", req.GetIdentityId(), s.cache.InvalidateIdentity); err != nil {
 		return nil, err
 	}
-	id = CanonicalID(id)
-	s.cache.InvalidateIdentity(id)
-	s.log.LogAttrs(ctx, slog.LevelInfo, "admin: identity invalidated", append(idAttrs("identity_id", id), caller(ctx)...)...)
 	return &adminv1.InvalidateIdentityResponse{}, nil
+}
+
+// invalidate is the method of the admin API named method for the id of a
+// kind ("session", "identity"): it validates the id (the request's
+// <kind>_id), voids its entries with void and logs it.
+func (s *Server) invalidate(ctx context.Context, method, kind, id string, void func(string)) error {
+	field := kind + "_id"
+	if err := validateID(field, id); err != nil {
+		s.rejected(ctx, method, err)
+		return err
+	}
+	id = CanonicalID(id)
+	void(id)
+	s.log.LogAttrs(ctx, slog.LevelInfo, "admin: "+kind+" invalidated", append(idAttrs(field, id), caller(ctx)...)...)
+	return nil
 }
 
 // Purge voids every cached JWT and every remembered 401.
