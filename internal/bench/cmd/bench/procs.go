@@ -196,6 +196,16 @@ func (h *harness) startServer(ctx context.Context, name string, ory *fakeOry, ex
 	return addr, p, nil
 }
 
+// startPair starts the two sides of a comparison against ory: the real
+// server (as name) and the baseline with a JWT as long as ory's.
+func (h *harness) startPair(ctx context.Context, name string, ory *fakeOry) (realAddr string, real *proc, noopAddr string, err error) {
+	realAddr, real, err = h.startServer(ctx, name, ory)
+	if err == nil {
+		noopAddr, _, err = h.startNoop(ctx, ory.jwtBytes)
+	}
+	return realAddr, real, noopAddr, err
+}
+
 // startNoop starts the baseline with a JWT as long as the fake Ory's.
 func (h *harness) startNoop(ctx context.Context, jwtBytes int) (string, *proc, error) {
 	gp, err := freePort()
