@@ -13,11 +13,11 @@ import (
 	"testing"
 	"time"
 
-	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	jose "github.com/go-jose/go-jose/v4"
 	"google.golang.org/grpc/codes"
 
+	"github.com/ory-ext-authz/ory-ext-authz/internal/checktest"
 	"github.com/ory-ext-authz/ory-ext-authz/internal/config"
 	"github.com/ory-ext-authz/ory-ext-authz/internal/kratosdev"
 	"github.com/ory-ext-authz/ory-ext-authz/internal/kratosdev/kratostest"
@@ -174,7 +174,7 @@ func (s *stack) allow(t *testing.T, headers, ext map[string]string) (string, *au
 	if err != nil {
 		t.Fatalf("Check: %v", err)
 	}
-	raw := bearerJWT(t, resp)
+	raw := checktest.BearerJWT(t, resp)
 	s.secrets.add(raw)
 	return raw, resp
 }
@@ -192,40 +192,6 @@ func checkRequest(headers, ext map[string]string) *authv3.CheckRequest {
 		}},
 		ContextExtensions: ext,
 	}}
-}
-
-// bearerJWT returns the JWT of an OK answer, failing the test unless the
-// answer has exactly one header mutation: authorization, overwriting.
-func bearerJWT(t *testing.T, resp *authv3.CheckResponse) string {
-	t.Helper()
-	if c := codes.Code(resp.GetStatus().GetCode()); c != codes.OK {
-		t.Fatalf("status = %v (%s), want OK", c, resp.GetStatus().GetMessage())
-	}
-	hs := resp.GetOkResponse().GetHeaders()
-	if len(hs) != 1 {
-		t.Fatalf("%d header mutations, want 1", len(hs))
-	}
-	h := hs[0]
-	if h.GetHeader().GetKey() != "authorization" {
-		t.Fatalf("mutation key %q, want authorization", h.GetHeader().GetKey())
-	}
-	// Both fields: Envoy versions differ in which one they honour.
-	if a := h.GetAppend(); a == nil || a.GetValue() {
-		t.Errorf("append = %v, want explicitly false", a)
-	}
-	if h.GetAppendAction() != corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD {
-		t.Errorf("append_action = %v, want OVERWRITE_IF_EXISTS_OR_ADD", h.GetAppendAction())
-	}
-	for _, rm := range resp.GetOkResponse().GetHeadersToRemove() {
-		if strings.EqualFold(rm, "authorization") {
-			t.Error("authorization in headers_to_remove, which runs after the sets")
-		}
-	}
-	raw, ok := strings.CutPrefix(h.GetHeader().GetValue(), "Bearer ")
-	if !ok {
-		t.Fatal("authorization mutation is not a Bearer value")
-	}
-	return raw
 }
 
 // verify checks the JWT's signature against the public JWKS of the

@@ -13,6 +13,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/ory-ext-authz/ory-ext-authz/internal/checktest"
 	"github.com/ory-ext-authz/ory-ext-authz/internal/kratosdev"
 	"github.com/ory-ext-authz/ory-ext-authz/internal/kratosdev/kratostest"
 	"github.com/ory-ext-authz/ory-ext-authz/pkg/authz"
@@ -435,7 +436,7 @@ func TestCookieSmuggling(t *testing.T) {
 			if err != nil {
 				t.Fatalf("Check: %v", err)
 			}
-			jwt := bearerJWT(t, resp)
+			jwt := checktest.BearerJWT(t, resp)
 			s.secrets.add(jwt)
 			if c := s.verify(t, jwt); c.Sid != victimSID {
 				t.Errorf("JWT of session %q, want the victim's %q (attacker's %q)", c.Sid, victimSID, attackerSID)

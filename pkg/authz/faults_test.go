@@ -12,6 +12,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/ory-ext-authz/ory-ext-authz/internal/checktest"
 	"github.com/ory-ext-authz/ory-ext-authz/internal/fakeory"
 	"github.com/ory-ext-authz/ory-ext-authz/internal/testwait"
 	"github.com/ory-ext-authz/ory-ext-authz/pkg/ory"
@@ -59,7 +60,7 @@ func TestOryFaults(t *testing.T) {
 			warm, cold := fake.NewSession(), fake.NewSession()
 			warmReq := req(map[string]string{"cookie": warm.CookiePair()}, nil)
 			coldReq := req(map[string]string{"cookie": cold.CookiePair()}, nil)
-			warmJWT := bearerJWT(t, mustCheck(t, e, warmReq))
+			warmJWT := checktest.BearerJWT(t, mustCheck(t, e, warmReq))
 
 			tt.fault(t, fake)
 			before := fake.Calls()
@@ -85,11 +86,11 @@ func TestOryFaults(t *testing.T) {
 			}
 			// The warm entry serves through the fault, also past its
 			// refresh-ahead point (45s of 60s), until its hard expiry (55s).
-			if got := bearerJWT(t, mustCheck(t, e, warmReq)); got != warmJWT {
+			if got := checktest.BearerJWT(t, mustCheck(t, e, warmReq)); got != warmJWT {
 				t.Error("warm entry not served during the fault")
 			}
 			e.clock.Advance(50 * time.Second)
-			if got := bearerJWT(t, mustCheck(t, e, warmReq)); got != warmJWT {
+			if got := checktest.BearerJWT(t, mustCheck(t, e, warmReq)); got != warmJWT {
 				t.Error("warm entry not served past its refresh-ahead point during the fault")
 			}
 			e.az.WaitRefreshes()
@@ -105,10 +106,10 @@ func TestOryFaults(t *testing.T) {
 				fake.SetClaims(nil)
 			}
 			e.clock.Advance(tt.backoff)
-			if c := claimsOf(t, fake, bearerJWT(t, mustCheck(t, e, coldReq))); c["sub"] != cold.IdentityID {
+			if c := claimsOf(t, fake, checktest.BearerJWT(t, mustCheck(t, e, coldReq))); c["sub"] != cold.IdentityID {
 				t.Errorf("after recovery sub = %v", c["sub"])
 			}
-			if c := claimsOf(t, fake, bearerJWT(t, mustCheck(t, e, warmReq))); c["sub"] != warm.IdentityID {
+			if c := claimsOf(t, fake, checktest.BearerJWT(t, mustCheck(t, e, warmReq))); c["sub"] != warm.IdentityID {
 				t.Errorf("after recovery sub = %v", c["sub"])
 			}
 		})
