@@ -413,20 +413,13 @@ func renderEnvoy(t *testing.T, s *envoySetup, dir string, rt renderTarget) {
 		default:
 			t.Fatalf("cluster %s: the test does not know what it stands for", name)
 		}
-		host, portStr, err := net.SplitHostPort(target)
-		if err != nil {
-			t.Fatal(err)
-		}
-		port, err := strconv.ParseUint(portStr, 10, 16)
-		if err != nil {
-			t.Fatal(err)
-		}
+		host, port := splitAddr(t, target)
 		c.ClusterDiscoveryType = &clusterv3.Cluster_Type{Type: clusterv3.Cluster_STATIC}
 		for _, ep := range c.GetLoadAssignment().GetEndpoints() {
 			for _, lb := range ep.GetLbEndpoints() {
 				sa := lb.GetEndpoint().GetAddress().GetSocketAddress()
 				sa.Address = host
-				sa.PortSpecifier = &corev3.SocketAddress_PortValue{PortValue: uint32(port)}
+				sa.PortSpecifier = &corev3.SocketAddress_PortValue{PortValue: port}
 			}
 		}
 	}
