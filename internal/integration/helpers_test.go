@@ -125,7 +125,7 @@ type user struct {
 	id, email string
 }
 
-func newUser(t *testing.T, k *kratosdev.Kratos, name string) user {
+func newUser(t testing.TB, k *kratosdev.Kratos, name string) user {
 	t.Helper()
 	email := name + "@example.org"
 	id, err := k.CreateIdentity(t.Context(), email, password)
