@@ -5,39 +5,45 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"os"
 	"strings"
 	"testing"
 
 	"github.com/ory-ext-authz/ory-ext-authz/internal/cli"
 )
 
-func TestExit(t *testing.T) {
-	const name = "ory-ext-authz test"
-	tests := []struct {
-		name   string
-		err    error
-		code   int
-		stderr string
-	}{
-		{"done", nil, cli.ExitOK, ""},
-		{"help", flag.ErrHelp, cli.ExitOK, ""},
-		{"decision shown", cli.Code(cli.ExitRefused), cli.ExitRefused, ""},
-		{"decision ok", cli.Code(cli.ExitOK), cli.ExitOK, ""},
-		{"usage", cli.Usagef("--x: bad"), cli.ExitFailed, "ory-ext-authz test: --x: bad\nRun 'ory-ext-authz test --help' for usage.\n"},
-		{"usage with synopsis", &cli.UsageError{Err: errors.New("missing subcommand"), Synopsis: "Usage: a | b\n"}, cli.ExitFailed,
-			"ory-ext-authz test: missing subcommand\nUsage: a | b\nRun 'ory-ext-authz test --help' for usage.\n"},
-		{"refused", cli.Refused(errors.New("no")), cli.ExitRefused, "ory-ext-authz test: no\n"},
-		{"wrapped refusal", fmt.Errorf("call: %w", cli.Refused(errors.New("no"))), cli.ExitRefused, "ory-ext-authz test: call: no\n"},
-		{"failure", errors.New("cannot reach"), cli.ExitFailed, "ory-ext-authz test: cannot reach\n"},
+// ExampleExit shows what each kind of result prints (to stderr; stdout
+// here) and the exit code it becomes.
+func ExampleExit() {
+	const name = "ory-ext-authz demo"
+	for _, err := range []error{
+		nil,                       // done
+		flag.ErrHelp,              // the help was printed
+		cli.Code(cli.ExitOK),      // an allowed decision: nil
+		cli.Code(cli.ExitRefused), // a decision the output already shows
+		cli.Usagef("--addr: must not be empty"),
+		&cli.UsageError{Err: errors.New("missing subcommand"), Synopsis: "Usage: ory-ext-authz demo a|b\n"},
+		fmt.Errorf("stats: %w", cli.Refused(errors.New("the server refused: InvalidArgument"))),
+		errors.New("cannot reach the admin API"),
+	} {
+		fmt.Println("exit", cli.Exit(os.Stdout, name, err))
 	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			var stderr bytes.Buffer
-			if code := cli.Exit(&stderr, name, tt.err); code != tt.code || stderr.String() != tt.stderr {
-				t.Errorf("Exit = %d, stderr %q; want %d, %q", code, stderr.String(), tt.code, tt.stderr)
-			}
-		})
-	}
+	// Output:
+	// exit 0
+	// exit 0
+	// exit 0
+	// exit 1
+	// ory-ext-authz demo: --addr: must not be empty
+	// Run 'ory-ext-authz demo --help' for usage.
+	// exit 2
+	// ory-ext-authz demo: missing subcommand
+	// Usage: ory-ext-authz demo a|b
+	// Run 'ory-ext-authz demo --help' for usage.
+	// exit 2
+	// ory-ext-authz demo: stats: the server refused: InvalidArgument
+	// exit 1
+	// ory-ext-authz demo: cannot reach the admin API
+	// exit 2
 }
 
 func TestParse(t *testing.T) {
