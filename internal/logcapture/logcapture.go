@@ -1,3 +1,6 @@
+// Package logcapture captures what a test logs and checks it: every test's
+// log is scanned for the credentials it used (cookies, tokens, JWTs), and
+// its JSON records can be read back.
 package logcapture
 
 import (
