@@ -15,7 +15,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -35,6 +34,8 @@ import (
 	"github.com/ory-ext-authz/ory-ext-authz/internal/jwks"
 	"github.com/ory-ext-authz/ory-ext-authz/internal/kratosdev"
 	"github.com/ory-ext-authz/ory-ext-authz/internal/kratosdev/kratostest"
+	"github.com/ory-ext-authz/ory-ext-authz/internal/logcapture"
+	"github.com/ory-ext-authz/ory-ext-authz/internal/servertest"
 	"github.com/ory-ext-authz/ory-ext-authz/pkg/authz"
 	"github.com/ory-ext-authz/ory-ext-authz/pkg/ory"
 	"github.com/ory-ext-authz/ory-ext-authz/pkg/server"
@@ -349,7 +350,7 @@ func (c *countingAuthz) Check(ctx context.Context, req *authv3.CheckRequest) (*a
 // loopback.
 func startServer(t *testing.T, oryURL string) *countingAuthz {
 	t.Helper()
-	logs := &syncBuffer{}
+	logs := &logcapture.Buffer{}
 	log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	d := config.Default()
 	oc, err := ory.New(ory.Options{
@@ -368,32 +369,16 @@ func startServer(t *testing.T, oryURL string) *countingAuthz {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var lc net.ListenConfig
-	gl, err := lc.Listen(t.Context(), "tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	hl, err := lc.Listen(t.Context(), "tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := &countingAuthz{AuthorizationServer: az, addr: gl.Addr().String()}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() {
-		done <- server.Run(ctx, server.Options{GRPC: gl, HTTP: hl, Authz: c, ShutdownTimeout: 5 * time.Second, Logger: log})
-	}()
+	// Registered before the server starts, so it runs after the server stopped.
 	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("server: %v", err)
-		}
 		az.Close()
 		oc.Close()
 		if t.Failed() {
 			t.Logf("server log:\n%s", logs.String())
 		}
 	})
+	c := &countingAuthz{AuthorizationServer: az}
+	c.addr = servertest.Start(t, server.Options{Authz: c, ShutdownTimeout: 5 * time.Second, Logger: log}).GRPC
 	return c
 }
 
@@ -428,20 +413,13 @@ func renderEnvoy(t *testing.T, s *envoySetup, dir string, rt renderTarget) {
 		default:
 			t.Fatalf("cluster %s: the test does not know what it stands for", name)
 		}
-		host, portStr, err := net.SplitHostPort(target)
-		if err != nil {
-			t.Fatal(err)
-		}
-		port, err := strconv.ParseUint(portStr, 10, 16)
-		if err != nil {
-			t.Fatal(err)
-		}
+		host, port := splitAddr(t, target)
 		c.ClusterDiscoveryType = &clusterv3.Cluster_Type{Type: clusterv3.Cluster_STATIC}
 		for _, ep := range c.GetLoadAssignment().GetEndpoints() {
 			for _, lb := range ep.GetLbEndpoints() {
 				sa := lb.GetEndpoint().GetAddress().GetSocketAddress()
 				sa.Address = host
-				sa.PortSpecifier = &corev3.SocketAddress_PortValue{PortValue: uint32(port)}
+				sa.PortSpecifier = &corev3.SocketAddress_PortValue{PortValue: port}
 			}
 		}
 	}
@@ -583,19 +561,8 @@ func startEnvoy(t *testing.T, bin, dir, authzAddr string) string {
 // warmUp tokenizes once directly at Kratos.
 func warmUp(t *testing.T, k *kratosdev.Kratos, template, cookie string) {
 	t.Helper()
-	req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, k.WhoamiURL(template), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	req.Header.Set("Cookie", cookie)
-	req.Header.Set("Accept", "application/json")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("whoami?tokenize_as=%s: status %d", template, resp.StatusCode)
+	if status := kratostest.Whoami(t, k, template, "Cookie", cookie).Status; status != http.StatusOK {
+		t.Fatalf("whoami?tokenize_as=%s: status %d", template, status)
 	}
 }
 
@@ -614,18 +581,8 @@ func templateTTL(t *testing.T, templates map[string]any, name string) time.Durat
 // verifyJWT checks token against the public keys and returns its claims.
 func verifyJWT(t *testing.T, token string, pub jose.JSONWebKeySet) map[string]any {
 	t.Helper()
-	jws, err := jose.ParseSignedCompact(token, []jose.SignatureAlgorithm{jose.ES256, jose.RS256, jose.EdDSA})
-	if err != nil {
-		t.Fatalf("upstream Authorization is not a JWS: %v", err)
-	}
-	payload, err := jws.Verify(&pub)
-	if err != nil {
-		t.Fatalf("upstream JWT does not verify against the template's public JWKS: %v", err)
-	}
 	var c map[string]any
-	if err := json.Unmarshal(payload, &c); err != nil {
-		t.Fatal(err)
-	}
+	kratostest.VerifyJWT(t, token, pub, &c)
 	return c
 }
 
@@ -653,22 +610,4 @@ func forgeJWT(t *testing.T, pub jose.JSONWebKeySet, issuer string) string {
 		t.Fatal(err)
 	}
 	return tok
-}
-
-// syncBuffer is a bytes.Buffer safe for the server's goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }

@@ -1,8 +1,6 @@
 package deploy_test
 
 import (
-	"context"
-	"net"
 	"slices"
 	"strings"
 	"testing"
@@ -19,8 +17,6 @@ import (
 	httpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/upstreams/http/v3"
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
@@ -33,6 +29,7 @@ import (
 	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/router/v3"
 
 	"github.com/ory-ext-authz/ory-ext-authz/internal/config"
+	"github.com/ory-ext-authz/ory-ext-authz/internal/servertest"
 	"github.com/ory-ext-authz/ory-ext-authz/pkg/authz"
 	"github.com/ory-ext-authz/ory-ext-authz/pkg/server"
 )
@@ -488,32 +485,8 @@ func checkAllowMissing(t *testing.T, s *envoySetup, route string, jp *jwtv3.PerR
 // checkHealthServed asks the real server's grpc.health.v1 for service.
 func checkHealthServed(t *testing.T, service string) {
 	t.Helper()
-	var lc net.ListenConfig
-	gl, err := lc.Listen(t.Context(), "tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	hl, err := lc.Listen(t.Context(), "tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(t.Context())
-	done := make(chan error, 1)
-	go func() {
-		done <- server.Run(ctx, server.Options{GRPC: gl, HTTP: hl, Authz: &authv3.UnimplementedAuthorizationServer{}, ShutdownTimeout: time.Second})
-	}()
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Error(err)
-		}
-	}()
-	conn, err := grpc.NewClient(gl.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	resp, err := healthpb.NewHealthClient(conn).Check(ctx, &healthpb.HealthCheckRequest{Service: service})
+	addrs := servertest.Start(t, server.Options{Authz: &authv3.UnimplementedAuthorizationServer{}, ShutdownTimeout: time.Second})
+	resp, err := healthpb.NewHealthClient(servertest.Dial(t, addrs.GRPC)).Check(t.Context(), &healthpb.HealthCheckRequest{Service: service})
 	if err != nil {
 		t.Fatalf("health check of service %q: %v", service, err)
 	}

@@ -121,7 +121,14 @@ func kratosTemplates(cfg map[string]any) map[string]any {
 // addrPort returns the port of a listen address such as ":9001".
 func addrPort(t *testing.T, addr string) uint32 {
 	t.Helper()
-	_, p, err := net.SplitHostPort(addr)
+	_, port := splitAddr(t, addr)
+	return port
+}
+
+// splitAddr splits a host:port address into its host and its port.
+func splitAddr(t *testing.T, addr string) (host string, port uint32) {
+	t.Helper()
+	host, p, err := net.SplitHostPort(addr)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -129,7 +136,7 @@ func addrPort(t *testing.T, addr string) uint32 {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return uint32(n)
+	return host, uint32(n)
 }
 
 // matchString evaluates an Envoy StringMatcher the way Envoy does for header

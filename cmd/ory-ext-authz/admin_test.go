@@ -4,8 +4,6 @@ import (
 	"bytes"
 	"context"
 	"net"
-	"net/http"
-	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -23,7 +21,6 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/ory-ext-authz/ory-ext-authz/internal/fakeory"
-	"github.com/ory-ext-authz/ory-ext-authz/internal/logcapture"
 	adminv1 "github.com/ory-ext-authz/ory-ext-authz/proto/ory_ext_authz/admin/v1"
 )
 
@@ -31,57 +28,6 @@ const (
 	adminService = "ory_ext_authz.admin.v1.Admin"
 	authzService = "envoy.service.auth.v3.Authorization"
 )
-
-// served is one `serve` running in-process.
-type served struct {
-	grpcAddr, httpAddr, adminAddr string
-	logs                          *logcapture.Buffer
-}
-
-// startServe runs `serve` in front of fake with free loopback ports (admin
-// included, unless args set --admin-addr) and waits until it is ready. It
-// stops when the test ends and must then exit 0.
-func startServe(t *testing.T, fake *fakeory.Fake, args ...string) *served {
-	t.Helper()
-	s := &served{grpcAddr: freeAddr(t), httpAddr: freeAddr(t), logs: &logcapture.Buffer{}}
-	full := []string{"serve", "--ory-url", fake.URL, "--tokenize-as", "mesh", "--grpc-addr", s.grpcAddr, "--http-addr", s.httpAddr, "--log-level", "debug"}
-	if !slices.Contains(args, "--admin-addr") {
-		s.adminAddr = freeAddr(t)
-		full = append(full, "--admin-addr", s.adminAddr)
-	}
-	full = append(full, args...)
-	ctx, stop := context.WithCancel(context.WithoutCancel(t.Context()))
-	done := make(chan int, 1)
-	go func() {
-		done <- run(ctx, full, func(string) string { return "" }, strings.NewReader(""), s.logs, s.logs)
-	}()
-	t.Cleanup(func() {
-		stop()
-		select {
-		case code := <-done:
-			if code != 0 {
-				t.Errorf("serve exited %d; log:\n%s", code, s.logs.String())
-			}
-		case <-time.After(20 * time.Second):
-			t.Error("serve did not stop")
-		}
-		logcapture.AssertNoSecrets(t, s.logs.String(), fake.Secrets())
-	})
-	waitFor(t, "readyz 200", func() bool {
-		select {
-		case code := <-done:
-			t.Fatalf("serve exited %d; log:\n%s", code, s.logs.String())
-		default:
-		}
-		resp, err := http.Get("http://" + s.httpAddr + "/readyz")
-		if err != nil {
-			return false
-		}
-		resp.Body.Close()
-		return resp.StatusCode == http.StatusOK
-	})
-	return s
-}
 
 // listServices asks the server reflection service at conn for its services.
 func listServices(t *testing.T, conn *grpc.ClientConn) []string {
@@ -211,13 +157,7 @@ func TestAdminServeFlags(t *testing.T) {
 	t.Run("mTLS", func(t *testing.T) {
 		dir := t.TempDir()
 		root, clients := testpki.NewCA(t, "root"), testpki.NewCA(t, "clients")
-		file := func(name string, data []byte) string {
-			p := filepath.Join(dir, name)
-			if err := os.WriteFile(p, data, 0o600); err != nil {
-				t.Fatal(err)
-			}
-			return p
-		}
+		file := func(name string, data []byte) string { return testpki.WriteFile(t, dir, name, data) }
 		sc, sk := root.Issue(t, "ory-ext-authz", false)
 		cc, ck := clients.Issue(t, "operator", true)
 		srv := startServe(t, fake, "--admin-tls-cert", file("tls.crt", sc), "--admin-tls-key", file("tls.key", sk),
@@ -256,20 +196,20 @@ func TestAdminServeFlags(t *testing.T) {
 		}
 		defer busy.Close()
 		missing := filepath.Join(t.TempDir(), "missing.PEM")
-		grpcAddr := freeAddr(t)
+		grpcAddr := servertest.FreeAddr(t)
 		for name, tt := range map[string]struct {
 			args []string
 			want string
 		}{
 			"admin address in use": {[]string{"--admin-addr", busy.Addr().String()}, "--admin-addr: listen tcp " + busy.Addr().String()},
 			"same as --grpc-addr":  {[]string{"--grpc-addr", grpcAddr, "--admin-addr", grpcAddr}, "must differ from --grpc-addr"},
-			"unreadable cert": {[]string{"--admin-addr", freeAddr(t), "--admin-tls-cert", missing, "--admin-tls-key", missing},
+			"unreadable cert": {[]string{"--admin-addr", servertest.FreeAddr(t), "--admin-tls-cert", missing, "--admin-tls-key", missing},
 				"admin listener (--admin-tls-cert, --admin-tls-key, --admin-tls-client-ca)"},
 		} {
 			t.Run(name, func(t *testing.T) {
-				args := append([]string{"serve", "--ory-url", fake.URL, "--tokenize-as", "mesh", "--http-addr", freeAddr(t)}, tt.args...)
+				args := append([]string{"serve", "--ory-url", fake.URL, "--tokenize-as", "mesh", "--http-addr", servertest.FreeAddr(t)}, tt.args...)
 				if !slices.Contains(args, "--grpc-addr") {
-					args = append(args, "--grpc-addr", freeAddr(t))
+					args = append(args, "--grpc-addr", servertest.FreeAddr(t))
 				}
 				code, _, errOut := runCLI(t, args...)
 				if code != 1 || !strings.Contains(errOut, tt.want) {

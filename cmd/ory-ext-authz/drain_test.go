@@ -12,14 +12,14 @@ import (
 	"time"
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/status"
 
 	"github.com/ory-ext-authz/ory-ext-authz/internal/fakeory"
 	"github.com/ory-ext-authz/ory-ext-authz/internal/logcapture"
+	"github.com/ory-ext-authz/ory-ext-authz/internal/servertest"
+	"github.com/ory-ext-authz/ory-ext-authz/internal/testwait"
 )
 
 // runMainEnv makes the test binary run main() instead of the tests, so that
@@ -43,8 +43,8 @@ func TestSIGTERMDrain(t *testing.T) {
 	fake := fakeory.New()
 	defer fake.Close()
 	fake.SetHook(fakeory.Slow(300 * time.Millisecond))
-	grpcAddr, httpAddr := freeAddr(t), freeAddr(t)
-	cmd := exec.Command(os.Args[0], "serve", "--grpc-addr", grpcAddr, "--http-addr", httpAddr, "--admin-addr", freeAddr(t),
+	grpcAddr, httpAddr := servertest.FreeAddr(t), servertest.FreeAddr(t)
+	cmd := exec.Command(os.Args[0], "serve", "--grpc-addr", grpcAddr, "--http-addr", httpAddr, "--admin-addr", servertest.FreeAddr(t),
 		"--ory-url", fake.URL, "--tokenize-as", "mesh", "--shutdown-delay", "1s", "--shutdown-timeout", "10s", "--log-level", "debug")
 	cmd.Env = append(os.Environ(), runMainEnv+"=1")
 	var logs bytes.Buffer
@@ -60,13 +60,9 @@ func TestSIGTERMDrain(t *testing.T) {
 		}
 		logcapture.AssertNoSecrets(t, logs.String(), fake.Secrets())
 	}()
-	waitReady(t, httpAddr)
+	testwait.For(t, "readyz 200", func() bool { return ready(httpAddr) })
 
-	conn, err := grpc.NewClient(grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
+	conn := servertest.Dial(t, grpcAddr)
 	client := authv3.NewAuthorizationClient(conn)
 	health := healthpb.NewHealthClient(conn)
 
@@ -78,22 +74,8 @@ func TestSIGTERMDrain(t *testing.T) {
 	var badErrs []error
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
-	wg.Go(func() {
-		for {
-			select {
-			case <-stop:
-				return
-			default:
-			}
-			r, err := health.Check(context.Background(), &healthpb.HealthCheckRequest{Service: "envoy.service.auth.v3.Authorization"})
-			if err == nil && r.GetStatus() == healthpb.HealthCheckResponse_NOT_SERVING {
-				notServingAt.CompareAndSwap(0, seq.Add(1))
-				return
-			}
-			time.Sleep(10 * time.Millisecond)
-		}
-	})
-	for range 8 {
+	// loop runs step until the test stops it or step returns false.
+	loop := func(step func() bool) {
 		wg.Go(func() {
 			for {
 				select {
@@ -101,37 +83,52 @@ func TestSIGTERMDrain(t *testing.T) {
 					return
 				default:
 				}
-				s := fake.NewSession() // a miss: the check waits 300ms on Ory
-				ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
-				resp, err := client.Check(ctx, &authv3.CheckRequest{Attributes: &authv3.AttributeContext{Request: &authv3.AttributeContext_Request{
-					Http: &authv3.AttributeContext_HttpRequest{Method: "GET", Path: "/", Headers: map[string]string{"cookie": s.CookiePair()}},
-				}}})
-				cancel()
-				n := seq.Add(1)
-				if err != nil {
-					firstErrAt.CompareAndSwap(0, n)
-					errCount.Add(1)
-					if status.Code(err) != codes.Unavailable {
-						mu.Lock()
-						badErrs = append(badErrs, err)
-						mu.Unlock()
-					}
-					return // the listener is gone; this worker is done
-				}
-				if resp.GetStatus().GetCode() != 0 {
-					mu.Lock()
-					badErrs = append(badErrs, status.ErrorProto(resp.GetStatus()))
-					mu.Unlock()
+				if !step() {
 					return
-				}
-				okTotal.Add(1)
-				if notServingAt.Load() != 0 {
-					okDraining.Add(1)
 				}
 			}
 		})
 	}
-	waitFor(t, "steady load", func() bool { return okTotal.Load() >= 16 })
+	loop(func() bool {
+		r, err := health.Check(context.Background(), &healthpb.HealthCheckRequest{Service: "envoy.service.auth.v3.Authorization"})
+		if err == nil && r.GetStatus() == healthpb.HealthCheckResponse_NOT_SERVING {
+			notServingAt.CompareAndSwap(0, seq.Add(1))
+			return false
+		}
+		time.Sleep(10 * time.Millisecond)
+		return true
+	})
+	for range 8 {
+		loop(func() bool {
+			s := fake.NewSession() // a miss: the check waits 300ms on Ory
+			ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+			resp, err := client.Check(ctx, cookieCheck(s))
+			cancel()
+			n := seq.Add(1)
+			if err != nil {
+				firstErrAt.CompareAndSwap(0, n)
+				errCount.Add(1)
+				if status.Code(err) != codes.Unavailable {
+					mu.Lock()
+					badErrs = append(badErrs, err)
+					mu.Unlock()
+				}
+				return false // the listener is gone; this worker is done
+			}
+			if resp.GetStatus().GetCode() != 0 {
+				mu.Lock()
+				badErrs = append(badErrs, status.ErrorProto(resp.GetStatus()))
+				mu.Unlock()
+				return false
+			}
+			okTotal.Add(1)
+			if notServingAt.Load() != 0 {
+				okDraining.Add(1)
+			}
+			return true
+		})
+	}
+	testwait.For(t, "steady load", func() bool { return okTotal.Load() >= 16 })
 	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}

@@ -2,12 +2,9 @@ package main
 
 import (
 	"bytes"
-	"context"
-	"net/http"
 	"regexp"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/ory-ext-authz/ory-ext-authz/internal/kratosdev"
 	"github.com/ory-ext-authz/ory-ext-authz/internal/kratosdev/kratostest"
@@ -31,24 +28,8 @@ func TestCheckAgainstServeWithKratos(t *testing.T) {
 	_, cookieValue, _ := strings.Cut(cookie, "=")
 	garbage := kratosdev.SessionCookie + "=MTc5NjEwOTc0NXxub3QtYS1yZWFsLXNlc3Npb24tY29va2ll"
 
-	grpcAddr, httpAddr := freeAddr(t), freeAddr(t)
-	ctx, stop := context.WithCancel(t.Context())
-	defer stop()
-	var logs logcapture.Buffer
-	done := make(chan int, 1)
-	go func() {
-		done <- run(ctx, []string{"serve", "--ory-url", k.PublicURL(), "--tokenize-as", kratosdev.MeshTemplate,
-			"--grpc-addr", grpcAddr, "--http-addr", httpAddr, "--admin-addr", freeAddr(t), "--log-level", "debug"},
-			func(string) string { return "" }, strings.NewReader(""), &logs, &logs)
-	}()
-	waitFor(t, "readyz 200", func() bool {
-		resp, err := http.Get("http://" + httpAddr + "/readyz")
-		if err != nil {
-			return false
-		}
-		resp.Body.Close()
-		return resp.StatusCode == http.StatusOK
-	})
+	srv := startServeWith(t, serveConfig{oryURL: k.PublicURL()})
+	grpcAddr := srv.grpcAddr
 
 	tests := []struct {
 		name     string
@@ -91,14 +72,8 @@ func TestCheckAgainstServeWithKratos(t *testing.T) {
 		t.Fatalf("check --print-jwt printed no JWT:\n%s", out.String())
 	}
 
-	stop()
-	select {
-	case code := <-done:
-		if code != 0 {
-			t.Fatalf("serve exited %d, want 0; log:\n%s", code, logs.String())
-		}
-	case <-time.After(20 * time.Second):
-		t.Fatal("serve did not stop")
+	if code := srv.stop(t); code != 0 {
+		t.Fatalf("serve exited %d, want 0; log:\n%s", code, srv.logs.String())
 	}
-	logcapture.AssertNoSecrets(t, logs.String(), []string{cookieValue, garbage, jwt[1]})
+	logcapture.AssertNoSecrets(t, srv.logs.String(), []string{cookieValue, garbage, jwt[1]})
 }

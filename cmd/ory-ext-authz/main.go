@@ -45,16 +45,13 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 		return 2
 	}
 	cmd, rest := args[0], args[1:]
+	if t, ok := tools[cmd]; ok {
+		return t(ctx, rest, stdin, stdout, stderr)
+	}
 	var err error
 	switch cmd {
 	case "serve":
 		err = serve(ctx, rest, getenv, stderr)
-	case "check":
-		return runCheck(ctx, rest, stdout, stderr)
-	case "admin":
-		return runAdmin(ctx, rest, stdout, stderr)
-	case "jwks":
-		err = runJWKS(rest, stdin, stdout, stderr)
 	case "version", "--version":
 		fmt.Fprintln(stdout, "ory-ext-authz", version)
 	case "help", "-h", "-help", "--help":

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"io"
-	"net"
 	"net/http"
 	"slices"
 	"strings"
@@ -12,12 +11,12 @@ import (
 	"time"
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
 	"github.com/ory-ext-authz/ory-ext-authz/internal/fakeory"
 	"github.com/ory-ext-authz/ory-ext-authz/internal/logcapture"
+	"github.com/ory-ext-authz/ory-ext-authz/internal/servertest"
+	"github.com/ory-ext-authz/ory-ext-authz/internal/testwait"
 )
 
 func TestCommands(t *testing.T) {
@@ -46,14 +45,99 @@ func TestCommands(t *testing.T) {
 	}
 }
 
-func freeAddr(t *testing.T) string {
+// served is one `serve` running in-process.
+type served struct {
+	grpcAddr, httpAddr, adminAddr string
+	logs                          *logcapture.Buffer
+	cancel                        context.CancelFunc
+	exited                        chan struct{}
+	code                          int // once exited is closed
+}
+
+// serveConfig is how startServeWith configures serve besides its flags.
+type serveConfig struct {
+	// oryURL is --ory-url, with --tokenize-as mesh; "" leaves both to env.
+	oryURL string
+	// env is the environment serve reads.
+	env map[string]string
+	// secrets, when set, returns what serve's log must not hold; it is
+	// called when the test ends.
+	secrets func() []string
+}
+
+// startServe runs `serve` in front of fake with args, as startServeWith.
+func startServe(t *testing.T, fake *fakeory.Fake, args ...string) *served {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	return startServeWith(t, serveConfig{oryURL: fake.URL, secrets: fake.Secrets}, args...)
+}
+
+// startServeWith runs `serve` in-process on free loopback ports (admin
+// included, unless args set --admin-addr) and waits until it is ready. It
+// stops when the test ends and must then exit 0.
+func startServeWith(t *testing.T, c serveConfig, args ...string) *served {
+	t.Helper()
+	s := &served{grpcAddr: servertest.FreeAddr(t), httpAddr: servertest.FreeAddr(t), logs: &logcapture.Buffer{}, exited: make(chan struct{})}
+	full := []string{"serve", "--grpc-addr", s.grpcAddr, "--http-addr", s.httpAddr, "--log-level", "debug"}
+	if c.oryURL != "" {
+		full = append(full, "--ory-url", c.oryURL, "--tokenize-as", "mesh")
 	}
-	defer l.Close()
-	return l.Addr().String()
+	if !slices.Contains(args, "--admin-addr") {
+		s.adminAddr = servertest.FreeAddr(t)
+		full = append(full, "--admin-addr", s.adminAddr)
+	}
+	full = append(full, args...)
+	var ctx context.Context
+	ctx, s.cancel = context.WithCancel(context.WithoutCancel(t.Context()))
+	go func() {
+		defer close(s.exited)
+		s.code = run(ctx, full, func(k string) string { return c.env[k] }, strings.NewReader(""), s.logs, s.logs)
+	}()
+	t.Cleanup(func() {
+		if code := s.stop(t); code != 0 {
+			t.Errorf("serve exited %d; log:\n%s", code, s.logs.String())
+		}
+		if c.secrets != nil {
+			logcapture.AssertNoSecrets(t, s.logs.String(), c.secrets())
+		}
+	})
+	testwait.For(t, "readyz 200", func() bool {
+		select {
+		case <-s.exited:
+			t.Fatalf("serve exited %d before it was ready; log:\n%s", s.code, s.logs.String())
+		default:
+		}
+		return ready(s.httpAddr)
+	})
+	return s
+}
+
+// stop cancels serve's context, as SIGTERM does, and returns its exit code.
+func (s *served) stop(t *testing.T) int {
+	t.Helper()
+	s.cancel()
+	return s.wait(t)
+}
+
+// wait waits until serve exits and returns its exit code.
+func (s *served) wait(t *testing.T) int {
+	t.Helper()
+	select {
+	case <-s.exited:
+		return s.code
+	case <-time.After(20 * time.Second):
+		t.Error("serve did not stop")
+		return -1
+	}
+}
+
+// ready tells whether serve's /readyz at httpAddr answers 200.
+func ready(httpAddr string) bool {
+	resp, err := http.Get("http://" + httpAddr + "/readyz")
+	if err != nil {
+		return false
+	}
+	resp.Body.Close()
+	return resp.StatusCode == http.StatusOK
 }
 
 // TestServeLifecycle runs `serve` in-process, configured through the
@@ -62,27 +146,13 @@ func freeAddr(t *testing.T) string {
 func TestServeLifecycle(t *testing.T) {
 	fake := fakeory.New()
 	defer fake.Close()
-	grpcAddr, httpAddr := freeAddr(t), freeAddr(t)
 	env := map[string]string{
 		"ORY_EXT_AUTHZ_ORY_URL":        fake.URL,
 		"ORY_EXT_AUTHZ_TOKENIZE_AS":    "mesh",
 		"ORY_EXT_AUTHZ_SHUTDOWN_DELAY": "1s",
 	}
-	ctx, stop := context.WithCancel(t.Context())
-	var logs logcapture.Buffer
-	done := make(chan int, 1)
-	go func() {
-		done <- run(ctx, []string{"serve", "--grpc-addr", grpcAddr, "--http-addr", httpAddr, "--admin-addr", freeAddr(t), "--log-level", "debug"},
-			func(k string) string { return env[k] }, strings.NewReader(""), &logs, &logs)
-	}()
-	defer func() { logcapture.AssertNoSecrets(t, logs.String(), fake.Secrets()) }()
-
-	waitReady(t, httpAddr)
-	conn, err := grpc.NewClient(grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
+	srv := startServeWith(t, serveConfig{env: env, secrets: fake.Secrets})
+	conn := servertest.Dial(t, srv.grpcAddr)
 	health := healthpb.NewHealthClient(conn)
 	authz := authv3.NewAuthorizationClient(conn)
 	for _, svc := range []string{"", "envoy.service.auth.v3.Authorization"} {
@@ -91,17 +161,14 @@ func TestServeLifecycle(t *testing.T) {
 			t.Fatalf("health %q = %v %v, want SERVING", svc, resp, err)
 		}
 	}
-	s := fake.NewSession()
-	checkReq := &authv3.CheckRequest{Attributes: &authv3.AttributeContext{Request: &authv3.AttributeContext_Request{
-		Http: &authv3.AttributeContext_HttpRequest{Method: "GET", Path: "/", Headers: map[string]string{"cookie": s.CookiePair()}},
-	}}}
+	checkReq := cookieCheck(fake.NewSession())
 	resp, err := authz.Check(t.Context(), checkReq)
 	if err != nil || resp.GetStatus().GetCode() != 0 || len(resp.GetOkResponse().GetHeaders()) != 1 {
 		t.Fatalf("Check = %v %v, want OK with the JWT", resp, err)
 	}
 
-	stop()
-	waitFor(t, "health NOT_SERVING", func() bool {
+	srv.cancel()
+	testwait.For(t, "health NOT_SERVING", func() bool {
 		r, err := health.Check(t.Context(), &healthpb.HealthCheckRequest{})
 		return err == nil && r.GetStatus() == healthpb.HealthCheckResponse_NOT_SERVING
 	})
@@ -109,37 +176,8 @@ func TestServeLifecycle(t *testing.T) {
 	if resp, err := authz.Check(t.Context(), checkReq); err != nil || resp.GetStatus().GetCode() != 0 {
 		t.Fatalf("Check while draining = %v %v, want OK", resp, err)
 	}
-	select {
-	case code := <-done:
-		if code != 0 {
-			t.Fatalf("serve exited %d, want 0; log:\n%s", code, logs.String())
-		}
-	case <-time.After(20 * time.Second):
-		t.Fatal("serve did not stop")
-	}
-}
-
-// waitReady waits until serve's /readyz at httpAddr answers 200.
-func waitReady(t *testing.T, httpAddr string) {
-	t.Helper()
-	waitFor(t, "readyz 200", func() bool {
-		resp, err := http.Get("http://" + httpAddr + "/readyz")
-		if err != nil {
-			return false
-		}
-		resp.Body.Close()
-		return resp.StatusCode == http.StatusOK
-	})
-}
-
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
+	if code := srv.wait(t); code != 0 {
+		t.Fatalf("serve exited %d, want 0; log:\n%s", code, srv.logs.String())
 	}
 }
 
@@ -150,7 +188,7 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 func TestServeOryURLUserinfo(t *testing.T) {
 	const secret = "s3cr3t-Pa55"
 	url := "http://admin:" + secret + "@127.0.0.1:1"
-	listen := []string{"--grpc-addr", freeAddr(t), "--http-addr", freeAddr(t), "--admin-addr", ""}
+	listen := []string{"--grpc-addr", servertest.FreeAddr(t), "--http-addr", servertest.FreeAddr(t), "--admin-addr", ""}
 	tests := []struct {
 		name     string
 		args     []string
@@ -197,43 +235,9 @@ func TestServePassClientAuthorization(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			grpcAddr, httpAddr := freeAddr(t), freeAddr(t)
-			ctx, stop := context.WithCancel(t.Context())
-			var logs logcapture.Buffer
-			var code int
-			exited := make(chan struct{})
-			args := append([]string{"serve", "--ory-url", fake.URL, "--tokenize-as", "mesh", "--on-missing", "allow",
-				"--grpc-addr", grpcAddr, "--http-addr", httpAddr, "--admin-addr", ""}, tt.args...)
-			go func() {
-				defer close(exited)
-				code = run(ctx, args, func(k string) string { return tt.env[k] }, strings.NewReader(""), &logs, &logs)
-			}()
-			defer func() {
-				stop()
-				<-exited
-				if code != 0 && !t.Failed() {
-					t.Errorf("serve exited %d; log:\n%s", code, logs.String())
-				}
-			}()
-			waitFor(t, "readyz 200", func() bool {
-				select {
-				case <-exited:
-					t.Fatalf("serve exited %d before it was ready; log:\n%s", code, logs.String())
-				default:
-				}
-				resp, err := http.Get("http://" + httpAddr + "/readyz")
-				if err != nil {
-					return false
-				}
-				resp.Body.Close()
-				return resp.StatusCode == http.StatusOK
-			})
-			conn, err := grpc.NewClient(grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer conn.Close()
-			resp, err := authv3.NewAuthorizationClient(conn).Check(t.Context(), &authv3.CheckRequest{Attributes: &authv3.AttributeContext{Request: &authv3.AttributeContext_Request{
+			srv := startServeWith(t, serveConfig{oryURL: fake.URL, env: tt.env, secrets: fake.Secrets},
+				append([]string{"--on-missing", "allow", "--admin-addr", ""}, tt.args...)...)
+			resp, err := authv3.NewAuthorizationClient(servertest.Dial(t, srv.grpcAddr)).Check(t.Context(), &authv3.CheckRequest{Attributes: &authv3.AttributeContext{Request: &authv3.AttributeContext_Request{
 				Http: &authv3.AttributeContext_HttpRequest{Method: "GET", Path: "/", Headers: map[string]string{"authorization": "Bearer client-api-key"}},
 			}}})
 			if err != nil || resp.GetStatus().GetCode() != 0 || len(resp.GetOkResponse().GetHeaders()) != 0 {
@@ -267,5 +271,27 @@ func TestServeMetrics(t *testing.T) {
 		if !strings.Contains(string(body), series+"\n") {
 			t.Errorf("/metrics has no %s", series)
 		}
+	}
+}
+
+// TestToolConvention: check, admin and jwks follow internal/cli's
+// convention: -h prints the usage to stdout and exits 0; an unknown flag is
+// exit 2 with the command's name, the problem and a hint on stderr.
+func TestToolConvention(t *testing.T) {
+	for _, cmd := range [][]string{{"check"}, {"admin"}, {"admin", "invalidate"}, {"admin", "stats"}, {"jwks"}, {"jwks", "generate"}, {"jwks", "public"}} {
+		name := "ory-ext-authz " + strings.Join(cmd, " ")
+		t.Run(strings.Join(cmd, " "), func(t *testing.T) {
+			for _, help := range []string{"-h", "--help"} {
+				code, out, errOut := runCLI(t, append(slices.Clone(cmd), help)...)
+				if code != 0 || !strings.Contains(out, "Usage:") || errOut != "" {
+					t.Errorf("%s %s = %d\nstdout: %s\nstderr: %s", name, help, code, out, errOut)
+				}
+			}
+			code, out, errOut := runCLI(t, append(slices.Clone(cmd), "--bogus")...)
+			if code != 2 || out != "" || !strings.HasPrefix(errOut, name+": ") || !strings.Contains(errOut, "-bogus") ||
+				!strings.Contains(errOut, "Run '"+name+" --help' for usage.") {
+				t.Errorf("%s --bogus = %d, want 2\nstdout: %s\nstderr: %s", name, code, out, errOut)
+			}
+		})
 	}
 }

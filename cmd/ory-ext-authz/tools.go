@@ -9,14 +9,12 @@ import (
 	"github.com/ory-ext-authz/ory-ext-authz/internal/jwks"
 )
 
-func runCheck(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	return checkcli.Run(ctx, args, stdout, stderr)
-}
+// tool is a subcommand beside serve. Each follows internal/cli's convention
+// (exit codes, help on stdout, errors on stderr) and prints its own errors.
+type tool func(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int
 
-func runJWKS(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
-	return jwks.Run(args, stdin, stdout, stderr)
-}
-
-func runAdmin(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	return admincli.RunCLI(ctx, args, stdout, stderr)
+var tools = map[string]tool{
+	"check": checkcli.Run,
+	"admin": admincli.Run,
+	"jwks":  jwks.Run,
 }

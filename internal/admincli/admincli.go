@@ -3,26 +3,21 @@
 package admincli
 
 import (
-	"bytes"
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
-	"os"
 	"strings"
 	"text/tabwriter"
 	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
+	"github.com/ory-ext-authz/ory-ext-authz/internal/cli"
 	"github.com/ory-ext-authz/ory-ext-authz/pkg/admin"
 	adminv1 "github.com/ory-ext-authz/ory-ext-authz/proto/ory_ext_authz/admin/v1"
 )
@@ -34,17 +29,15 @@ const (
 	defaultTimeout = 5 * time.Second
 )
 
-// Exit codes of RunCLI.
-const (
-	exitOK      = 0
-	exitRefused = 1 // the server answered with an error
-	exitError   = 2 // bad usage, no connection, timeout
-)
+const command = "ory-ext-authz admin"
 
-const cliUsage = `Usage:
+// synopsis is what a missing or unknown subcommand shows.
+const synopsis = `Usage:
   ory-ext-authz admin invalidate --session ID | --identity ID | --all [flags]
   ory-ext-authz admin stats [--json] [flags]
+`
 
+const cliUsage = synopsis + `
 Calls the admin API (ory_ext_authz.admin.v1.Admin) of a running
 ory-ext-authz serve on its --admin-addr. The admin API is never served on
 --grpc-addr, the ext_authz listener Envoy talks to.
@@ -74,13 +67,9 @@ Flags (after the subcommand; one or two dashes):
 
 // cliOptions is the parsed command line.
 type cliOptions struct {
-	addr          string
-	timeout       time.Duration
-	tls           bool
-	tlsCA         string
-	tlsCert       string
-	tlsKey        string
-	tlsServerName string
+	addr    string
+	timeout time.Duration
+	tls     cli.TLS
 	// invalidate
 	session, identity string
 	all               bool
@@ -88,39 +77,40 @@ type cliOptions struct {
 	json bool
 }
 
-// RunCLI runs `ory-ext-authz admin <invalidate|stats> [flags]`; args are the
-// arguments after "admin". It returns the exit code: 0 done, 1 the server
-// refused, 2 usage or connection error. -h prints the help to stdout and
-// returns 0.
-func RunCLI(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	if len(args) == 0 {
-		fmt.Fprint(stderr, cliUsage)
-		return exitError
+// Run runs `ory-ext-authz admin <invalidate|stats> [flags]`; args are the
+// arguments after "admin". It follows internal/cli's convention and returns
+// the exit code: 0 done, 1 the server refused, 2 usage or connection error.
+// -h prints the help to stdout and returns 0. stdin is not read.
+func Run(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writer) int {
+	var sub string
+	if len(args) > 0 {
+		sub = args[0]
 	}
-	cmd, rest := args[0], args[1:]
-	switch cmd {
-	case "invalidate", "stats":
-	case "help", "-h", "-help", "--help":
-		fmt.Fprint(stdout, cliUsage)
-		printFlags(stdout)
-		return exitOK
+	switch {
+	case sub == "invalidate", sub == "stats":
+		return cli.Exit(stderr, command+" "+sub, run(ctx, sub, args[1:], stdout, stderr))
+	case cli.IsHelp(sub):
+		return cli.Exit(stderr, command, cli.Help(stdout, cliUsage, newFlagSet("", &cliOptions{})))
+	case sub == "":
+		return cli.Exit(stderr, command, &cli.UsageError{Err: errors.New("missing subcommand"), Synopsis: synopsis})
 	default:
-		fmt.Fprintf(stderr, "ory-ext-authz admin: unknown subcommand %q\n\n%s", cmd, cliUsage)
-		return exitError
+		return cli.Exit(stderr, command, &cli.UsageError{Err: fmt.Errorf("unknown subcommand %q", sub), Synopsis: synopsis})
 	}
-	o, code, ok := parseCLI(cmd, rest, stdout, stderr)
-	if !ok {
-		return code
-	}
-	creds, err := o.transportCredentials()
+}
+
+// run runs the subcommand cmd; notes go to stderr.
+func run(ctx context.Context, cmd string, args []string, stdout, stderr io.Writer) error {
+	o, err := parseCLI(cmd, args, stdout, stderr)
 	if err != nil {
-		fmt.Fprintf(stderr, "ory-ext-authz admin %s: %v\n", cmd, err)
-		return exitError
+		return err
+	}
+	creds, err := o.tls.Credentials()
+	if err != nil {
+		return err
 	}
 	conn, err := grpc.NewClient(o.addr, grpc.WithTransportCredentials(creds), grpc.WithUserAgent("ory-ext-authz-admin"))
 	if err != nil {
-		fmt.Fprintf(stderr, "ory-ext-authz admin %s: --admin-addr %q: %v\n", cmd, o.addr, err)
-		return exitError
+		return fmt.Errorf("--admin-addr %q: %w", o.addr, err)
 	}
 	defer func() { _ = conn.Close() }()
 	client := adminv1.NewAdminClient(conn)
@@ -130,18 +120,12 @@ func RunCLI(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if cmd == "stats" {
 		resp, err := client.Stats(ctx, &adminv1.StatsRequest{})
 		if err != nil {
-			return callError(stderr, cmd, o.addr, err)
+			return callError(o.addr, err)
 		}
 		if o.json {
-			err = printStatsJSON(stdout, resp)
-		} else {
-			err = printStats(stdout, resp)
+			return printStatsJSON(stdout, resp)
 		}
-		if err != nil {
-			fmt.Fprintf(stderr, "ory-ext-authz admin stats: %v\n", err)
-			return exitError
-		}
-		return exitOK
+		return printStats(stdout, resp)
 	}
 
 	var what string
@@ -157,39 +141,32 @@ func RunCLI(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		what = "invalidated identity " + o.identity + ": the cached JWTs of all its sessions are void; their next Check asks Ory"
 	}
 	if err != nil {
-		return callError(stderr, cmd, o.addr, err)
+		return callError(o.addr, err)
 	}
-	fmt.Fprintln(stdout, what)
-	return exitOK
+	_, err = fmt.Fprintln(stdout, what)
+	return err
 }
 
-// callError reports a failed call and picks its exit code.
-func callError(stderr io.Writer, cmd, addr string, err error) int {
+// callError is the error of a failed call: no connection (exit 2) or the
+// server's refusal (exit 1).
+func callError(addr string, err error) error {
 	st := status.Convert(err)
 	switch st.Code() {
 	case codes.Unavailable, codes.DeadlineExceeded, codes.Canceled:
-		fmt.Fprintf(stderr, "ory-ext-authz admin %s: cannot reach the admin API at %s (%s): %s\n", cmd, addr, st.Code(), st.Message())
-		return exitError
+		return fmt.Errorf("cannot reach the admin API at %s (%s): %s", addr, st.Code(), st.Message())
 	case codes.Unimplemented:
-		fmt.Fprintf(stderr, "ory-ext-authz admin %s: %s does not serve the admin API (%s): is that --grpc-addr? The admin API is on serve's --admin-addr (default %s)\n",
-			cmd, addr, st.Message(), DefaultAddr)
+		return cli.Refused(fmt.Errorf("%s does not serve the admin API (%s): is that --grpc-addr? The admin API is on serve's --admin-addr (default %s)",
+			addr, st.Message(), DefaultAddr))
 	default:
-		fmt.Fprintf(stderr, "ory-ext-authz admin %s: the server refused: %s: %s\n", cmd, st.Code(), st.Message())
+		return cli.Refused(fmt.Errorf("the server refused: %s: %s", st.Code(), st.Message()))
 	}
-	return exitRefused
 }
 
-func newFlagSet(cmd string, o *cliOptions, out io.Writer) *flag.FlagSet {
-	fs := flag.NewFlagSet("ory-ext-authz admin "+cmd, flag.ContinueOnError)
-	fs.SetOutput(out)
-	fs.Usage = func() {}
+func newFlagSet(cmd string, o *cliOptions) *flag.FlagSet {
+	fs := cli.NewFlagSet(command + " " + cmd)
 	fs.StringVar(&o.addr, "admin-addr", DefaultAddr, "`address` of serve's admin listener (its --admin-addr)")
 	fs.DurationVar(&o.timeout, "timeout", defaultTimeout, "`deadline` for connecting and for the call")
-	fs.BoolVar(&o.tls, "tls", false, "connect with TLS, verifying the server against the system roots (implied by any other --tls-* flag)")
-	fs.StringVar(&o.tlsCA, "tls-ca", "", "PEM `file` of the CA(s) that signed the admin listener's certificate (serve's --admin-tls-cert)")
-	fs.StringVar(&o.tlsCert, "tls-cert", "", "PEM client certificate `file`, for an admin listener with --admin-tls-client-ca (with --tls-key)")
-	fs.StringVar(&o.tlsKey, "tls-key", "", "PEM client key `file` (with --tls-cert)")
-	fs.StringVar(&o.tlsServerName, "tls-server-name", "", "`name` to verify the server certificate against (and send as SNI), if not the host of --admin-addr")
+	o.tls.AddFlags(fs, "the admin listener's certificate (serve's --admin-tls-cert)", "admin-addr")
 	fs.StringVar(&o.session, "session", "", "invalidate: the session `id` (the JWT's sid claim)")
 	fs.StringVar(&o.identity, "identity", "", "invalidate: the identity `id` (the JWT's sub claim)")
 	fs.BoolVar(&o.all, "all", false, "invalidate: every cached JWT and remembered 401 (purge)")
@@ -197,50 +174,33 @@ func newFlagSet(cmd string, o *cliOptions, out io.Writer) *flag.FlagSet {
 	return fs
 }
 
-func printFlags(w io.Writer) {
-	fs := newFlagSet("", &cliOptions{}, w)
-	fs.PrintDefaults()
-}
-
-// parseCLI parses the flags of cmd. On failure or -h it has already written
-// what the user needs and returns ok=false with the exit code.
-func parseCLI(cmd string, args []string, stdout, stderr io.Writer) (*cliOptions, int, bool) {
+// parseCLI parses and validates the flags of cmd; notes about the ids go to
+// stderr. For -h it prints the help to stdout and returns flag.ErrHelp.
+func parseCLI(cmd string, args []string, stdout, stderr io.Writer) (*cliOptions, error) {
 	o := &cliOptions{}
-	var msg bytes.Buffer
-	fs := newFlagSet(cmd, o, &msg)
-	err := fs.Parse(args)
-	if errors.Is(err, flag.ErrHelp) {
-		fmt.Fprint(stdout, cliUsage)
-		printFlags(stdout)
-		return nil, exitOK, false
+	fs := newFlagSet(cmd, o)
+	if err := cli.Parse(fs, args, stdout, cliUsage); err != nil {
+		return nil, err
 	}
-	if err == nil {
-		set := map[string]bool{}
-		fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
-		err = o.validate(cmd, fs.Args(), set)
-	}
-	if err != nil {
-		if msg.Len() == 0 {
-			fmt.Fprintf(&msg, "%v\n", err)
-		}
-		fmt.Fprintf(&msg, "Run 'ory-ext-authz admin --help' for the flags.\n")
-		_, _ = stderr.Write(msg.Bytes())
-		return nil, exitError, false
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	if err := o.validate(cmd, fs.Args(), set); err != nil {
+		return nil, cli.Usage(err)
 	}
 	for _, id := range []*string{&o.session, &o.identity} {
 		// The server canonicalises too; doing it here makes the message
 		// name the id that was ended.
 		if c := admin.CanonicalID(*id); c != *id {
-			fmt.Fprintf(stderr, "ory-ext-authz admin: note: the id is a UUID; sending it as %s, the lower-case form Kratos' ids have\n", c)
+			fmt.Fprintf(stderr, "%s: note: the id is a UUID; sending it as %s, the lower-case form Kratos' ids have\n", command, c)
 			*id = c
 		}
 	}
 	if o.session != "" && !admin.IsUUID(o.session) || o.identity != "" && !admin.IsUUID(o.identity) {
 		// Not an error: other Ory setups may use other ids. But a typo, or a
 		// cookie pasted by mistake, would silently end nothing.
-		fmt.Fprintln(stderr, "ory-ext-authz admin: note: the id is not a UUID; Kratos' session and identity ids (the JWT's sid and sub) are")
+		fmt.Fprintf(stderr, "%s: note: the id is not a UUID; Kratos' session and identity ids (the JWT's sid and sub) are\n", command)
 	}
-	return o, 0, true
+	return o, nil
 }
 
 // validate checks what the flag types cannot; set holds the flags given.
@@ -254,11 +214,8 @@ func (o *cliOptions) validate(cmd string, rest []string, set map[string]bool) er
 	if o.timeout <= 0 {
 		return fmt.Errorf("--timeout %s: must be positive", o.timeout)
 	}
-	if (o.tlsCert == "") != (o.tlsKey == "") {
-		return errors.New("--tls-cert and --tls-key: give both for mTLS, or neither")
-	}
-	if o.tlsCA != "" || o.tlsCert != "" || o.tlsServerName != "" {
-		o.tls = true
+	if err := o.tls.Validate(); err != nil {
+		return err
 	}
 	switch cmd {
 	case "invalidate":
@@ -291,33 +248,6 @@ func (o *cliOptions) validate(cmd string, rest []string, set map[string]bool) er
 		}
 	}
 	return nil
-}
-
-// transportCredentials builds plaintext, TLS or mTLS credentials from the flags.
-func (o *cliOptions) transportCredentials() (credentials.TransportCredentials, error) {
-	if !o.tls {
-		return insecure.NewCredentials(), nil
-	}
-	cfg := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: o.tlsServerName}
-	if o.tlsCA != "" {
-		pem, err := os.ReadFile(o.tlsCA)
-		if err != nil {
-			return nil, fmt.Errorf("--tls-ca: %w", err)
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("--tls-ca %s: no PEM certificate found", o.tlsCA)
-		}
-		cfg.RootCAs = pool
-	}
-	if o.tlsCert != "" {
-		cert, err := tls.LoadX509KeyPair(o.tlsCert, o.tlsKey)
-		if err != nil {
-			return nil, fmt.Errorf("--tls-cert/--tls-key: %w", err)
-		}
-		cfg.Certificates = []tls.Certificate{cert}
-	}
-	return credentials.NewTLS(cfg), nil
 }
 
 // statsJSON is the --json form: the proto's field names, numbers as numbers

@@ -8,13 +8,11 @@ import (
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 
+	"github.com/ory-ext-authz/ory-ext-authz/internal/bench"
 	"github.com/ory-ext-authz/ory-ext-authz/internal/bench/load"
 	"github.com/ory-ext-authz/ory-ext-authz/internal/bench/noop"
-	"github.com/ory-ext-authz/ory-ext-authz/internal/config"
 	"github.com/ory-ext-authz/ory-ext-authz/internal/fakeory"
 	"github.com/ory-ext-authz/ory-ext-authz/internal/servertest"
-	"github.com/ory-ext-authz/ory-ext-authz/pkg/authz"
-	"github.com/ory-ext-authz/ory-ext-authz/pkg/ory"
 	"github.com/ory-ext-authz/ory-ext-authz/pkg/server"
 )
 
@@ -22,13 +20,7 @@ import (
 // `serve` does, and returns its address.
 func realServer(tb testing.TB, fake *fakeory.Fake) string {
 	tb.Helper()
-	oc, err := ory.New(ory.Options{BaseURL: fake.URL, Timeout: 5 * time.Second, MaxJWTBytes: config.MaxCredentialBytes})
-	if err != nil {
-		tb.Fatal(err)
-	}
-	cfg := config.Default()
-	cfg.TokenizeAs, cfg.WhoamiTimeout = "mesh", 5*time.Second
-	az, err := authz.New(cfg.AuthzOptions(oc))
+	az, err := bench.NewServer(fake.URL)
 	if err != nil {
 		tb.Fatal(err)
 	}

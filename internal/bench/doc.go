@@ -4,6 +4,8 @@
 // every scenario and prints one markdown table. None of it is part of the
 // product binary.
 //
-// The package itself holds the in-process gRPC benchmarks that compare the
-// real Check server with the baseline over loopback (bench_test.go).
+// The package itself holds what those programs and the Go benchmarks share
+// (the JSON the programs exchange, the benchmark server's configuration,
+// Main) and the in-process gRPC benchmarks that compare the real Check
+// server with the baseline over loopback (bench_test.go).
 package bench

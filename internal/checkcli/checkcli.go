@@ -2,50 +2,54 @@ package checkcli
 
 import (
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"fmt"
 	"io"
-	"os"
 	"time"
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials"
-	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/ory-ext-authz/ory-ext-authz/internal/cli"
 )
 
-const userAgent = "ory-ext-authz-check"
+const (
+	command   = "ory-ext-authz check"
+	userAgent = "ory-ext-authz-check"
+)
 
 // Run runs `ory-ext-authz check [flags]`; args are the arguments after "check".
-// It returns the process exit code: 0 when allowed, 1 when denied, 2 on error
-// (bad flags, connection failure, gRPC error from Check, or an error_response,
-// which Envoy also treats as an error). -h prints the reference to stdout and
-// returns 0.
+// It follows internal/cli's convention and returns the process exit code: 0
+// when allowed, 1 when denied, 2 on error (bad flags, connection failure,
+// gRPC error from Check, or an error_response, which Envoy also treats as an
+// error). -h prints the reference to stdout and returns 0. stdin is not read.
 //
 // The report goes to stdout; problems before any request is sent (flags, TLS
 // files) go to stderr.
-func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+func Run(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writer) int {
 	return run(ctx, args, stdout, stderr, time.Now)
 }
 
 // run is Run with the clock injected, so that tests can pin "valid for another".
 func run(ctx context.Context, args []string, stdout, stderr io.Writer, now func() time.Time) int {
-	o, exit, ok := parseFlags(args, stdout, stderr)
-	if !ok {
-		return exit
-	}
-	creds, err := o.transportCredentials()
+	return cli.Exit(stderr, command, check(ctx, args, stdout, now))
+}
+
+// check sends the request and prints the report. A decision the report
+// shows is a cli.Code.
+func check(ctx context.Context, args []string, stdout io.Writer, now func() time.Time) error {
+	o, err := parseFlags(args, stdout)
 	if err != nil {
-		_, _ = fmt.Fprintf(stderr, "ory-ext-authz check: %v\n", err)
-		return exitError
+		return err
+	}
+	creds, err := o.tls.Credentials()
+	if err != nil {
+		return err
 	}
 	// Dialing is lazy: a bad target fails here, a refused connection fails the
 	// Check below as Unavailable, which is how Envoy would see it too.
 	conn, err := grpc.NewClient(o.addr, grpc.WithTransportCredentials(creds), grpc.WithUserAgent(userAgent))
 	if err != nil {
-		_, _ = fmt.Fprintf(stderr, "ory-ext-authz check: -addr %q: %v\n", o.addr, err)
-		return exitError
+		return fmt.Errorf("--addr %q: %w", o.addr, err)
 	}
 	defer func() { _ = conn.Close() }()
 
@@ -58,42 +62,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, now func(
 	defer cancel()
 	resp, err := authv3.NewAuthorizationClient(conn).Check(callCtx, req)
 	r.now = now() // after the call: remaining validity is counted from the answer
-	exit = r.printResult(resp, err)
+	exit := r.printResult(resp, err)
 
 	if _, err := stdout.Write(r.redacted()); err != nil {
-		_, _ = fmt.Fprintf(stderr, "ory-ext-authz check: writing the report: %v\n", err)
-		return exitError
+		return fmt.Errorf("writing the report: %w", err)
 	}
-	return exit
-}
-
-// transportCredentials builds plaintext, TLS or mTLS credentials from the flags.
-func (o *options) transportCredentials() (credentials.TransportCredentials, error) {
-	if !o.tls {
-		return insecure.NewCredentials(), nil
-	}
-	cfg := &tls.Config{
-		MinVersion: tls.VersionTLS12,
-		ServerName: o.tlsServerName, // empty: gRPC uses the host of -addr
-	}
-	if o.tlsCA != "" {
-		pem, err := os.ReadFile(o.tlsCA)
-		if err != nil {
-			return nil, fmt.Errorf("-tls-ca: %w", err)
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("-tls-ca %s: no PEM certificate found", o.tlsCA)
-		}
-		cfg.RootCAs = pool
-	}
-	if o.tlsCert != "" {
-		cert, err := tls.LoadX509KeyPair(o.tlsCert, o.tlsKey)
-		if err != nil {
-			return nil, fmt.Errorf("-tls-cert/-tls-key: %w", err)
-		}
-		cfg.Certificates = []tls.Certificate{cert}
-	}
-	// Without -tls-ca, RootCAs stays nil and Go verifies against the system roots.
-	return credentials.NewTLS(cfg), nil
+	return cli.Code(exit)
 }

@@ -8,12 +8,8 @@ import (
 	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"maps"
-	"math/big"
 	"net"
-	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -33,6 +29,9 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/structpb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
+
+	"github.com/ory-ext-authz/ory-ext-authz/internal/servertest"
+	"github.com/ory-ext-authz/ory-ext-authz/internal/testpki"
 )
 
 // Credentials the tool sends; none of them may ever show up in its output.
@@ -76,10 +75,7 @@ func (s *authServer) request() (*authv3.CheckRequest, int) {
 // is bound before Serve, so the address is ready at once.
 func startServer(t *testing.T, s *authServer, opts ...grpc.ServerOption) string {
 	t.Helper()
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
+	lis := servertest.Listen(t)
 	srv := grpc.NewServer(opts...)
 	authv3.RegisterAuthorizationServer(srv, s)
 	go func() { _ = srv.Serve(lis) }()
@@ -518,7 +514,7 @@ func TestRunBadFlags(t *testing.T) {
 		{"flag after positional argument", []string{"extra", "--cookie", "a=b"}, `unexpected argument "extra"`},
 		{"header without colon", []string{"--header", "x-thing"}, "-header: want name:value"},
 		{"pseudo-header", []string{"--header", ":path:/x"}, "pseudo-headers are set by"},
-		{"host header", []string{"--header", "Host: x"}, "use -host"},
+		{"host header", []string{"--header", "Host: x"}, "use --host"},
 		{"bad header name", []string{"--header", "bad name: x"}, "not an HTTP token"},
 		{"header value with CR hides the value", []string{"--header", "authorization: Bearer " + testSessionToken + "\r"}, `header "authorization": value contains a control character`},
 		{"cookie without =", []string{"--cookie", testSessionToken}, "-cookie: want a Cookie header value"},
@@ -573,10 +569,7 @@ func TestRunHelp(t *testing.T) {
 }
 
 func TestRunConnectionRefused(t *testing.T) {
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
+	lis := servertest.Listen(t)
 	addr := lis.Addr().String()
 	if err := lis.Close(); err != nil {
 		t.Fatal(err)
@@ -613,10 +606,10 @@ func TestRunTLS(t *testing.T) {
 		wantExit int
 		wantOut  string
 	}{
-		{"mTLS", []string{"--tls-ca", pki.caFile, "--tls-cert", pki.clientCert, "--tls-key", pki.clientKey, "--tls-server-name", "authz.test"}, exitAllowed, "(mTLS,"},
+		{"mTLS", []string{"--tls-ca", pki.caFile, "--tls-cert", pki.clientCert, "--tls-key", pki.clientKey, "--tls-server-name", "localhost"}, exitAllowed, "(mTLS,"},
 		{"wrong server name", []string{"--tls-ca", pki.caFile, "--tls-cert", pki.clientCert, "--tls-key", pki.clientKey, "--tls-server-name", "other.test"}, exitError, "Unavailable"},
 		// The server rejects the handshake; how the client words it varies with timing.
-		{"no client certificate", []string{"--tls-ca", pki.caFile, "--tls-server-name", "authz.test"}, exitError, "decision: ERROR"},
+		{"no client certificate", []string{"--tls-ca", pki.caFile, "--tls-server-name", "localhost"}, exitError, "decision: ERROR"},
 		{"plaintext to a TLS server", nil, exitError, "Unavailable"},
 	}
 	for _, tc := range cases {
@@ -658,8 +651,9 @@ func TestDecodeJWTRejects(t *testing.T) {
 	}
 }
 
-// testPKI is a throwaway CA with a server and a client certificate, on disk
-// because the tool reads PEM files.
+// testPKI is a throwaway CA with a server certificate (for 127.0.0.1 and
+// localhost) and a client certificate, on disk because the tool reads PEM
+// files.
 type testPKI struct {
 	pool                          *x509.CertPool
 	server                        tls.Certificate
@@ -669,74 +663,14 @@ type testPKI struct {
 func newTestPKI(t *testing.T) testPKI {
 	t.Helper()
 	dir := t.TempDir()
-	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	caTmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(1),
-		Subject:               pkix.Name{CommonName: "checkcli test CA"},
-		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().Add(time.Hour),
-		IsCA:                  true,
-		BasicConstraintsValid: true,
-		KeyUsage:              x509.KeyUsageCertSign,
-	}
-	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ca, err := x509.ParseCertificate(caDER)
-	if err != nil {
-		t.Fatal(err)
-	}
-	issue := func(serial int64, usage x509.ExtKeyUsage, dns []string) (certPEM, keyPEM []byte) {
-		key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-		if err != nil {
-			t.Fatal(err)
-		}
-		tmpl := &x509.Certificate{
-			SerialNumber: big.NewInt(serial),
-			Subject:      pkix.Name{CommonName: "checkcli test"},
-			NotBefore:    time.Now().Add(-time.Hour),
-			NotAfter:     time.Now().Add(time.Hour),
-			KeyUsage:     x509.KeyUsageDigitalSignature,
-			ExtKeyUsage:  []x509.ExtKeyUsage{usage},
-			DNSNames:     dns,
-		}
-		der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
-		if err != nil {
-			t.Fatal(err)
-		}
-		keyDER, err := x509.MarshalECPrivateKey(key)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
-			pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER})
-	}
-	write := func(name string, b []byte) string {
-		p := filepath.Join(dir, name)
-		if err := os.WriteFile(p, b, 0o600); err != nil {
-			t.Fatal(err)
-		}
-		return p
-	}
-
-	srvCert, srvKey := issue(2, x509.ExtKeyUsageServerAuth, []string{"authz.test"})
-	server, err := tls.X509KeyPair(srvCert, srvKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cliCert, cliKey := issue(3, x509.ExtKeyUsageClientAuth, nil)
-	pool := x509.NewCertPool()
-	pool.AddCert(ca)
+	ca := testpki.NewCA(t, "checkcli test CA")
+	cliCert, cliKey := ca.Issue(t, "checkcli test", true)
 	return testPKI{
-		pool:       pool,
-		server:     server,
-		caFile:     write("ca.pem", pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER})),
-		clientCert: write("client.pem", cliCert),
-		clientKey:  write("client-key.pem", cliKey),
+		pool:       ca.Pool(),
+		server:     ca.KeyPair(t, "checkcli test", false),
+		caFile:     testpki.WriteFile(t, dir, "ca.pem", ca.PEM),
+		clientCert: testpki.WriteFile(t, dir, "client.pem", cliCert),
+		clientKey:  testpki.WriteFile(t, dir, "client-key.pem", cliKey),
 	}
 }
 
@@ -745,13 +679,12 @@ func newTestPKI(t *testing.T) testPKI {
 // secrets, so the formatting itself must never write one.
 func TestReportNeverFormatsCredentials(t *testing.T) {
 	goodJWT := signJWT(t, validClaims())
-	var stderr bytes.Buffer
-	o, _, ok := parseFlags([]string{
+	o, err := parseFlags([]string{
 		"--cookie", testCookie, "--session-token", testSessionToken,
 		"--header", "Authorization: Bearer " + testSessionToken,
-	}, &bytes.Buffer{}, &stderr)
-	if !ok {
-		t.Fatalf("parseFlags failed: %s", stderr.String())
+	}, &bytes.Buffer{})
+	if err != nil {
+		t.Fatalf("parseFlags failed: %v", err)
 	}
 	req := buildCheckRequest(o, "id-1", fixedNow)
 	resp := &authv3.CheckResponse{

@@ -1,13 +1,13 @@
 package checkcli
 
 import (
-	"bytes"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"strings"
 	"time"
+
+	"github.com/ory-ext-authz/ory-ext-authz/internal/cli"
 )
 
 // Defaults, named so that the help text and the code cannot drift apart.
@@ -20,11 +20,11 @@ const (
 	defaultTimeout = 5 * time.Second
 )
 
-// Exit codes returned by Run.
+// Exit codes returned by Run: internal/cli's, as check names them.
 const (
-	exitAllowed = 0
-	exitDenied  = 1
-	exitError   = 2
+	exitAllowed = cli.ExitOK
+	exitDenied  = cli.ExitRefused
+	exitError   = cli.ExitFailed
 )
 
 // header is one request header line given with --header, in command-line order,
@@ -35,23 +35,19 @@ type header struct {
 
 // options is the parsed and validated command line.
 type options struct {
-	addr          string
-	cookie        string
-	sessionToken  string
-	headers       []header
-	method        string
-	path          string
-	host          string
-	scheme        string
-	contextExt    map[string]string
-	timeout       time.Duration
-	rawHeaders    bool
-	printJWT      bool
-	tls           bool
-	tlsCA         string
-	tlsCert       string
-	tlsKey        string
-	tlsServerName string
+	addr         string
+	cookie       string
+	sessionToken string
+	headers      []header
+	method       string
+	path         string
+	host         string
+	scheme       string
+	contextExt   map[string]string
+	timeout      time.Duration
+	rawHeaders   bool
+	printJWT     bool
+	tls          cli.TLS
 }
 
 const usageHead = `Usage: ory-ext-authz check [flags]
@@ -103,21 +99,13 @@ end at the first non-flag argument (there are no positional arguments).
 Flags:
 `
 
-// parseFlags parses args (the arguments after "check"). On failure or -h it has
-// already written what the user needs and returns ok=false with the exit code.
-func parseFlags(args []string, stdout, stderr io.Writer) (o *options, exit int, ok bool) {
-	o = &options{contextExt: map[string]string{}}
+// parseFlags parses and validates args (the arguments after "check"). For -h
+// it prints the reference to stdout and returns flag.ErrHelp.
+func parseFlags(args []string, stdout io.Writer) (*options, error) {
+	o := &options{contextExt: map[string]string{}}
 	var headerArgs []string
 
-	// The flag package writes its own error messages and the usage; collect them
-	// so that -h can go to stdout (for `| less`) and errors to stderr.
-	var msg bytes.Buffer
-	fs := flag.NewFlagSet("ory-ext-authz check", flag.ContinueOnError)
-	fs.SetOutput(&msg)
-	// On a parse error the flag package writes the error, then calls Usage: keep
-	// that to the one error line; the full text is for -h.
-	fs.Usage = func() {}
-
+	fs := cli.NewFlagSet(command)
 	fs.StringVar(&o.addr, "addr", defaultAddr,
 		"ext_authz gRPC server `address` (host:port, or any gRPC target such as unix:///run/authz.sock)")
 	fs.StringVar(&o.cookie, "cookie", "",
@@ -154,43 +142,22 @@ func parseFlags(args []string, stdout, stderr io.Writer) (o *options, exit int, 
 		"send the headers as Envoy does with encode_raw_headers: true (header_map with raw_value, empty headers map)")
 	fs.BoolVar(&o.printJWT, "print-jwt", false,
 		"also print the compact JWT of an authorization mutation (it is a bearer credential: keep it out of tickets)")
-	fs.BoolVar(&o.tls, "tls", false,
-		"connect with TLS, verifying the server against the system roots (implied by any other -tls-* flag)")
-	fs.StringVar(&o.tlsCA, "tls-ca", "", "PEM `file` of the CA(s) that signed the server certificate")
-	fs.StringVar(&o.tlsCert, "tls-cert", "", "PEM client certificate `file` for mTLS (with -tls-key)")
-	fs.StringVar(&o.tlsKey, "tls-key", "", "PEM client key `file` for mTLS (with -tls-cert)")
-	fs.StringVar(&o.tlsServerName, "tls-server-name", "",
-		"`name` to verify the server certificate against (and send as SNI), if not the host of -addr")
+	o.tls.AddFlags(fs, "the server certificate", "addr")
 
-	err := fs.Parse(args)
-	if errors.Is(err, flag.ErrHelp) {
-		fs.SetOutput(stdout)
-		_, _ = io.WriteString(stdout, usageHead)
-		fs.PrintDefaults()
-		return nil, exitAllowed, false
+	if err := cli.Parse(fs, args, stdout, usageHead); err != nil {
+		return nil, err
 	}
-	if err == nil {
-		for _, s := range headerArgs {
-			h, herr := parseHeader(s)
-			if herr != nil {
-				err = fmt.Errorf("-header: %w", herr)
-				break
-			}
-			o.headers = append(o.headers, h)
+	for _, s := range headerArgs {
+		h, err := parseHeader(s)
+		if err != nil {
+			return nil, cli.Usagef("--header: %w", err)
 		}
+		o.headers = append(o.headers, h)
 	}
-	if err == nil {
-		err = o.validate(fs.Args())
+	if err := o.validate(fs.Args()); err != nil {
+		return nil, cli.Usage(err)
 	}
-	if err != nil {
-		if msg.Len() == 0 { // the flag package has not reported it
-			fmt.Fprintf(&msg, "%v\n", err)
-		}
-		fmt.Fprintf(&msg, "Run 'ory-ext-authz check -h' for the flags.\n")
-		_, _ = stderr.Write(msg.Bytes())
-		return nil, exitError, false
-	}
-	return o, 0, true
+	return o, nil
 }
 
 // validate checks what the flag types cannot. Error messages name the flag and
@@ -200,53 +167,47 @@ func (o *options) validate(rest []string) error {
 		return fmt.Errorf("unexpected argument %q: check takes flags only", rest[0])
 	}
 	if o.addr == "" {
-		return errors.New("-addr: must not be empty")
+		return errors.New("--addr: must not be empty")
 	}
 	if o.cookie != "" {
 		// curl -b reads a cookie-jar file when the argument has no '='; this tool
 		// takes header values only, and must not guess at a file name.
 		if !strings.Contains(o.cookie, "=") {
-			return errors.New("-cookie: want a Cookie header value such as 'ory_kratos_session=...' (cookie-jar files are not supported)")
+			return errors.New("--cookie: want a Cookie header value such as 'ory_kratos_session=...' (cookie-jar files are not supported)")
 		}
 		if badHeaderValue(o.cookie) {
-			return errors.New("-cookie: contains a control character (CR, LF or NUL)")
+			return errors.New("--cookie: contains a control character (CR, LF or NUL)")
 		}
 	}
 	if badHeaderValue(o.sessionToken) {
-		return errors.New("-session-token: contains a control character (CR, LF or NUL)")
+		return errors.New("--session-token: contains a control character (CR, LF or NUL)")
 	}
 	if !isToken(o.method) {
-		return fmt.Errorf("-method %q: not an HTTP method token", o.method)
+		return fmt.Errorf("--method %q: not an HTTP method token", o.method)
 	}
 	if o.path != "*" && !strings.HasPrefix(o.path, "/") {
-		return fmt.Errorf("-path %q: must start with / (Envoy sends the path with its query, without scheme or host)", o.path)
+		return fmt.Errorf("--path %q: must start with / (Envoy sends the path with its query, without scheme or host)", o.path)
 	}
 	if strings.ContainsFunc(o.path, isSpaceOrControl) {
-		return fmt.Errorf("-path %q: contains whitespace or a control character", o.path)
+		return fmt.Errorf("--path %q: contains whitespace or a control character", o.path)
 	}
 	if o.host == "" || strings.ContainsFunc(o.host, isSpaceOrControl) || strings.ContainsAny(o.host, "/?#@") {
-		return fmt.Errorf("-host %q: want a host name or host:port", o.host)
+		return fmt.Errorf("--host %q: want a host name or host:port", o.host)
 	}
 	o.scheme = strings.ToLower(o.scheme)
 	if o.scheme != "http" && o.scheme != "https" {
-		return fmt.Errorf("-scheme %q: want http or https", o.scheme)
+		return fmt.Errorf("--scheme %q: want http or https", o.scheme)
 	}
 	if o.timeout <= 0 {
-		return fmt.Errorf("-timeout %s: must be positive", o.timeout)
+		return fmt.Errorf("--timeout %s: must be positive", o.timeout)
 	}
-	if (o.tlsCert == "") != (o.tlsKey == "") {
-		return errors.New("-tls-cert and -tls-key: give both for mTLS, or neither")
-	}
-	if o.tlsCA != "" || o.tlsCert != "" || o.tlsServerName != "" {
-		o.tls = true
-	}
-	return nil
+	return o.tls.Validate()
 }
 
 // parseHeader reads one --header value, "Name: value" or "name:value".
 func parseHeader(s string) (header, error) {
 	if strings.HasPrefix(s, ":") {
-		return header{}, errors.New("pseudo-headers are set by -method, -path, -host and -scheme")
+		return header{}, errors.New("pseudo-headers are set by --method, --path, --host and --scheme")
 	}
 	name, value, found := strings.Cut(s, ":")
 	name = strings.TrimSpace(name)
@@ -259,7 +220,7 @@ func parseHeader(s string) (header, error) {
 	name = strings.ToLower(name)
 	if name == "host" {
 		// Envoy presents Host as :authority and never as a host header.
-		return header{}, errors.New("use -host: Envoy sends the host as :authority")
+		return header{}, errors.New("use --host: Envoy sends the host as :authority")
 	}
 	// Checked before trimming, which would eat a trailing CR or LF.
 	if badHeaderValue(value) {

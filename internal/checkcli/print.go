@@ -121,9 +121,9 @@ func cookieNames(v string) string {
 func (r *report) printRequest(req *authv3.CheckRequest, lines []header) {
 	h := req.GetAttributes().GetRequest().GetHttp()
 	transport := "plaintext"
-	if r.o.tls {
+	if r.o.tls.Enabled {
 		transport = "TLS"
-		if r.o.tlsCert != "" {
+		if r.o.tls.Cert != "" {
 			transport = "mTLS"
 		}
 	}

@@ -51,20 +51,8 @@ func newAdminStack(t *testing.T, k *kratosdev.Kratos) *adminStack {
 // requires 401: the revocation has taken effect in Kratos.
 func kratosSays401(t *testing.T, k *kratosdev.Kratos, header, value string) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(t.Context(), callTimeout)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, k.WhoamiURL(""), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	req.Header.Set(header, value)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusUnauthorized {
-		t.Fatalf("Kratos whoami after the revocation: %d, want 401", resp.StatusCode)
+	if status := kratostest.Whoami(t, k, "", header, value).Status; status != http.StatusUnauthorized {
+		t.Fatalf("Kratos whoami after the revocation: %d, want 401", status)
 	}
 }
 
@@ -151,7 +139,7 @@ func TestAdminInvalidateSession(t *testing.T) {
 
 	// `ory-ext-authz admin invalidate --session` ends the control too.
 	var out, errOut bytes.Buffer
-	if code := admincli.RunCLI(t.Context(), []string{"invalidate", "--session", controlSID, "--admin-addr", s.adminAddr}, &out, &errOut); code != 0 {
+	if code := admincli.Run(t.Context(), []string{"invalidate", "--session", controlSID, "--admin-addr", s.adminAddr}, nil, &out, &errOut); code != 0 {
 		t.Fatalf("admin invalidate: exit %d\n%s%s", code, out.String(), errOut.String())
 	}
 	resp, err = s.check(t, controlHeaders, nil)
@@ -226,6 +214,6 @@ func TestAdminInvalidateIdentity(t *testing.T) {
 func runAdminCLI(t *testing.T, args ...string) (int, string, string) {
 	t.Helper()
 	var out, errOut bytes.Buffer
-	code := admincli.RunCLI(t.Context(), args, &out, &errOut)
+	code := admincli.Run(t.Context(), args, nil, &out, &errOut)
 	return code, out.String(), errOut.String()
 }

@@ -16,10 +16,7 @@ import (
 // Compare its CPU profile with BenchmarkCheckCacheHit's.
 func BenchmarkWhoamiRealKratos(b *testing.B) {
 	k := kratostest.Start(b, kratosdev.Options{})
-	if _, err := k.CreateIdentity(b.Context(), "bench@example.org", password); err != nil {
-		b.Fatal(err)
-	}
-	tok, _, err := k.APILogin(b.Context(), "bench@example.org", password)
+	tok, _, err := k.APILogin(b.Context(), newUser(b, k, "bench").email, password)
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -2,7 +2,6 @@ package integration_test
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -14,15 +13,14 @@ import (
 	"testing"
 	"time"
 
-	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	jose "github.com/go-jose/go-jose/v4"
-	"github.com/go-jose/go-jose/v4/jwt"
 	"google.golang.org/grpc/codes"
 
+	"github.com/ory-ext-authz/ory-ext-authz/internal/checktest"
 	"github.com/ory-ext-authz/ory-ext-authz/internal/config"
-	"github.com/ory-ext-authz/ory-ext-authz/internal/jwks"
 	"github.com/ory-ext-authz/ory-ext-authz/internal/kratosdev"
+	"github.com/ory-ext-authz/ory-ext-authz/internal/kratosdev/kratostest"
 	"github.com/ory-ext-authz/ory-ext-authz/internal/logcapture"
 	"github.com/ory-ext-authz/ory-ext-authz/internal/servertest"
 	"github.com/ory-ext-authz/ory-ext-authz/pkg/authz"
@@ -82,13 +80,7 @@ func wire(t *testing.T, k *kratosdev.Kratos, o stackOptions) (*stack, *authz.Ser
 		o.leeway = config.DefaultExpiryLeeway
 	}
 	s := &stack{kratos: k, secrets: &secrets{}, leeway: o.leeway}
-	pub, err := jwks.Public(k.JWKS())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := json.Unmarshal(pub, &s.keys); err != nil {
-		t.Fatal(err)
-	}
+	s.keys = kratostest.PublicKeys(t, k.JWKS())
 
 	oryURL := k.PublicURL()
 	if !o.direct {
@@ -133,7 +125,7 @@ type user struct {
 	id, email string
 }
 
-func newUser(t *testing.T, k *kratosdev.Kratos, name string) user {
+func newUser(t testing.TB, k *kratosdev.Kratos, name string) user {
 	t.Helper()
 	email := name + "@example.org"
 	id, err := k.CreateIdentity(t.Context(), email, password)
@@ -182,7 +174,7 @@ func (s *stack) allow(t *testing.T, headers, ext map[string]string) (string, *au
 	if err != nil {
 		t.Fatalf("Check: %v", err)
 	}
-	raw := bearerJWT(t, resp)
+	raw := checktest.BearerJWT(t, resp)
 	s.secrets.add(raw)
 	return raw, resp
 }
@@ -202,68 +194,17 @@ func checkRequest(headers, ext map[string]string) *authv3.CheckRequest {
 	}}
 }
 
-// bearerJWT returns the JWT of an OK answer, failing the test unless the
-// answer has exactly one header mutation: authorization, overwriting.
-func bearerJWT(t *testing.T, resp *authv3.CheckResponse) string {
-	t.Helper()
-	if c := codes.Code(resp.GetStatus().GetCode()); c != codes.OK {
-		t.Fatalf("status = %v (%s), want OK", c, resp.GetStatus().GetMessage())
-	}
-	hs := resp.GetOkResponse().GetHeaders()
-	if len(hs) != 1 {
-		t.Fatalf("%d header mutations, want 1", len(hs))
-	}
-	h := hs[0]
-	if h.GetHeader().GetKey() != "authorization" {
-		t.Fatalf("mutation key %q, want authorization", h.GetHeader().GetKey())
-	}
-	// Both fields: Envoy versions differ in which one they honour.
-	if a := h.GetAppend(); a == nil || a.GetValue() {
-		t.Errorf("append = %v, want explicitly false", a)
-	}
-	if h.GetAppendAction() != corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD {
-		t.Errorf("append_action = %v, want OVERWRITE_IF_EXISTS_OR_ADD", h.GetAppendAction())
-	}
-	for _, rm := range resp.GetOkResponse().GetHeadersToRemove() {
-		if strings.EqualFold(rm, "authorization") {
-			t.Error("authorization in headers_to_remove, which runs after the sets")
-		}
-	}
-	raw, ok := strings.CutPrefix(h.GetHeader().GetValue(), "Bearer ")
-	if !ok {
-		t.Fatal("authorization mutation is not a Bearer value")
-	}
-	return raw
-}
-
-// claims of the mesh template (deploy/kratos/mesh.claims.jsonnet). The tags
-// are needed: go-jose decodes claims case-sensitively.
-type claims struct {
-	Sub   string `json:"sub"`
-	Sid   string `json:"sid"`
-	Iss   string `json:"iss"`
-	Jti   string `json:"jti"`
-	Iat   int64  `json:"iat"`
-	Nbf   int64  `json:"nbf"`
-	Exp   int64  `json:"exp"`
-	Email string `json:"email"`
-	Aal   string `json:"aal"`
-}
-
 // verify checks the JWT's signature against the public JWKS of the
-// template's key and returns its claims.
-func (s *stack) verify(t *testing.T, raw string) claims {
+// template's key (ES256, kratosdev's) and returns its claims.
+func (s *stack) verify(t *testing.T, raw string) kratostest.Claims {
 	t.Helper()
-	tok, err := jwt.ParseSigned(raw, []jose.SignatureAlgorithm{jose.ES256})
-	if err != nil {
-		t.Fatalf("forwarded authorization is not a JWT: %v", err)
+	var c kratostest.Claims
+	h := kratostest.VerifyJWT(t, raw, s.keys, &c)
+	if h.Algorithm != string(jose.ES256) {
+		t.Errorf("JWT alg %q, want ES256", h.Algorithm)
 	}
-	if kid := tok.Headers[0].KeyID; len(s.keys.Key(kid)) != 1 {
-		t.Errorf("JWT kid %q is not in the template's JWKS", kid)
-	}
-	var c claims
-	if err := tok.Claims(s.keys, &c); err != nil {
-		t.Fatalf("JWT does not verify against the public JWKS: %v", err)
+	if len(s.keys.Key(h.KeyID)) != 1 {
+		t.Errorf("JWT kid %q is not in the template's JWKS", h.KeyID)
 	}
 	return c
 }

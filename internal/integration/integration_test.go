@@ -2,7 +2,6 @@ package integration_test
 
 import (
 	"context"
-	"encoding/json"
 	"net/http"
 	"strings"
 	"sync"
@@ -14,6 +13,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/ory-ext-authz/ory-ext-authz/internal/checktest"
 	"github.com/ory-ext-authz/ory-ext-authz/internal/kratosdev"
 	"github.com/ory-ext-authz/ory-ext-authz/internal/kratosdev/kratostest"
 	"github.com/ory-ext-authz/ory-ext-authz/pkg/authz"
@@ -436,7 +436,7 @@ func TestCookieSmuggling(t *testing.T) {
 			if err != nil {
 				t.Fatalf("Check: %v", err)
 			}
-			jwt := bearerJWT(t, resp)
+			jwt := checktest.BearerJWT(t, resp)
 			s.secrets.add(jwt)
 			if c := s.verify(t, jwt); c.Sid != victimSID {
 				t.Errorf("JWT of session %q, want the victim's %q (attacker's %q)", c.Sid, victimSID, attackerSID)
@@ -449,23 +449,9 @@ func TestCookieSmuggling(t *testing.T) {
 // returns the id of the session it read.
 func kratosWhoamiSID(t *testing.T, k *kratosdev.Kratos, cookie string) string {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(t.Context(), callTimeout)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, k.WhoamiURL(""), nil)
-	if err != nil {
-		t.Fatal(err)
+	a := kratostest.Whoami(t, k, "", "Cookie", cookie)
+	if a.Status != http.StatusOK {
+		t.Fatalf("Kratos whoami: %d", a.Status)
 	}
-	req.Header.Set("Cookie", cookie)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	var sess struct {
-		ID string `json:"id"`
-	}
-	if err := json.NewDecoder(resp.Body).Decode(&sess); err != nil || resp.StatusCode != http.StatusOK {
-		t.Fatalf("Kratos whoami: %d, %v", resp.StatusCode, err)
-	}
-	return sess.ID
+	return a.ID
 }

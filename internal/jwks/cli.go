@@ -1,16 +1,23 @@
 package jwks
 
 import (
+	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
 	"strings"
+
+	"github.com/ory-ext-authz/ory-ext-authz/internal/cli"
 )
 
-const usage = `Usage: ory-ext-authz jwks <command> [flags]
+const command = "ory-ext-authz jwks"
 
+// synopsis is what a missing or unknown command shows.
+const synopsis = `Usage: ory-ext-authz jwks <command> [flags]
+`
+
+const usage = synopsis + `
 Create signing keys for Kratos' session tokenizer (session.whoami.tokenizer.templates.*.jwks_url).
 
 Commands:
@@ -25,62 +32,56 @@ Example:
 `
 
 // Run implements `ory-ext-authz jwks`; args are the arguments after "jwks".
-// It writes results to stdout and help to stderr, and returns flag.ErrHelp
-// when help was asked for, so main can exit 0 without printing an error.
-func Run(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
-	if len(args) == 0 {
-		fmt.Fprint(stderr, usage)
-		return errors.New("jwks: missing command (generate or public)")
+// It follows internal/cli's convention: results go to stdout, help (-h) too,
+// and it returns the exit code, 0 done, 2 a usage error or a failure.
+func Run(_ context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	var sub string
+	if len(args) > 0 {
+		sub = args[0]
 	}
-	switch cmd, rest := args[0], args[1:]; cmd {
-	case "generate":
-		return runGenerate(rest, stdout, stderr)
-	case "public":
-		return runPublic(rest, stdin, stdout, stderr)
-	case "-h", "-help", "--help", "help":
-		fmt.Fprint(stderr, usage)
-		return flag.ErrHelp
+	switch {
+	case sub == "generate":
+		return cli.Exit(stderr, command+" "+sub, runGenerate(args[1:], stdout))
+	case sub == "public":
+		return cli.Exit(stderr, command+" "+sub, runPublic(args[1:], stdin, stdout))
+	case cli.IsHelp(sub):
+		return cli.Exit(stderr, command, cli.Help(stdout, usage, nil))
+	case sub == "":
+		return cli.Exit(stderr, command, &cli.UsageError{Err: errors.New("missing command (generate or public)"), Synopsis: synopsis})
 	default:
-		fmt.Fprint(stderr, usage)
-		return fmt.Errorf("jwks: unknown command %q", cmd)
+		return cli.Exit(stderr, command, &cli.UsageError{Err: fmt.Errorf("unknown command %q", sub), Synopsis: synopsis})
 	}
 }
 
-func runGenerate(args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("ory-ext-authz jwks generate", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+func runGenerate(args []string, stdout io.Writer) error {
+	fs := cli.NewFlagSet(command + " generate")
 	alg := fs.String("alg", DefaultAlg, "signing algorithm: "+strings.Join(Algs(), ", "))
 	kid := fs.String("kid", "", "key id (default: the key's RFC 7638 thumbprint)")
-	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "Usage: %s [--alg ALG] [--kid KID]\n\nPrint a new private JWKS with one signing key.\n\n", fs.Name())
-		fs.PrintDefaults()
-	}
-	if err := fs.Parse(args); err != nil {
+	help := "Usage: " + fs.Name() + " [--alg ALG] [--kid KID]\n\nPrint a new private JWKS with one signing key.\n\n"
+	if err := cli.Parse(fs, args, stdout, help); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {
-		fs.Usage()
-		return fmt.Errorf("jwks generate: unexpected arguments %q", fs.Args())
+		return cli.Usagef("unexpected arguments %q", fs.Args())
+	}
+	if _, err := canonicalAlg(*alg); err != nil {
+		return cli.Usagef("--alg: %w", err)
 	}
 	out, err := Generate(*alg, *kid)
 	if err != nil {
-		return fmt.Errorf("jwks generate: %w", err)
+		return err
 	}
 	return writeLine(stdout, out)
 }
 
-func runPublic(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("ory-ext-authz jwks public", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "Usage: %s [FILE]\n\nPrint the public JWKS of the private JWKS in FILE (stdin when FILE is absent or -).\n", fs.Name())
-	}
-	if err := fs.Parse(args); err != nil {
+func runPublic(args []string, stdin io.Reader, stdout io.Writer) error {
+	fs := cli.NewFlagSet(command + " public")
+	help := "Usage: " + fs.Name() + " [FILE]\n\nPrint the public JWKS of the private JWKS in FILE (stdin when FILE is absent or -).\n"
+	if err := cli.Parse(fs, args, stdout, help); err != nil {
 		return err
 	}
 	if fs.NArg() > 1 {
-		fs.Usage()
-		return fmt.Errorf("jwks public: want at most one FILE, got %d arguments", fs.NArg())
+		return cli.Usagef("want at most one FILE, got %d arguments", fs.NArg())
 	}
 	var (
 		in  []byte
@@ -92,11 +93,11 @@ func runPublic(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 		in, err = os.ReadFile(name)
 	}
 	if err != nil {
-		return fmt.Errorf("jwks public: %w", err)
+		return err
 	}
 	out, err := Public(in)
 	if err != nil {
-		return fmt.Errorf("jwks public: %w", err)
+		return err
 	}
 	return writeLine(stdout, out)
 }

@@ -81,22 +81,31 @@ func Generate(alg, kid string) ([]byte, error) {
 // keys without a public part (symmetric "oct" keys), so a verifier is never
 // handed an empty or secret set.
 func Public(privateJWKS []byte) ([]byte, error) {
+	pub, err := PublicKeys(privateJWKS)
+	if err != nil {
+		return nil, err
+	}
+	return marshal(pub)
+}
+
+// PublicKeys is Public as a key set, for a verifier in the same process.
+func PublicKeys(privateJWKS []byte) (jose.JSONWebKeySet, error) {
 	var set jose.JSONWebKeySet
 	if err := json.Unmarshal(privateJWKS, &set); err != nil {
-		return nil, fmt.Errorf("parse JWKS: %w", err)
+		return jose.JSONWebKeySet{}, fmt.Errorf("parse JWKS: %w", err)
 	}
 	if len(set.Keys) == 0 {
-		return nil, errors.New("parse JWKS: no keys")
+		return jose.JSONWebKeySet{}, errors.New("parse JWKS: no keys")
 	}
 	pub := jose.JSONWebKeySet{Keys: make([]jose.JSONWebKey, 0, len(set.Keys))}
 	for i, k := range set.Keys {
 		p := k.Public()
 		if !p.Valid() {
-			return nil, fmt.Errorf("key %d (kid %q): no public key (symmetric or invalid key)", i, k.KeyID)
+			return jose.JSONWebKeySet{}, fmt.Errorf("key %d (kid %q): no public key (symmetric or invalid key)", i, k.KeyID)
 		}
 		pub.Keys = append(pub.Keys, p)
 	}
-	return marshal(pub)
+	return pub, nil
 }
 
 func canonicalAlg(alg string) (string, error) {

@@ -3,8 +3,6 @@ package jwks_test
 import (
 	"bytes"
 	"encoding/json"
-	"errors"
-	"flag"
 	"os"
 	"path/filepath"
 	"strings"
@@ -194,8 +192,8 @@ func TestRun(t *testing.T) {
 		name    string
 		args    []string
 		stdin   string
-		wantErr string // substring; "" means success
-		help    bool   // want flag.ErrHelp
+		wantErr string // substring of stderr, exit 2; "" means success
+		help    bool   // want the usage on stdout, exit 0
 		check   func(t *testing.T, stdout []byte)
 	}{
 		{name: "generate default", args: []string{"generate"}, check: wantKey("ES256", "", false)},
@@ -218,26 +216,26 @@ func TestRun(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			var stdout, stderr bytes.Buffer
-			err := jwks.Run(tt.args, strings.NewReader(tt.stdin), &stdout, &stderr)
+			code := jwks.Run(t.Context(), tt.args, strings.NewReader(tt.stdin), &stdout, &stderr)
 			switch {
 			case tt.help:
-				if !errors.Is(err, flag.ErrHelp) {
-					t.Fatalf("err = %v, want flag.ErrHelp", err)
+				if code != 0 {
+					t.Fatalf("exit %d, want 0 for help (stderr %q)", code, stderr.String())
 				}
-				if !strings.Contains(stderr.String(), "Usage:") {
-					t.Errorf("help text missing from stderr: %q", stderr.String())
+				if !strings.Contains(stdout.String(), "Usage:") {
+					t.Errorf("help text missing from stdout: %q", stdout.String())
 				}
 				return
 			case tt.wantErr != "":
-				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
-					t.Fatalf("err = %v, want it to contain %q", err, tt.wantErr)
+				if code != 2 || !strings.Contains(stderr.String(), tt.wantErr) {
+					t.Fatalf("exit %d, stderr %q; want 2 and %q", code, stderr.String(), tt.wantErr)
 				}
 				if stdout.Len() != 0 {
 					t.Errorf("stdout not empty on error: %q", stdout.String())
 				}
 				return
-			case err != nil:
-				t.Fatalf("Run: %v (stderr %q)", err, stderr.String())
+			case code != 0:
+				t.Fatalf("exit %d (stderr %q)", code, stderr.String())
 			}
 			tt.check(t, stdout.Bytes())
 		})

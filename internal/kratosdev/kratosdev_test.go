@@ -2,9 +2,7 @@ package kratosdev_test
 
 import (
 	"encoding/base64"
-	"encoding/json"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"os"
@@ -12,8 +10,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	jose "github.com/go-jose/go-jose/v4"
 
 	"github.com/ory-ext-authz/ory-ext-authz/internal/jwks"
 	"github.com/ory-ext-authz/ory-ext-authz/internal/kratosdev"
@@ -25,27 +21,6 @@ const (
 	password = "kratosdev-test-password-1"
 )
 
-// claims are the JWT claims the mesh template promises (docs/ARCHITECTURE.md, facts about Kratos).
-type claims struct {
-	Sub   string `json:"sub"`
-	Sid   string `json:"sid"`
-	Iss   string `json:"iss"`
-	Jti   string `json:"jti"`
-	Iat   int64  `json:"iat"`
-	Nbf   int64  `json:"nbf"`
-	Exp   int64  `json:"exp"`
-	Email string `json:"email"`
-	Aal   string `json:"aal"`
-}
-
-type whoamiAnswer struct {
-	ID        string `json:"id"`
-	Tokenized string `json:"tokenized"`
-	Identity  struct {
-		ID string `json:"id"`
-	} `json:"identity"`
-}
-
 func mustGenerate(t *testing.T, alg string) []byte {
 	t.Helper()
 	b, err := jwks.Generate(alg, "")
@@ -53,62 +28,6 @@ func mustGenerate(t *testing.T, alg string) []byte {
 		t.Fatal(err)
 	}
 	return b
-}
-
-// whoami calls GET /sessions/whoami?tokenize_as=template with one header.
-func whoami(t *testing.T, k *kratosdev.Kratos, template, header, value string) (int, whoamiAnswer) {
-	t.Helper()
-	req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, k.WhoamiURL(template), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	req.Header.Set("Accept", "application/json")
-	if header != "" {
-		req.Header.Set(header, value)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatalf("whoami: %v", err)
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var a whoamiAnswer
-	if resp.StatusCode == http.StatusOK {
-		if err := json.Unmarshal(body, &a); err != nil {
-			t.Fatalf("whoami answer: %v", err)
-		}
-	}
-	return resp.StatusCode, a
-}
-
-// verify checks the JWT's signature against the public part of privateJWKS
-// and returns its header and claims.
-func verify(t *testing.T, token string, privateJWKS []byte) (jose.Header, claims) {
-	t.Helper()
-	pubJSON, err := jwks.Public(privateJWKS)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var pub jose.JSONWebKeySet
-	if err := json.Unmarshal(pubJSON, &pub); err != nil {
-		t.Fatal(err)
-	}
-	jws, err := jose.ParseSignedCompact(token, []jose.SignatureAlgorithm{jose.ES256, jose.RS256, jose.EdDSA})
-	if err != nil {
-		t.Fatalf("parse JWT: %v", err)
-	}
-	payload, err := jws.Verify(&pub)
-	if err != nil {
-		t.Fatalf("JWT signature does not verify against the template's public JWKS: %v", err)
-	}
-	var c claims
-	if err := json.Unmarshal(payload, &c); err != nil {
-		t.Fatalf("JWT claims: %v", err)
-	}
-	return jws.Signatures[0].Header, c
 }
 
 func TestKratos(t *testing.T) {
@@ -152,9 +71,9 @@ func TestKratos(t *testing.T) {
 	}
 
 	// The browser session's id comes from whoami itself.
-	status, plain := whoami(t, k, "", "Cookie", cookie)
-	if status != http.StatusOK || plain.ID == "" || plain.Tokenized != "" {
-		t.Fatalf("plain whoami with cookie: status %d, id %q, tokenized %v", status, plain.ID, plain.Tokenized != "")
+	plain := kratostest.Whoami(t, k, "", "Cookie", cookie)
+	if plain.Status != http.StatusOK || plain.ID == "" || plain.Tokenized != "" {
+		t.Fatalf("plain whoami with cookie: status %d, id %q, tokenized %v", plain.Status, plain.ID, plain.Tokenized != "")
 	}
 	cookieSID := plain.ID
 
@@ -177,9 +96,9 @@ func TestKratos(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			status, a := whoami(t, k, tt.template, tt.header, tt.value)
-			if status != http.StatusOK {
-				t.Fatalf("whoami status %d, want 200", status)
+			a := kratostest.Whoami(t, k, tt.template, tt.header, tt.value)
+			if a.Status != http.StatusOK {
+				t.Fatalf("whoami status %d, want 200", a.Status)
 			}
 			if a.ID != tt.sid || a.Identity.ID != id {
 				t.Errorf("session %q of identity %q, want %q of %q", a.ID, a.Identity.ID, tt.sid, id)
@@ -187,7 +106,8 @@ func TestKratos(t *testing.T) {
 			if a.Tokenized == "" {
 				t.Fatal("no tokenized JWT in the answer")
 			}
-			h, c := verify(t, a.Tokenized, tt.key)
+			var c kratostest.Claims
+			h := kratostest.VerifyJWT(t, a.Tokenized, kratostest.PublicKeys(t, tt.key), &c)
 			if h.Algorithm != tt.alg || h.KeyID == "" {
 				t.Errorf("JWT header alg %q kid %q, want alg %s and a kid", h.Algorithm, h.KeyID, tt.alg)
 			}
@@ -218,7 +138,7 @@ func TestKratos(t *testing.T) {
 	}
 	for _, tt := range denials {
 		t.Run(tt.name, func(t *testing.T) {
-			if status, _ := whoami(t, k, tt.template, tt.header, tt.value); status != tt.want {
+			if status := kratostest.Whoami(t, k, tt.template, tt.header, tt.value).Status; status != tt.want {
 				t.Errorf("whoami status %d, want %d", status, tt.want)
 			}
 		})
@@ -235,7 +155,7 @@ func TestKratos(t *testing.T) {
 			if err := k.RevokeSession(t.Context(), tt.sid); err != nil {
 				t.Fatal(err)
 			}
-			if status, _ := whoami(t, k, "mesh", tt.header, tt.value); status != http.StatusUnauthorized {
+			if status := kratostest.Whoami(t, k, "mesh", tt.header, tt.value).Status; status != http.StatusUnauthorized {
 				t.Errorf("whoami after revocation: status %d, want 401", status)
 			}
 		})
@@ -353,21 +273,11 @@ func TestBrowserLoginSessionAndExtend(t *testing.T) {
 	}
 	setCookie := func() []string {
 		t.Helper()
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, k.WhoamiURL(""), nil)
-		if err != nil {
-			t.Fatal(err)
+		a := kratostest.Whoami(t, k, "", "Cookie", cookie)
+		if a.Status != http.StatusOK || a.ID != sid || a.Identity.ID != id {
+			t.Fatalf("whoami: %d, session %q of %q, want %q of %q", a.Status, a.ID, a.Identity.ID, sid, id)
 		}
-		req.Header.Set("Cookie", cookie)
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		var a whoamiAnswer
-		if err := json.NewDecoder(resp.Body).Decode(&a); err != nil || a.ID != sid || a.Identity.ID != id {
-			t.Fatalf("whoami: session %q of %q (%v), want %q of %q", a.ID, a.Identity.ID, err, sid, id)
-		}
-		return resp.Header.Values("Set-Cookie")
+		return a.Header.Values("Set-Cookie")
 	}
 	if sc := setCookie(); len(sc) != 0 {
 		t.Fatalf("whoami of a fresh session set %d cookies, want none", len(sc))

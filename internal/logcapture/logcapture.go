@@ -1,9 +1,11 @@
-// Package logcapture collects a test's log output and fails the test when
-// the log holds a secret it used (a cookie, a session token, a JWT).
+// Package logcapture captures what a test logs and checks it: every test's
+// log is scanned for the credentials it used (cookies, tokens, JWTs), and
+// its JSON records can be read back.
 package logcapture
 
 import (
 	"bytes"
+	"encoding/json"
 	"log/slog"
 	"strings"
 	"sync"
@@ -46,6 +48,24 @@ func LoggerLevel(t testing.TB, secrets func() []string, level slog.Level) (*slog
 		AssertNoSecrets(t, b.String(), secrets())
 	})
 	return slog.New(slog.NewJSONHandler(b, &slog.HandlerOptions{Level: level})), b
+}
+
+// Records decodes a JSON log, one record a line as Logger writes it, and
+// fails t on a line that is not JSON.
+func Records(t testing.TB, logs string) []map[string]any {
+	t.Helper()
+	var recs []map[string]any
+	for _, line := range strings.Split(logs, "\n") {
+		if strings.TrimSpace(line) == "" {
+			continue
+		}
+		var rec map[string]any
+		if err := json.Unmarshal([]byte(line), &rec); err != nil {
+			t.Fatalf("log line is not JSON: %v: %s", err, line)
+		}
+		recs = append(recs, rec)
+	}
+	return recs
 }
 
 // AssertNoSecrets fails t if text contains any secret (or a long part of one).

@@ -63,6 +63,20 @@ func Listen(t testing.TB) net.Listener {
 	return l
 }
 
+// FreeAddr returns a 127.0.0.1 address that was free a moment ago, for a
+// program that opens its own listeners from flags (serve). Prefer Listen
+// where a listener can be handed over: another process may take the port in
+// between.
+func FreeAddr(t testing.TB) string {
+	t.Helper()
+	l := Listen(t)
+	addr := l.Addr().String()
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return addr
+}
+
 // Dial returns a plaintext gRPC connection to addr, closed at cleanup.
 func Dial(t testing.TB, addr string) *grpc.ClientConn {
 	t.Helper()

@@ -1,4 +1,6 @@
-// Package testclock is an injectable clock for tests of anything with TTLs.
+// Package testclock is a clock a test moves by hand, for anything with TTLs
+// (the cache, the fake Ory's JWTs), so that those tests need not wait for
+// real time to pass.
 package testclock
 
 import (

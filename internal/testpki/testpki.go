@@ -6,11 +6,14 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
 	"math/big"
 	"net"
+	"os"
+	"path/filepath"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -83,4 +86,32 @@ func (c *CA) IssueSerial(t testing.TB, cn string, serial int64, client bool) (ce
 		t.Fatal(err)
 	}
 	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder})
+}
+
+// Pool is a certificate pool that trusts c, for a tls.Config's RootCAs or ClientCAs.
+func (c *CA) Pool() *x509.CertPool {
+	pool := x509.NewCertPool()
+	pool.AddCert(c.Cert)
+	return pool
+}
+
+// KeyPair is Issue as a tls.Certificate, for an in-process server or client.
+func (c *CA) KeyPair(t testing.TB, cn string, client bool) tls.Certificate {
+	t.Helper()
+	pair, err := tls.X509KeyPair(c.Issue(t, cn, client))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pair
+}
+
+// WriteFile writes data (a PEM certificate, key or CA) to dir/name and
+// returns the path, for what reads PEM files: flags, TLS file options.
+func WriteFile(t testing.TB, dir, name string, data []byte) string {
+	t.Helper()
+	p := filepath.Join(dir, name)
+	if err := os.WriteFile(p, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
 }

@@ -78,43 +78,45 @@ func New(o Options) (*Server, error) {
 // server.
 func (s *Server) Register(gs grpc.ServiceRegistrar) { adminv1.RegisterAdminServer(gs, s) }
 
-// InvalidateSession voids every cached JWT of the session.
+// InvalidateSession voids every cached JWT of the session, on every replica.
 func (s *Server) InvalidateSession(ctx context.Context, req *adminv1.InvalidateSessionRequest) (*adminv1.InvalidateSessionResponse, error) {
-	id := req.GetSessionId()
-	if err := validateID("session_id", id); err != nil {
-		s.rejected(ctx, "InvalidateSession", err)
-		return nil, err
-	}
-	id = CanonicalID(id)
-	n, err := s.invalidate(ctx, "session", id, "session invalidated", idAttrs("session_id", id))
+	n, err := s.invalidateID(ctx, "InvalidateSession", "session", req.GetSessionId())
 	if err != nil {
 		return nil, err
 	}
 	return &adminv1.InvalidateSessionResponse{Replicas: n}, nil
 }
 
-// InvalidateIdentity voids every cached JWT of every session of the identity.
+// InvalidateIdentity voids every cached JWT of every session of the
+// identity, on every replica.
 func (s *Server) InvalidateIdentity(ctx context.Context, req *adminv1.InvalidateIdentityRequest) (*adminv1.InvalidateIdentityResponse, error) {
-	id := req.GetIdentityId()
-	if err := validateID("identity_id", id); err != nil {
-		s.rejected(ctx, "InvalidateIdentity", err)
-		return nil, err
-	}
-	id = CanonicalID(id)
-	n, err := s.invalidate(ctx, "identity", id, "identity invalidated", idAttrs("identity_id", id))
+	n, err := s.invalidateID(ctx, "InvalidateIdentity", "identity", req.GetIdentityId())
 	if err != nil {
 		return nil, err
 	}
 	return &adminv1.InvalidateIdentityResponse{Replicas: n}, nil
 }
 
-// Purge voids every cached JWT and every remembered 401.
+// Purge voids every cached JWT and every remembered 401, on every replica.
 func (s *Server) Purge(ctx context.Context, _ *adminv1.PurgeRequest) (*adminv1.PurgeResponse, error) {
 	n, err := s.invalidate(ctx, "purge", "", "cache purged", nil)
 	if err != nil {
 		return nil, err
 	}
 	return &adminv1.PurgeResponse{Replicas: n}, nil
+}
+
+// invalidateID is the method of the admin API named method for the id of a
+// kind ("session", "identity"): it validates the id (the request's
+// <kind>_id), canonicalises a UUID and invalidates it.
+func (s *Server) invalidateID(ctx context.Context, method, kind, id string) (int64, error) {
+	field := kind + "_id"
+	if err := validateID(field, id); err != nil {
+		s.rejected(ctx, method, err)
+		return 0, err
+	}
+	id = CanonicalID(id)
+	return s.invalidate(ctx, kind, id, kind+" invalidated", idAttrs(field, id))
 }
 
 // invalidate runs one invalidation and logs it. One that holds here but

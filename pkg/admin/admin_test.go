@@ -1,9 +1,7 @@
 package admin_test
 
 import (
-	"bufio"
 	"context"
-	"encoding/json"
 	"fmt"
 	"strings"
 	"testing"
@@ -12,6 +10,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/ory-ext-authz/ory-ext-authz/internal/logcapture"
 	"github.com/ory-ext-authz/ory-ext-authz/internal/servertest"
 	"github.com/ory-ext-authz/ory-ext-authz/pkg/admin"
 	"github.com/ory-ext-authz/ory-ext-authz/pkg/authz"
@@ -314,13 +313,7 @@ func TestLog(t *testing.T) {
 // findLog returns the first JSON log record with message msg.
 func findLog(t *testing.T, logs, msg string) map[string]any {
 	t.Helper()
-	sc := bufio.NewScanner(strings.NewReader(logs))
-	sc.Buffer(nil, 1<<20)
-	for sc.Scan() {
-		var rec map[string]any
-		if err := json.Unmarshal(sc.Bytes(), &rec); err != nil {
-			t.Fatalf("log line is not JSON: %v: %s", err, sc.Text())
-		}
+	for _, rec := range logcapture.Records(t, logs) {
 		if rec["msg"] == msg {
 			return rec
 		}
@@ -445,11 +438,7 @@ func TestNonCanonicalUUID(t *testing.T) {
 func lastLog(t *testing.T, logs, msg string) map[string]any {
 	t.Helper()
 	var last map[string]any
-	for _, line := range strings.Split(strings.TrimSpace(logs), "\n") {
-		var rec map[string]any
-		if err := json.Unmarshal([]byte(line), &rec); err != nil {
-			t.Fatalf("log line is not JSON: %v: %s", err, line)
-		}
+	for _, rec := range logcapture.Records(t, logs) {
 		if rec["msg"] == msg {
 			last = rec
 		}

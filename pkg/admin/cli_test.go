@@ -19,7 +19,7 @@ import (
 func cli(t *testing.T, args ...string) (code int, stdout, stderr string) {
 	t.Helper()
 	var out, errOut bytes.Buffer
-	code = admincli.RunCLI(t.Context(), args, &out, &errOut)
+	code = admincli.Run(t.Context(), args, nil, &out, &errOut)
 	return code, out.String(), errOut.String()
 }
 

@@ -4,8 +4,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"os"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -205,13 +203,7 @@ func newCerts(t *testing.T) certs {
 	t.Helper()
 	dir := t.TempDir()
 	root, clients, other := testpki.NewCA(t, "root"), testpki.NewCA(t, "clients"), testpki.NewCA(t, "other")
-	write := func(name string, data []byte) string {
-		p := filepath.Join(dir, name)
-		if err := os.WriteFile(p, data, 0o600); err != nil {
-			t.Fatal(err)
-		}
-		return p
-	}
+	write := func(name string, data []byte) string { return testpki.WriteFile(t, dir, name, data) }
 	sc, sk := root.Issue(t, "ory-ext-authz", false)
 	cc, ck := clients.Issue(t, "operator", true)
 	oc, ok := other.Issue(t, "intruder", true)

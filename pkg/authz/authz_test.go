@@ -17,6 +17,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/ory-ext-authz/ory-ext-authz/internal/checktest"
 	"github.com/ory-ext-authz/ory-ext-authz/internal/config"
 	"github.com/ory-ext-authz/ory-ext-authz/internal/fakeory"
 	"github.com/ory-ext-authz/ory-ext-authz/internal/testclock"
@@ -31,7 +32,7 @@ func TestAllowedCookie(t *testing.T) {
 	r := req(map[string]string{"cookie": "theme=dark; " + s.CookiePair() + "; _ga=GA1.2", "authorization": "Bearer forged"}, nil)
 
 	first := mustCheck(t, e, r)
-	c := claimsOf(t, e.ory, bearerJWT(t, first))
+	c := claimsOf(t, e.ory, checktest.BearerJWT(t, first))
 	if c["sub"] != s.IdentityID || c["sid"] != s.ID || c["iss"] != e.ory.URL {
 		t.Errorf("claims = %v, want sub %s sid %s iss %s", c, s.IdentityID, s.ID, e.ory.URL)
 	}
@@ -44,7 +45,7 @@ func TestAllowedCookie(t *testing.T) {
 	}
 
 	second := mustCheck(t, e, r)
-	if bearerJWT(t, second) != bearerJWT(t, first) {
+	if checktest.BearerJWT(t, second) != checktest.BearerJWT(t, first) {
 		t.Error("a cache hit returned another JWT")
 	}
 	if got := second.GetDynamicMetadata().AsMap()["cached"]; got != true {
@@ -80,7 +81,7 @@ func TestAllowedSessionToken(t *testing.T) {
 	} {
 		t.Run(name, func(t *testing.T) {
 			resp := mustCheck(t, e, req(headers, nil))
-			if c := claimsOf(t, e.ory, bearerJWT(t, resp)); c["sub"] != s.IdentityID {
+			if c := claimsOf(t, e.ory, checktest.BearerJWT(t, resp)); c["sub"] != s.IdentityID {
 				t.Errorf("sub = %v, want %s", c["sub"], s.IdentityID)
 			}
 		})
@@ -101,7 +102,7 @@ func TestRawHeaderMap(t *testing.T) {
 	// Two HTTP/1.1 Cookie lines, not merged in header_map.
 	r := rawReq([][2]string{{"cookie", "a=1"}, {"cookie", s.CookiePair()}, {"accept", "*/*"}}, nil)
 	resp := mustCheck(t, e, r)
-	if c := claimsOf(t, e.ory, bearerJWT(t, resp)); c["sub"] != s.IdentityID {
+	if c := claimsOf(t, e.ory, checktest.BearerJWT(t, resp)); c["sub"] != s.IdentityID {
 		t.Errorf("sub = %v", c["sub"])
 	}
 	if got := e.ory.Received()[0].Header.Get("Cookie"); got != s.CookiePair() {
@@ -274,11 +275,11 @@ func TestUnknownTemplate(t *testing.T) {
 		t.Error("no log line names the template problem")
 	}
 	// The default template keeps working.
-	bearerJWT(t, mustCheck(t, e, req(cookie, nil)))
+	checktest.BearerJWT(t, mustCheck(t, e, req(cookie, nil)))
 	// A second known template gets its own JWT and cache entry.
 	e.ory.AddTemplate("other")
 	resp := mustCheck(t, e, req(cookie, map[string]string{"tokenize_as": "other"}))
-	if c := claimsOf(t, e.ory, bearerJWT(t, resp)); c["template"] != "other" {
+	if c := claimsOf(t, e.ory, checktest.BearerJWT(t, resp)); c["template"] != "other" {
 		t.Errorf("template claim = %v, want other", c["template"])
 	}
 }
@@ -392,18 +393,18 @@ func TestOryDownWarmAndCold(t *testing.T) {
 	e := newEnvWithOry(t, fake, func(o *authz.Options) { o.Now = clk.Now })
 	warm, cold := fake.NewSession(), fake.NewSession()
 	warmReq := req(map[string]string{"cookie": warm.CookiePair()}, nil)
-	first := bearerJWT(t, mustCheck(t, e, warmReq))
+	first := checktest.BearerJWT(t, mustCheck(t, e, warmReq))
 
 	fake.SetHook(status500)
 	clk.Advance(40 * time.Second) // before the refresh-ahead point (45s of 60s)
-	if got := bearerJWT(t, mustCheck(t, e, warmReq)); got != first {
+	if got := checktest.BearerJWT(t, mustCheck(t, e, warmReq)); got != first {
 		t.Error("warm entry not served while Ory is down")
 	}
 	if _, err := check(t, e, req(map[string]string{"cookie": cold.CookiePair()}, nil)); status.Code(err) != codes.Unavailable {
 		t.Fatalf("cold session with Ory down: err = %v, want Unavailable", err)
 	}
 	clk.Advance(14 * time.Second) // 54s: past soft expiry, refresh fails, still served
-	if got := bearerJWT(t, mustCheck(t, e, warmReq)); got != first {
+	if got := checktest.BearerJWT(t, mustCheck(t, e, warmReq)); got != first {
 		t.Error("warm entry not served before its hard expiry")
 	}
 	clk.Advance(time.Second) // 55s = exp - leeway: never served past it
@@ -411,7 +412,7 @@ func TestOryDownWarmAndCold(t *testing.T) {
 		t.Fatalf("past hard expiry with Ory down: err = %v, want Unavailable", err)
 	}
 	fake.SetHook(nil)
-	if got := bearerJWT(t, mustCheck(t, e, warmReq)); got == first {
+	if got := checktest.BearerJWT(t, mustCheck(t, e, warmReq)); got == first {
 		t.Error("after recovery the expired JWT came back")
 	}
 }

@@ -10,22 +10,15 @@ import (
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 
+	"github.com/ory-ext-authz/ory-ext-authz/internal/bench"
 	"github.com/ory-ext-authz/ory-ext-authz/internal/bench/load"
-	"github.com/ory-ext-authz/ory-ext-authz/internal/config"
 	"github.com/ory-ext-authz/ory-ext-authz/internal/fakeory"
 	"github.com/ory-ext-authz/ory-ext-authz/pkg/authz"
-	"github.com/ory-ext-authz/ory-ext-authz/pkg/ory"
 )
 
 func benchServer(b *testing.B, fake *fakeory.Fake) *authz.Server {
 	b.Helper()
-	oc, err := ory.New(ory.Options{BaseURL: fake.URL, Timeout: 5 * time.Second, MaxJWTBytes: config.MaxCredentialBytes})
-	if err != nil {
-		b.Fatal(err)
-	}
-	cfg := config.Default()
-	cfg.TokenizeAs, cfg.WhoamiTimeout = "mesh", 5*time.Second
-	s, err := authz.New(cfg.AuthzOptions(oc))
+	s, err := bench.NewServer(fake.URL)
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -12,7 +12,9 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/ory-ext-authz/ory-ext-authz/internal/checktest"
 	"github.com/ory-ext-authz/ory-ext-authz/internal/fakeory"
+	"github.com/ory-ext-authz/ory-ext-authz/internal/testwait"
 	"github.com/ory-ext-authz/ory-ext-authz/pkg/ory"
 )
 
@@ -58,7 +60,7 @@ func TestOryFaults(t *testing.T) {
 			warm, cold := fake.NewSession(), fake.NewSession()
 			warmReq := req(map[string]string{"cookie": warm.CookiePair()}, nil)
 			coldReq := req(map[string]string{"cookie": cold.CookiePair()}, nil)
-			warmJWT := bearerJWT(t, mustCheck(t, e, warmReq))
+			warmJWT := checktest.BearerJWT(t, mustCheck(t, e, warmReq))
 
 			tt.fault(t, fake)
 			before := fake.Calls()
@@ -84,11 +86,11 @@ func TestOryFaults(t *testing.T) {
 			}
 			// The warm entry serves through the fault, also past its
 			// refresh-ahead point (45s of 60s), until its hard expiry (55s).
-			if got := bearerJWT(t, mustCheck(t, e, warmReq)); got != warmJWT {
+			if got := checktest.BearerJWT(t, mustCheck(t, e, warmReq)); got != warmJWT {
 				t.Error("warm entry not served during the fault")
 			}
 			e.clock.Advance(50 * time.Second)
-			if got := bearerJWT(t, mustCheck(t, e, warmReq)); got != warmJWT {
+			if got := checktest.BearerJWT(t, mustCheck(t, e, warmReq)); got != warmJWT {
 				t.Error("warm entry not served past its refresh-ahead point during the fault")
 			}
 			e.az.WaitRefreshes()
@@ -104,10 +106,10 @@ func TestOryFaults(t *testing.T) {
 				fake.SetClaims(nil)
 			}
 			e.clock.Advance(tt.backoff)
-			if c := claimsOf(t, fake, bearerJWT(t, mustCheck(t, e, coldReq))); c["sub"] != cold.IdentityID {
+			if c := claimsOf(t, fake, checktest.BearerJWT(t, mustCheck(t, e, coldReq))); c["sub"] != cold.IdentityID {
 				t.Errorf("after recovery sub = %v", c["sub"])
 			}
-			if c := claimsOf(t, fake, bearerJWT(t, mustCheck(t, e, warmReq))); c["sub"] != warm.IdentityID {
+			if c := claimsOf(t, fake, checktest.BearerJWT(t, mustCheck(t, e, warmReq))); c["sub"] != warm.IdentityID {
 				t.Errorf("after recovery sub = %v", c["sub"])
 			}
 		})
@@ -148,7 +150,7 @@ func TestOryMaxInflight(t *testing.T) {
 			held <- err
 		}()
 	}
-	waitUntil(t, "2 calls in flight at Ory", func() bool { return fake.Calls() == 2 })
+	testwait.For(t, "2 calls in flight at Ory", func() bool { return fake.Calls() == 2 })
 	over := make(chan error, 5)
 	for range 5 {
 		s := fake.NewSession()
@@ -205,16 +207,5 @@ func TestOryMaxInflightDrains(t *testing.T) {
 	}
 	if fake.Calls() != n || fake.MaxConcurrent() != 2 {
 		t.Errorf("Ory saw %d calls, %d at once; want %d and 2", fake.Calls(), fake.MaxConcurrent(), n)
-	}
-}
-
-func waitUntil(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting until %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
 	}
 }

@@ -3,7 +3,6 @@ package authz_test
 import (
 	"context"
 	"log/slog"
-	"strings"
 	"testing"
 	"time"
 
@@ -123,39 +122,6 @@ func rawReq(headers [][2]string, ext map[string]string) *authv3.CheckRequest {
 	r.Attributes.Request.Http.Headers = nil
 	r.Attributes.Request.Http.HeaderMap = &corev3.HeaderMap{Headers: hm}
 	return r
-}
-
-// bearerJWT returns the JWT of the authorization mutation of an OK answer,
-// failing the test unless the mutation is exactly one overwriting header.
-func bearerJWT(t *testing.T, resp *authv3.CheckResponse) string {
-	t.Helper()
-	if resp.GetStatus().GetCode() != 0 {
-		t.Fatalf("status = %v, want OK", resp.GetStatus())
-	}
-	hs := resp.GetOkResponse().GetHeaders()
-	if len(hs) != 1 {
-		t.Fatalf("got %d header mutations, want 1: %v", len(hs), hs)
-	}
-	h := hs[0]
-	if h.GetHeader().GetKey() != "authorization" {
-		t.Fatalf("mutation key = %q, want lower-case authorization", h.GetHeader().GetKey())
-	}
-	if h.GetAppend() == nil || h.GetAppend().GetValue() {
-		t.Errorf("append = %v, want explicit false", h.GetAppend())
-	}
-	if h.GetAppendAction() != corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD {
-		t.Errorf("append_action = %v, want OVERWRITE_IF_EXISTS_OR_ADD", h.GetAppendAction())
-	}
-	for _, rm := range resp.GetOkResponse().GetHeadersToRemove() {
-		if strings.EqualFold(rm, "authorization") {
-			t.Errorf("authorization in headers_to_remove: Envoy would drop the JWT")
-		}
-	}
-	v, ok := strings.CutPrefix(h.GetHeader().GetValue(), "Bearer ")
-	if !ok {
-		t.Fatalf("authorization value does not start with %q", "Bearer ")
-	}
-	return v
 }
 
 // claimsOf verifies a JWT against the fake's keys and returns its claims.

@@ -10,6 +10,7 @@ import (
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	"google.golang.org/grpc/codes"
 
+	"github.com/ory-ext-authz/ory-ext-authz/internal/checktest"
 	"github.com/ory-ext-authz/ory-ext-authz/pkg/authz"
 )
 
@@ -60,7 +61,7 @@ func TestRequestLimits(t *testing.T) {
 			}
 			resp := mustCheck(t, e, r)
 			if tt.allowed {
-				bearerJWT(t, resp)
+				checktest.BearerJWT(t, resp)
 				return
 			}
 			d := deniedStatus(t, resp, codes.InvalidArgument, http.StatusBadRequest)
@@ -116,7 +117,7 @@ func TestOnlyTheCredentialReachesOry(t *testing.T) {
 			// A fresh template each time, so that the check is a miss.
 			tmpl := strings.ReplaceAll(tt.name, " ", "-")
 			e.ory.AddTemplate(tmpl)
-			bearerJWT(t, mustCheck(t, e, req(h, map[string]string{"tokenize_as": tmpl})))
+			checktest.BearerJWT(t, mustCheck(t, e, req(h, map[string]string{"tokenize_as": tmpl})))
 			got := e.ory.Received()[n]
 			for name, values := range got.Header {
 				switch {
@@ -164,7 +165,7 @@ func TestCookieSmuggling(t *testing.T) {
 			tmpl := strings.ReplaceAll(tt.name, " ", "-")
 			e.ory.AddTemplate(tmpl)
 			tt.r.Attributes.ContextExtensions = map[string]string{"tokenize_as": tmpl}
-			c := claimsOf(t, e.ory, bearerJWT(t, mustCheck(t, e, tt.r)))
+			c := claimsOf(t, e.ory, checktest.BearerJWT(t, mustCheck(t, e, tt.r)))
 			if c["sid"] != victim.ID {
 				t.Errorf("JWT of session %v, want the victim's %s (attacker's: %s)", c["sid"], victim.ID, attacker.ID)
 			}

@@ -1,10 +1,11 @@
 package authz_test
 
 import (
-	"encoding/json"
 	"strings"
 	"testing"
 
+	"github.com/ory-ext-authz/ory-ext-authz/internal/logcapture"
+	"github.com/ory-ext-authz/ory-ext-authz/internal/testwait"
 	"github.com/ory-ext-authz/ory-ext-authz/pkg/authz"
 )
 
@@ -18,11 +19,7 @@ func TestDenialLogs(t *testing.T) {
 		mustCheck(t, e, r)
 	}
 	var denials, decisions int
-	for _, line := range strings.Split(strings.TrimSpace(e.logs.String()), "\n") {
-		var m map[string]any
-		if err := json.Unmarshal([]byte(line), &m); err != nil {
-			t.Fatalf("log line is not JSON: %q", line)
-		}
+	for _, m := range logcapture.Records(t, e.logs.String()) {
 		switch m["msg"] {
 		case "no valid session":
 			denials++
@@ -43,7 +40,7 @@ func TestDenialLogs(t *testing.T) {
 		t.Errorf("%d debug decision lines, want 50", decisions)
 	}
 	// The drop is reported on the next line that gets through.
-	waitUntil(t, "a token for the next line", func() bool {
+	testwait.For(t, "a token for the next line", func() bool {
 		mustCheck(t, e, req(map[string]string{"cookie": "ory_kratos_session=later"}, nil))
 		return strings.Contains(e.logs.String(), `"dropped_log_lines"`)
 	})

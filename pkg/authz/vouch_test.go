@@ -13,6 +13,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/ory-ext-authz/ory-ext-authz/internal/checktest"
 	"github.com/ory-ext-authz/ory-ext-authz/internal/config"
 	"github.com/ory-ext-authz/ory-ext-authz/internal/fakeory"
 	"github.com/ory-ext-authz/ory-ext-authz/pkg/authz"
@@ -179,7 +180,7 @@ func assertAuthOutcome(t *testing.T, e *env, resp *authv3.CheckResponse, want au
 	case authSet:
 		// bearerJWT also fails on authorization in headers_to_remove,
 		// which Envoy runs after the sets: it would drop our JWT.
-		if c := claimsOf(t, e.ory, bearerJWT(t, resp)); c["sub"] != s.IdentityID {
+		if c := claimsOf(t, e.ory, checktest.BearerJWT(t, resp)); c["sub"] != s.IdentityID {
 			t.Errorf("sub = %v, want %s", c["sub"], s.IdentityID)
 		}
 	case authRemoved:

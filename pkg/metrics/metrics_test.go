@@ -1,15 +1,11 @@
 package metrics_test
 
 import (
-	"net/http"
 	"strings"
 	"testing"
 	"time"
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
-	dto "github.com/prometheus/client_model/go"
-	"github.com/prometheus/common/expfmt"
-	"github.com/prometheus/common/model"
 
 	"github.com/ory-ext-authz/ory-ext-authz/internal/config"
 	"github.com/ory-ext-authz/ory-ext-authz/internal/fakeory"
@@ -67,36 +63,10 @@ func TestScrape(t *testing.T) {
 	fake.SetHook(fakeory.Status(502, ""))
 	check(map[string]string{"x-session-token": "ory_st_unknown"}) // ory_unavailable, Ory 502
 
-	resp, err := http.Get("http://" + addrs.HTTP + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	parser := expfmt.NewTextParser(model.UTF8Validation)
-	families, err := parser.TextToMetricFamilies(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
+	families := servertest.Metrics(t, addrs.HTTP)
 	value := func(name string, labels map[string]string) float64 {
 		t.Helper()
-		f, ok := families[name]
-		if !ok {
-			t.Fatalf("no metric %s", name)
-		}
-		for _, mt := range f.GetMetric() {
-			if matches(mt, labels) {
-				switch {
-				case mt.GetCounter() != nil:
-					return mt.GetCounter().GetValue()
-				case mt.GetGauge() != nil:
-					return mt.GetGauge().GetValue()
-				case mt.GetHistogram() != nil:
-					return float64(mt.GetHistogram().GetSampleCount())
-				}
-			}
-		}
-		t.Fatalf("no %s%v", name, labels)
-		return 0
+		return families.Value(t, name, labels)
 	}
 	for _, tt := range []struct {
 		name   string
@@ -160,19 +130,4 @@ func TestScrape(t *testing.T) {
 			}
 		}
 	}
-}
-
-func matches(m *dto.Metric, labels map[string]string) bool {
-	for k, v := range labels {
-		found := false
-		for _, l := range m.GetLabel() {
-			if l.GetName() == k && l.GetValue() == v {
-				found = true
-			}
-		}
-		if !found {
-			return false
-		}
-	}
-	return true
 }

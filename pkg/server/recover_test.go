@@ -2,16 +2,12 @@ package server_test
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
-	"net/http"
 	"strings"
 	"testing"
 	"time"
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
-	"github.com/prometheus/common/expfmt"
-	"github.com/prometheus/common/model"
 	rpcstatus "google.golang.org/genproto/googleapis/rpc/status"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -197,42 +193,14 @@ func panics(t *testing.T, httpAddr, server string) float64 {
 // metric scrapes /metrics and returns the counter name{labels}.
 func metric(t *testing.T, httpAddr, name string, labels map[string]string) float64 {
 	t.Helper()
-	resp, err := http.Get("http://" + httpAddr + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	parser := expfmt.NewTextParser(model.UTF8Validation)
-	families, err := parser.TextToMetricFamilies(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-next:
-	for _, mt := range families[name].GetMetric() {
-		for k, v := range labels {
-			found := false
-			for _, l := range mt.GetLabel() {
-				found = found || l.GetName() == k && l.GetValue() == v
-			}
-			if !found {
-				continue next
-			}
-		}
-		return mt.GetCounter().GetValue()
-	}
-	t.Fatalf("no %s%v on /metrics", name, labels)
-	return 0
+	return servertest.Metrics(t, httpAddr).Value(t, name, labels)
 }
 
 // lastPanicLog returns the last log record about a recovered panic.
 func lastPanicLog(t *testing.T, logs string) map[string]any {
 	t.Helper()
 	var last map[string]any
-	for _, line := range strings.Split(strings.TrimSpace(logs), "\n") {
-		var rec map[string]any
-		if err := json.Unmarshal([]byte(line), &rec); err != nil {
-			t.Fatalf("log line is not JSON: %v: %s", err, line)
-		}
+	for _, rec := range logcapture.Records(t, logs) {
 		if _, ok := rec["panic_type"]; ok {
 			last = rec
 		}

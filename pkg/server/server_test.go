@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
-	"net"
 	"os"
 	"path/filepath"
 	"testing"
@@ -18,6 +17,7 @@ import (
 	"google.golang.org/grpc/credentials"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
+	"github.com/ory-ext-authz/ory-ext-authz/internal/servertest"
 	"github.com/ory-ext-authz/ory-ext-authz/pkg/server"
 )
 
@@ -48,27 +48,8 @@ func start(t *testing.T, files server.TLSFiles) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	gl, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	hl, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() {
-		done <- server.Run(ctx, server.Options{GRPC: gl, HTTP: hl, Authz: noopAuthz{}, ShutdownTimeout: time.Second,
-			GRPCOptions: []grpc.ServerOption{grpc.Creds(credentials.NewTLS(tc))}})
-	}()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Error(err)
-		}
-	})
-	return gl.Addr().String()
+	return servertest.Start(t, server.Options{Authz: noopAuthz{}, ShutdownTimeout: time.Second,
+		GRPCOptions: []grpc.ServerOption{grpc.Creds(credentials.NewTLS(tc))}}).GRPC
 }
 
 // probe makes one health call over a new connection and returns the

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/ory-ext-authz/ory-ext-authz/internal/testclock"
+	"github.com/ory-ext-authz/ory-ext-authz/internal/testwait"
 )
 
 var (
@@ -88,17 +89,23 @@ func get(t *testing.T, c *Cache[string, int], key Key) (int, Source, error) {
 }
 
 // waitCalls waits until the origin saw n calls (a background refresh runs
-// on its own goroutine), polling with a bound.
+// on its own goroutine) and the cache's background work is done.
 func waitCalls(t *testing.T, c *Cache[string, int], o *origin, n int64) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for o.calls.Load() < n {
-		if time.Now().After(deadline) {
-			t.Fatalf("origin calls = %d, want %d", o.calls.Load(), n)
-		}
-		time.Sleep(time.Millisecond)
-	}
+	testwait.For(t, fmt.Sprintf("%d origin calls", n), func() bool { return o.calls.Load() >= n })
 	c.wg.Wait()
+}
+
+// wantCalls fails t unless the origin saw exactly n calls; why, when not
+// empty, says what they are.
+func (o *origin) wantCalls(t *testing.T, n int64, why string) {
+	t.Helper()
+	if got := o.calls.Load(); got != n {
+		if why != "" {
+			why = " (" + why + ")"
+		}
+		t.Fatalf("origin calls = %d, want %d%s", got, n, why)
+	}
 }
 
 func TestHitsUntilHardExpiry(t *testing.T) {
@@ -115,9 +122,7 @@ func TestHitsUntilHardExpiry(t *testing.T) {
 			t.Fatalf("get at %v = %d %v %v, want a hit of 1", clk.Now(), v, src, err)
 		}
 	}
-	if n := o.calls.Load(); n != 1 {
-		t.Fatalf("origin calls = %d before soft expiry, want 1", n)
-	}
+	o.wantCalls(t, 1, "before soft expiry")
 	// Past the hard expiry (exp - leeway = 55s) with Ory down: nothing stale.
 	o.setErr(errDown)
 	clk.Advance(16 * time.Second) // 56s
@@ -149,9 +154,7 @@ func TestRefreshAhead(t *testing.T) {
 	if v, src, _ := get(t, c, key); v != 2 || src != Hit {
 		t.Fatalf("after refresh got %d %v, want the refreshed value 2 as a hit", v, src)
 	}
-	if n := o.calls.Load(); n != 2 {
-		t.Fatalf("origin calls = %d, want 2 (one refresh)", n)
-	}
+	o.wantCalls(t, 2, "one refresh")
 }
 
 func TestRefreshWhileOryDownKeepsServing(t *testing.T) {
@@ -172,9 +175,7 @@ func TestRefreshWhileOryDownKeepsServing(t *testing.T) {
 			t.Fatalf("get = %d %v", v, err)
 		}
 	}
-	if n := o.calls.Load(); n != 2 {
-		t.Fatalf("origin calls = %d, want 2 (no retry within %v)", n, refreshRetry)
-	}
+	o.wantCalls(t, 2, fmt.Sprintf("no retry within %v", refreshRetry))
 	clk.Advance(refreshRetry)
 	if _, _, err := get(t, c, key); err != nil {
 		t.Fatal(err)
@@ -225,9 +226,7 @@ func TestNegativeTTL(t *testing.T) {
 			t.Fatalf("err = %v", err)
 		}
 	}
-	if n := o.calls.Load(); n != 1 {
-		t.Fatalf("origin calls = %d, want 1", n)
-	}
+	o.wantCalls(t, 1, "")
 	if _, src, _ := get(t, c, key); src != NegativeHit {
 		t.Fatalf("source = %v, want NegativeHit", src)
 	}
@@ -235,9 +234,7 @@ func TestNegativeTTL(t *testing.T) {
 	if _, _, err := get(t, c, key); !errors.Is(err, errUnauth) {
 		t.Fatal(err)
 	}
-	if n := o.calls.Load(); n != 2 {
-		t.Fatalf("origin calls = %d after the negative TTL, want 2", n)
-	}
+	o.wantCalls(t, 2, "after the negative TTL")
 }
 
 func TestTransientAndFinalNotRemembered(t *testing.T) {
@@ -262,9 +259,7 @@ func TestShortLivedNotCached(t *testing.T) {
 			t.Fatalf("get = %d %v, want the value forwarded", v, err)
 		}
 	}
-	if n := o.calls.Load(); n != 2 {
-		t.Fatalf("origin calls = %d, want 2 (not cached)", n)
-	}
+	o.wantCalls(t, 2, "not cached")
 }
 
 func TestCallerCancelDoesNotFailOthers(t *testing.T) {
@@ -285,9 +280,7 @@ func TestCallerCancelDoesNotFailOthers(t *testing.T) {
 	if err := <-second; err != nil {
 		t.Fatalf("other caller got %v, want the shared result", err)
 	}
-	if n := o.calls.Load(); n != 1 {
-		t.Fatalf("origin calls = %d, want 1", n)
-	}
+	o.wantCalls(t, 1, "")
 }
 
 func TestDigestMismatchIsMiss(t *testing.T) {
@@ -303,9 +296,7 @@ func TestDigestMismatchIsMiss(t *testing.T) {
 	if err != nil || src != Miss || v == 1 {
 		t.Fatalf("colliding key got %d %v %v, want a miss with its own value", v, src, err)
 	}
-	if n := o.calls.Load(); n != 2 {
-		t.Fatalf("origin calls = %d, want 2", n)
-	}
+	o.wantCalls(t, 2, "")
 }
 
 func TestNewKeyDistinct(t *testing.T) {

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/ory-ext-authz/ory-ext-authz/internal/testclock"
+	"github.com/ory-ext-authz/ory-ext-authz/internal/testwait"
 )
 
 // taggedOrigin mints values tagged with the session/identity of the request
@@ -130,7 +131,7 @@ func TestInvalidateDuringFlight(t *testing.T) {
 		v, _, _ := c.Get(t.Context(), key, "s1 i1")
 		first <- v
 	}()
-	waitFor(t, func() bool { return o.calls.Load() == 1 })
+	testwait.For(t, "the fetch to reach the origin", func() bool { return o.calls.Load() == 1 })
 	clk.Advance(time.Millisecond)
 	c.InvalidateSession("s1")
 	clk.Advance(time.Millisecond)
@@ -172,16 +173,5 @@ func TestRevocationRecordsBounded(t *testing.T) {
 	r2.session("new", later.UnixNano())
 	if _, ok := r2.sessions["old"]; ok || r2.count.Load() != 1 {
 		t.Errorf("old record kept: %v, count %d", r2.sessions, r2.count.Load())
-	}
-}
-
-func waitFor(t *testing.T, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatal("timed out")
-		}
-		time.Sleep(time.Millisecond)
 	}
 }

@@ -282,3 +282,17 @@ func Errors(calls []Call) map[string]int {
 	}
 	return m
 }
+
+// Latencies are the latencies of the calls that succeeded, in order, and
+// the number of calls that failed.
+func Latencies(calls []Call) (lat []time.Duration, failed int) {
+	lat = make([]time.Duration, 0, len(calls))
+	for _, c := range calls {
+		if c.Err != nil {
+			failed++
+			continue
+		}
+		lat = append(lat, c.Latency)
+	}
+	return lat, failed
+}

@@ -18,6 +18,7 @@ import (
 	"github.com/ory-ext-authz/ory-ext-authz/internal/kratosdev"
 	"github.com/ory-ext-authz/ory-ext-authz/internal/kratosdev/kratostest"
 	"github.com/ory-ext-authz/ory-ext-authz/internal/logcapture"
+	"github.com/ory-ext-authz/ory-ext-authz/internal/servertest"
 )
 
 // TestDemo runs the `make run` flow against the real Kratos and the real
@@ -36,7 +37,7 @@ func TestDemo(t *testing.T) {
 		devDir := t.TempDir()
 		var firstKey []byte
 		for i, wantKey := range []string{"created the dev signing key", "using the dev signing key"} {
-			grpcAddr, httpAddr, adminAddr := freeAddr(t), freeAddr(t), freeAddr(t)
+			grpcAddr, httpAddr, adminAddr := servertest.FreeAddr(t), servertest.FreeAddr(t), servertest.FreeAddr(t)
 			var out, errOut logcapture.Buffer
 			code := run(t.Context(), []string{"--kratos", kratosBin, "--server", server, "--root", root, "--dev-dir", devDir,
 				"--kratos-free-ports", "--grpc-addr", grpcAddr, "--http-addr", httpAddr, "--admin-addr", adminAddr, "--exit-after-check"}, &out, &errOut)
@@ -67,7 +68,7 @@ func TestDemo(t *testing.T) {
 
 	t.Run("Ctrl-C stops everything", func(t *testing.T) {
 		devenv := goBuild(t, root, bins, "./internal/cmd/devenv")
-		grpcAddr, httpAddr, adminAddr := freeAddr(t), freeAddr(t), freeAddr(t)
+		grpcAddr, httpAddr, adminAddr := servertest.FreeAddr(t), servertest.FreeAddr(t), servertest.FreeAddr(t)
 		var out logcapture.Buffer
 		cmd := exec.Command(devenv, "--kratos", kratosBin, "--server", server, "--root", root, "--dev-dir", t.TempDir(),
 			"--kratos-free-ports", "--grpc-addr", grpcAddr, "--http-addr", httpAddr, "--admin-addr", adminAddr)
@@ -228,16 +229,6 @@ func goBuild(t *testing.T, root, dir, pkg string) string {
 		t.Fatalf("go build %s: %v\n%s", pkg, err, b)
 	}
 	return out
-}
-
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
 }
 
 // kratosAddrs reads Kratos' public and admin addresses from the output.

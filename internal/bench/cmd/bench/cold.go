@@ -19,11 +19,7 @@ func (h *harness) cold(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	realAddr, srv, err := h.startServer(ctx, "server-cold", ory)
-	if err != nil {
-		return err
-	}
-	noopAddr, _, err := h.startNoop(ctx, ory.jwtBytes)
+	realAddr, srv, noopAddr, err := h.startPair(ctx, "server-cold", ory)
 	if err != nil {
 		return err
 	}
@@ -77,15 +73,7 @@ func (h *harness) cold(ctx context.Context) error {
 		return err
 	}
 	summarize := func(cs []load.Call) (load.Summary, int) {
-		lat := make([]time.Duration, 0, len(cs))
-		errs := 0
-		for _, c := range cs {
-			if c.Err != nil {
-				errs++
-				continue
-			}
-			lat = append(lat, c.Latency)
-		}
+		lat, errs := load.Latencies(cs)
 		return load.Summarize(lat), errs
 	}
 	sum, errs := summarize(calls)

@@ -17,6 +17,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/ory-ext-authz/ory-ext-authz/internal/bench"
 	"github.com/ory-ext-authz/ory-ext-authz/internal/bench/load"
 	"github.com/ory-ext-authz/ory-ext-authz/internal/procgroup"
 )
@@ -93,20 +94,6 @@ type fakeOry struct {
 	cookies  []string
 }
 
-type fakeOryInfo struct {
-	URL      string `json:"url"`
-	Control  string `json:"control"`
-	JWTBytes int    `json:"jwt_bytes"`
-}
-
-// oryStats is fakeory's GET /stats.
-type oryStats struct {
-	Calls      int64     `json:"calls"`
-	Unknown    int64     `json:"unknown"`
-	PerSession []int64   `json:"per_session"`
-	Times      [][]int64 `json:"times"`
-}
-
 // startFakeOry starts the fake Ory; nice, when not 0, is its nice level.
 func (h *harness) startFakeOry(name string, latency, ttl time.Duration, sessions, nice int) (*fakeOry, error) {
 	file := filepath.Join(h.dir, name+".sessions")
@@ -138,7 +125,7 @@ func (h *harness) startFakeOry(name string, latency, ttl time.Duration, sessions
 	case <-time.After(30 * time.Second):
 		return nil, fmt.Errorf("%s not ready after 30s", name)
 	}
-	var info fakeOryInfo
+	var info bench.FakeOryInfo
 	if err := json.Unmarshal([]byte(line), &info); err != nil {
 		return nil, fmt.Errorf("%s ready line %q: %w", name, line, err)
 	}
@@ -152,8 +139,8 @@ func (h *harness) startFakeOry(name string, latency, ttl time.Duration, sessions
 	return &fakeOry{proc: p, url: info.URL, control: info.Control, jwtBytes: info.JWTBytes, cookies: cookies}, nil
 }
 
-func (f *fakeOry) stats(ctx context.Context) (oryStats, error) {
-	var s oryStats
+func (f *fakeOry) stats(ctx context.Context) (bench.FakeOryStats, error) {
+	var s bench.FakeOryStats
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, f.control+"/stats", nil)
 	if err != nil {
 		return s, err
@@ -207,6 +194,16 @@ func (h *harness) startServer(ctx context.Context, name string, ory *fakeOry, ex
 		return "", nil, err
 	}
 	return addr, p, nil
+}
+
+// startPair starts the two sides of a comparison against ory: the real
+// server (as name) and the baseline with a JWT as long as ory's.
+func (h *harness) startPair(ctx context.Context, name string, ory *fakeOry) (realAddr string, real *proc, noopAddr string, err error) {
+	realAddr, real, err = h.startServer(ctx, name, ory)
+	if err == nil {
+		noopAddr, _, err = h.startNoop(ctx, ory.jwtBytes)
+	}
+	return realAddr, real, noopAddr, err
 }
 
 // startNoop starts the baseline with a JWT as long as the fake Ory's.

@@ -106,11 +106,7 @@ func (h *harness) warm(ctx context.Context) error {
 	if err := load.WriteGhzData(data, ory.cookies); err != nil {
 		return err
 	}
-	realAddr, _, err := h.startServer(ctx, "server-warm", ory)
-	if err != nil {
-		return err
-	}
-	noopAddr, _, err := h.startNoop(ctx, ory.jwtBytes)
+	realAddr, _, noopAddr, err := h.startPair(ctx, "server-warm", ory)
 	if err != nil {
 		return err
 	}
@@ -208,15 +204,7 @@ func (h *harness) warmDriver(ctx context.Context, realAddr, noopAddr string, ory
 			into *[]measurement
 		}{{"real", &real}, {"noop", &base}} {
 			calls, elapsed := load.Closed(ctx, pools[s.name], reqs, n2, o.concurrency, 30*time.Second, 5*time.Second)
-			lat := make([]time.Duration, 0, len(calls))
-			errs := 0
-			for _, c := range calls {
-				if c.Err != nil {
-					errs++
-					continue
-				}
-				lat = append(lat, c.Latency)
-			}
+			lat, errs := load.Latencies(calls)
 			if errs > 0 {
 				return fmt.Errorf("driver round %d %s: %d errors: %v", r+1, s.name, errs, load.Errors(calls))
 			}

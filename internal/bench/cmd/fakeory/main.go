@@ -26,30 +26,11 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/ory-ext-authz/ory-ext-authz/internal/bench"
 	"github.com/ory-ext-authz/ory-ext-authz/internal/fakeory"
 )
 
-func main() {
-	if err := run(); err != nil {
-		fmt.Fprintln(os.Stderr, "fakeory:", err)
-		os.Exit(1)
-	}
-}
-
-// Info is what fakeory prints when ready.
-type Info struct {
-	URL      string `json:"url"`
-	Control  string `json:"control"`
-	JWTBytes int    `json:"jwt_bytes"`
-}
-
-// Stats is the answer of GET /stats.
-type Stats struct {
-	Calls      int64     `json:"calls"`
-	Unknown    int64     `json:"unknown"`
-	PerSession []int64   `json:"per_session"`
-	Times      [][]int64 `json:"times"`
-}
+func main() { bench.Main("fakeory", run) }
 
 // maxTimes bounds the call log per session.
 const maxTimes = 1000
@@ -57,7 +38,7 @@ const maxTimes = 1000
 type counter struct {
 	index map[string]int // cookie value -> session index
 	mu    sync.Mutex
-	s     Stats
+	s     bench.FakeOryStats
 }
 
 func (c *counter) observe(r *http.Request) {
@@ -85,7 +66,7 @@ func (c *counter) reset() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	n := len(c.index)
-	c.s = Stats{PerSession: make([]int64, n), Times: make([][]int64, n)}
+	c.s = bench.FakeOryStats{PerSession: make([]int64, n), Times: make([][]int64, n)}
 }
 
 func run() error {
@@ -164,7 +145,7 @@ func run() error {
 		<-ctx.Done()
 		_ = srv.Close()
 	}()
-	info, err := json.Marshal(Info{URL: fake.URL, Control: "http://" + l.Addr().String(), JWTBytes: jwtBytes})
+	info, err := json.Marshal(bench.FakeOryInfo{URL: fake.URL, Control: "http://" + l.Addr().String(), JWTBytes: jwtBytes})
 	if err != nil {
 		return err
 	}

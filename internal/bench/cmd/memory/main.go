@@ -36,19 +36,13 @@ import (
 	"github.com/go-jose/go-jose/v4/jwt"
 
 	"github.com/ory-ext-authz/ory-ext-authz/internal/bench/load"
-	"github.com/ory-ext-authz/ory-ext-authz/internal/config"
 	"github.com/ory-ext-authz/ory-ext-authz/pkg/authz"
 	"github.com/ory-ext-authz/ory-ext-authz/pkg/credential"
 	"github.com/ory-ext-authz/ory-ext-authz/pkg/ory"
 	"github.com/ory-ext-authz/ory-ext-authz/pkg/tokencache"
 )
 
-func main() {
-	if err := run(); err != nil {
-		fmt.Fprintln(os.Stderr, "memory:", err)
-		os.Exit(1)
-	}
-}
+func main() { bench.Main("memory", run) }
 
 func run() error {
 	sessions := flag.Int("sessions", 100_000, "sessions to cache")
@@ -63,8 +57,8 @@ func run() error {
 	if err != nil {
 		return err
 	}
-	cfg := config.Default()
-	cfg.TokenizeAs, cfg.WhoamiTimeout, cfg.CacheMaxBytes = "mesh", 5*time.Second, *maxBytes
+	cfg := bench.Config()
+	cfg.CacheMaxBytes = *maxBytes
 	s, err := authz.New(cfg.AuthzOptions(tk))
 	if err != nil {
 		return err

@@ -13,15 +13,11 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/ory-ext-authz/ory-ext-authz/internal/bench"
 	"github.com/ory-ext-authz/ory-ext-authz/internal/bench/noop"
 )
 
-func main() {
-	if err := run(); err != nil {
-		fmt.Fprintln(os.Stderr, "noop:", err)
-		os.Exit(1)
-	}
-}
+func main() { bench.Main("noop", run) }
 
 func run() error {
 	addr := flag.String("grpc-addr", "127.0.0.1:0", "loopback listen address")
