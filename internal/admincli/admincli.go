@@ -19,6 +19,7 @@ import (
 
 	"github.com/ory-ext-authz/ory-ext-authz/internal/cli"
 	"github.com/ory-ext-authz/ory-ext-authz/pkg/admin"
+	"github.com/ory-ext-authz/ory-ext-authz/pkg/authz"
 	adminv1 "github.com/ory-ext-authz/ory-ext-authz/proto/ory_ext_authz/admin/v1"
 )
 
@@ -129,21 +130,22 @@ func run(ctx context.Context, cmd string, args []string, stdout, stderr io.Write
 	}
 
 	var what string
+	var replicas interface{ GetReplicas() int64 }
 	switch {
 	case o.all:
-		_, err = client.Purge(ctx, &adminv1.PurgeRequest{})
+		replicas, err = client.Purge(ctx, &adminv1.PurgeRequest{})
 		what = "purged the cache: every cached JWT and remembered 401 is void"
 	case o.session != "":
-		_, err = client.InvalidateSession(ctx, &adminv1.InvalidateSessionRequest{SessionId: o.session})
+		replicas, err = client.InvalidateSession(ctx, &adminv1.InvalidateSessionRequest{SessionId: o.session})
 		what = "invalidated session " + o.session + ": its cached JWTs are void; its next Check asks Ory"
 	default:
-		_, err = client.InvalidateIdentity(ctx, &adminv1.InvalidateIdentityRequest{IdentityId: o.identity})
+		replicas, err = client.InvalidateIdentity(ctx, &adminv1.InvalidateIdentityRequest{IdentityId: o.identity})
 		what = "invalidated identity " + o.identity + ": the cached JWTs of all its sessions are void; their next Check asks Ory"
 	}
 	if err != nil {
 		return callError(o.addr, err)
 	}
-	_, err = fmt.Fprintln(stdout, what)
+	_, err = fmt.Fprintf(stdout, "%s (replicas reached: %d)\n", what, replicas.GetReplicas())
 	return err
 }
 
@@ -151,6 +153,12 @@ func run(ctx context.Context, cmd string, args []string, stdout, stderr io.Write
 // server's refusal (exit 1).
 func callError(addr string, err error) error {
 	st := status.Convert(err)
+	switch {
+	case st.Code() == codes.Unavailable && strings.HasPrefix(st.Message(), authz.ErrNotShared.Error()):
+		// The server invalidated on its own replica but could not pass it
+		// on: the call did not fail to reach it, the shared tier did.
+		return cli.Refused(fmt.Errorf("%s", st.Message()))
+	}
 	switch st.Code() {
 	case codes.Unavailable, codes.DeadlineExceeded, codes.Canceled:
 		return fmt.Errorf("cannot reach the admin API at %s (%s): %s", addr, st.Code(), st.Message())
@@ -259,6 +267,7 @@ type statsJSON struct {
 	Misses       uint64 `json:"misses"`
 	NegativeHits uint64 `json:"negative_hits"`
 	Refreshes    uint64 `json:"refreshes"`
+	SharedHits   uint64 `json:"shared_hits"`
 	OryCalls     uint64 `json:"ory_calls"`
 	OryErrors    uint64 `json:"ory_errors"`
 }
@@ -267,7 +276,7 @@ func printStatsJSON(w io.Writer, r *adminv1.StatsResponse) error {
 	return json.NewEncoder(w).Encode(statsJSON{
 		CacheEntries: r.GetCacheEntries(), CacheBytes: r.GetCacheBytes(),
 		Hits: r.GetHits(), Misses: r.GetMisses(), NegativeHits: r.GetNegativeHits(), Refreshes: r.GetRefreshes(),
-		OryCalls: r.GetOryCalls(), OryErrors: r.GetOryErrors(),
+		SharedHits: r.GetSharedHits(), OryCalls: r.GetOryCalls(), OryErrors: r.GetOryErrors(),
 	})
 }
 
@@ -281,6 +290,7 @@ func printStats(w io.Writer, r *adminv1.StatsResponse) error {
 	row("misses", r.GetMisses(), ratio(r.GetMisses(), lookups, "of lookups"))
 	row("negative hits", r.GetNegativeHits(), "remembered 401s")
 	row("refreshes", r.GetRefreshes(), "background refresh-ahead calls started")
+	row("shared hits", r.GetSharedHits(), "misses answered from the shared tier (--redis-url)")
 	row("ory calls", r.GetOryCalls(), "whoami calls since start")
 	row("ory errors", r.GetOryErrors(), ratio(r.GetOryErrors(), r.GetOryCalls(), "of calls; anything but 200, 401s included"))
 	return tw.Flush()

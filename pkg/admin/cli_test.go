@@ -75,7 +75,7 @@ func TestCLI(t *testing.T) {
 	t.Run("invalidate session", func(t *testing.T) {
 		code, out, errOut := cli(t, "invalidate", "--session", s.ID, "--admin-addr", e.adminAddr)
 		e.step()
-		if code != 0 || !strings.Contains(out, "invalidated session "+s.ID) || errOut != "" {
+		if code != 0 || !strings.Contains(out, "invalidated session "+s.ID) || !strings.Contains(out, "(replicas reached: 1)") || errOut != "" {
 			t.Fatalf("exit %d\nstdout: %s\nstderr: %s", code, out, errOut)
 		}
 		e.expect(t, fetched, c)
@@ -141,14 +141,14 @@ func TestCLI(t *testing.T) {
 		for k, v := range map[string]uint64{
 			"cache_entries": want.GetCacheEntries(), "cache_bytes": want.GetCacheBytes(), "hits": want.GetHits(),
 			"misses": want.GetMisses(), "negative_hits": want.GetNegativeHits(), "refreshes": want.GetRefreshes(),
-			"ory_calls": want.GetOryCalls(), "ory_errors": want.GetOryErrors(),
+			"ory_calls": want.GetOryCalls(), "ory_errors": want.GetOryErrors(), "shared_hits": want.GetSharedHits(),
 		} {
 			if g, ok := got[k]; !ok || g != v {
 				t.Errorf("%s = %d (present %v), want %d", k, g, ok, v)
 			}
 		}
-		if len(got) != 8 {
-			t.Errorf("%d fields, want 8: %s", len(got), out)
+		if len(got) != 9 {
+			t.Errorf("%d fields, want 9: %s", len(got), out)
 		}
 	})
 
