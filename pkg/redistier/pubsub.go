@@ -150,13 +150,11 @@ func (t *Tier) InvalidatedAt(ctx context.Context, kind, id string) (at time.Time
 	if err := checkKind(kind, id); err != nil {
 		return time.Time{}, false, err
 	}
-	start := time.Now()
-	c, err := t.conn(false)
+	c, ctx2, cancel, start, err := t.begin(ctx, false)
+	defer cancel()
 	if err != nil {
 		return time.Time{}, false, t.done(OpInvalidatedAt, ctx, start, "", err)
 	}
-	ctx2, cancel := context.WithTimeout(ctx, t.o.Timeout)
-	defer cancel()
 	var names []string
 	for _, k := range t.keys {
 		names = append(names, t.recordName(k, KindPurge, ""))
@@ -168,26 +166,18 @@ func (t *Tier) InvalidatedAt(ctx context.Context, kind, id string) (at time.Time
 	for i, n := range names {
 		cmds[i] = c.B().Get().Key(n).Build()
 	}
-	forged := false
-	for i, r := range c.DoMulti(ctx2, cmds...) {
-		b, err := r.AsBytes()
-		switch {
-		case rueidis.IsRedisNil(err):
-			continue
-		case isGarbage(err):
-			forged = true
-			continue
-		case err != nil:
-			return time.Time{}, false, t.done(OpInvalidatedAt, ctx, start, "", err)
-		}
+	forged, err := replies(c.DoMulti(ctx2, cmds...), func(i int, b []byte) (stop, bad bool) {
 		rec, good := t.openTime(names[i], b)
 		if !good {
-			forged = true
-			continue
+			return false, true
 		}
 		if !ok || rec.After(at) {
 			at, ok = rec, true
 		}
+		return false, false
+	})
+	if err != nil {
+		return time.Time{}, false, t.done(OpInvalidatedAt, ctx, start, "", err)
 	}
 	result := ResultMiss
 	switch {

@@ -305,13 +305,11 @@ func (t *Tier) recordName(k *secretKey, kind, id string) string {
 // rate-limited warning, never returned. With a previous secret, the value
 // written under it is read too (one round trip).
 func (t *Tier) Get(ctx context.Context, key [32]byte) (plaintext []byte, ok bool, err error) {
-	start := time.Now()
-	c, err := t.conn(false)
+	c, ctx2, cancel, start, err := t.begin(ctx, false)
+	defer cancel()
 	if err != nil {
 		return nil, false, t.done(OpGet, ctx, start, "", err)
 	}
-	ctx2, cancel := context.WithTimeout(ctx, t.o.Timeout)
-	defer cancel()
 	names := make([]string, len(t.keys))
 	cmds := make(rueidis.Commands, len(t.keys))
 	for i, k := range t.keys {
@@ -337,6 +335,25 @@ func (t *Tier) Get(ctx context.Context, key [32]byte) (plaintext []byte, ok bool
 // firstOpen returns the first of the GET results that opens. A WRONGTYPE
 // reply counts as a forged value; any other error fails the whole read.
 func (t *Tier) firstOpen(res []rueidis.RedisResult, names []string) (v []byte, found, forged bool, err error) {
+	forged, err = replies(res, func(i int, b []byte) (stop, bad bool) {
+		pt, e := t.keys.open(names[i], b)
+		if e != nil {
+			return false, true
+		}
+		v, found = pt, true
+		return true, false
+	})
+	if err != nil {
+		return nil, false, false, err
+	}
+	return v, found, forged, nil
+}
+
+// replies walks the bulk-string replies of GETs, in order: a nil reply is
+// skipped, a WRONGTYPE or garbage reply counts as forged, any other error
+// ends the walk with it. each says whether to stop, and whether the value
+// failed to open (forged too).
+func replies(res []rueidis.RedisResult, each func(i int, b []byte) (stop, bad bool)) (forged bool, err error) {
 	for i, r := range res {
 		b, e := r.AsBytes()
 		switch {
@@ -346,14 +363,27 @@ func (t *Tier) firstOpen(res []rueidis.RedisResult, names []string) (v []byte, f
 			forged = true
 			continue
 		case e != nil:
-			return nil, false, false, e
+			return forged, e
 		}
-		if pt, e := t.keys.open(names[i], b); e == nil {
-			return pt, true, forged, nil
+		stop, bad := each(i, b)
+		forged = forged || bad
+		if stop {
+			break
 		}
-		forged = true
 	}
-	return nil, false, forged, nil
+	return forged, nil
+}
+
+// begin starts one operation: its start time, a connection (none while the
+// breaker is open: the error then fails fast, with no network) and the
+// operation's deadline. The caller defers cancel, also on an error.
+func (t *Tier) begin(ctx context.Context, bypass bool) (c rueidis.Client, opCtx context.Context, cancel context.CancelFunc, start time.Time, err error) {
+	start = time.Now()
+	if c, err = t.conn(bypass); err != nil {
+		return nil, ctx, func() {}, start, err
+	}
+	opCtx, cancel = context.WithTimeout(ctx, t.o.Timeout)
+	return c, opCtx, cancel, start, nil
 }
 
 // Set stores plaintext for key, sealed under the current secret, for ttl
@@ -363,13 +393,11 @@ func (t *Tier) Set(ctx context.Context, key [32]byte, plaintext []byte, ttl time
 	if ttl < time.Millisecond {
 		return nil
 	}
-	start := time.Now()
-	c, err := t.conn(false)
+	c, ctx2, cancel, start, err := t.begin(ctx, false)
+	defer cancel()
 	if err != nil {
 		return t.done(OpSet, ctx, start, "", err)
 	}
-	ctx2, cancel := context.WithTimeout(ctx, t.o.Timeout)
-	defer cancel()
 	name := t.entryTag(t.keys.current(), key) + "v"
 	sealed := t.keys.current().seal(name, plaintext)
 	err = c.Do(ctx2, c.B().Set().Key(name).Value(rueidis.BinaryString(sealed)).Px(ttl).Build().ToRetryable()).Error()
@@ -384,13 +412,11 @@ func (t *Tier) Set(ctx context.Context, key [32]byte, plaintext []byte, ttl time
 // on alone.
 func (t *Tier) Lock(ctx context.Context, key [32]byte, ttl time.Duration) (unlock func(), acquired bool, err error) {
 	nop := func() {}
-	start := time.Now()
-	c, err := t.conn(false)
+	c, ctx2, cancel, start, err := t.begin(ctx, false)
+	defer cancel()
 	if err != nil {
 		return nop, false, t.done(OpLock, ctx, start, "", err)
 	}
-	ctx2, cancel := context.WithTimeout(ctx, t.o.Timeout)
-	defer cancel()
 	var raw [16]byte
 	_, _ = crand.Read(raw[:])
 	token := hex.EncodeToString(raw[:])
@@ -513,13 +539,11 @@ func (t *Tier) Pause(ctx context.Context, until time.Time) error {
 	if d < time.Millisecond {
 		return nil
 	}
-	start := time.Now()
-	c, err := t.conn(false)
+	c, ctx2, cancel, start, err := t.begin(ctx, false)
+	defer cancel()
 	if err != nil {
 		return t.done(OpPause, ctx, start, "", err)
 	}
-	ctx2, cancel := context.WithTimeout(ctx, t.o.Timeout)
-	defer cancel()
 	sealed := t.keys.oldest().seal(t.pause, binary.BigEndian.AppendUint64(nil, uint64(until.UnixNano())))
 	px := strconv.FormatInt(d.Milliseconds(), 10)
 	err = pauseScript.Exec(ctx2, c, []string{t.pause}, []string{string(sealed), px}).Error()
@@ -530,13 +554,11 @@ func (t *Tier) Pause(ctx context.Context, until time.Time) error {
 // The time is the earlier of what the pausing replica asked for and what
 // Redis' TTL of the marker says, so clock skew cannot stretch it.
 func (t *Tier) PausedUntil(ctx context.Context) (time.Time, error) {
-	start := time.Now()
-	c, err := t.conn(false)
+	c, ctx2, cancel, start, err := t.begin(ctx, false)
+	defer cancel()
 	if err != nil {
 		return time.Time{}, t.done(OpPausedUntil, ctx, start, "", err)
 	}
-	ctx2, cancel := context.WithTimeout(ctx, t.o.Timeout)
-	defer cancel()
 	res := c.DoMulti(ctx2, c.B().Get().Key(t.pause).Build(), c.B().Pttl().Key(t.pause).Build())
 	b, err := res[0].AsBytes()
 	if rueidis.IsRedisNil(err) {
