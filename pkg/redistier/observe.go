@@ -60,6 +60,21 @@ const (
 	BreakerHalfOpen = "half_open" // a probe is in flight; operations still fail fast
 )
 
+// Ops lists every operation name passed to Observer.ObserveRedis, Results
+// every result, BreakerStates every state passed to ObserveBreaker: the
+// fixed label sets of a metrics package.
+func Ops() []string {
+	return []string{OpGet, OpSet, OpLock, OpUnlock, OpWait, OpPause, OpPausedUntil, OpInvalidate, OpInvalidatedAt, OpSubscribe, OpMessage, OpProbe}
+}
+
+// Results: see Ops.
+func Results() []string {
+	return []string{ResultOK, ResultHit, ResultMiss, ResultBusy, ResultBound, ResultForged, ResultRejected, ResultError, ResultTimeout, ResultUnavailable, ResultCanceled}
+}
+
+// BreakerStates: see Ops.
+func BreakerStates() []string { return []string{BreakerClosed, BreakerOpen, BreakerHalfOpen} }
+
 type nopObserver struct{}
 
 func (nopObserver) ObserveRedis(string, string, time.Duration) {}
