@@ -145,7 +145,7 @@ func checkRedisURL(raw string) (tls bool, err error) {
 		if errors.As(err, &ue) {
 			err = ue.Err
 		}
-		return false, fmt.Errorf("%q: %v", u.Redacted(), err)
+		return false, fmt.Errorf("%q: %w", u.Redacted(), err)
 	}
 	return tls, nil
 }
