@@ -189,12 +189,16 @@ func serverConfig(t *testing.T, name string, env map[string]string) config.Confi
 	return cfg
 }
 
-// checkEnvNames: every ORY_EXT_AUTHZ_* variable is the env name of a flag.
+// checkEnvNames: every ORY_EXT_AUTHZ_* variable is the env name of a flag,
+// or one of the few read from the environment only (config.EnvOnly).
 func checkEnvNames(t *testing.T, where string, env map[string]string) {
 	t.Helper()
 	valid := map[string]bool{}
 	for _, f := range config.FlagNames() {
 		valid[config.EnvName(f)] = true
+	}
+	for _, name := range config.EnvOnly() {
+		valid[name] = true
 	}
 	for k := range env {
 		if strings.HasPrefix(k, config.EnvPrefix) && !valid[k] {

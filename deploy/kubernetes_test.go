@@ -3,8 +3,13 @@ package deploy_test
 import (
 	"io"
 	"maps"
+	"net/url"
+	"os"
+	"path"
 	"path/filepath"
+	"reflect"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -16,6 +21,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/ory-ext-authz/ory-ext-authz/internal/config"
+	"github.com/ory-ext-authz/ory-ext-authz/pkg/redistier"
 )
 
 // kustomization is the part of kustomize's Kustomization that the folder
@@ -312,4 +318,261 @@ func deref[T any](p *T) T {
 		return zero
 	}
 	return *p
+}
+
+const redisComponentDir = "kubernetes/components/redis"
+
+// kustomizeComponent is the part of kustomize's Component that
+// components/redis uses; strict parsing rejects anything else.
+type kustomizeComponent struct {
+	APIVersion string   `json:"apiVersion"`
+	Kind       string   `json:"kind"`
+	Resources  []string `json:"resources"`
+	Patches    []struct {
+		Path   string `json:"path"`
+		Target struct {
+			Kind string `json:"kind"`
+			Name string `json:"name"`
+		} `json:"target"`
+	} `json:"patches"`
+}
+
+// mergeDeployment applies patch to a copy of base as kustomize's strategic
+// merge does for the fields the component sets: the container's env (by
+// name) and volumeMounts (by mountPath), the pod's volumes (by name) and
+// fsGroup. It fails t if the patch sets anything else, which this test
+// would otherwise not check.
+func mergeDeployment(t *testing.T, base, patch *appsv1.Deployment) *appsv1.Deployment {
+	t.Helper()
+	merged := base.DeepCopy()
+	pod, ppod := &merged.Spec.Template.Spec, patch.Spec.Template.Spec.DeepCopy()
+	if ppod.SecurityContext != nil {
+		if pod.SecurityContext == nil {
+			pod.SecurityContext = &corev1.PodSecurityContext{}
+		}
+		pod.SecurityContext.FSGroup = ppod.SecurityContext.FSGroup
+		ppod.SecurityContext.FSGroup = nil
+		if reflect.ValueOf(*ppod.SecurityContext).IsZero() {
+			ppod.SecurityContext = nil
+		}
+	}
+	for _, v := range ppod.Volumes {
+		pod.Volumes = slices.DeleteFunc(pod.Volumes, func(o corev1.Volume) bool { return o.Name == v.Name })
+		pod.Volumes = append(pod.Volumes, v)
+	}
+	ppod.Volumes = nil
+	for i := range ppod.Containers {
+		pc := &ppod.Containers[i]
+		j := slices.IndexFunc(pod.Containers, func(c corev1.Container) bool { return c.Name == pc.Name })
+		if j < 0 {
+			t.Fatalf("the patch names container %q, which the Deployment does not have", pc.Name)
+		}
+		c := &pod.Containers[j]
+		for _, e := range pc.Env {
+			c.Env = slices.DeleteFunc(c.Env, func(o corev1.EnvVar) bool { return o.Name == e.Name })
+			c.Env = append(c.Env, e)
+		}
+		for _, m := range pc.VolumeMounts {
+			c.VolumeMounts = slices.DeleteFunc(c.VolumeMounts, func(o corev1.VolumeMount) bool { return o.MountPath == m.MountPath })
+			c.VolumeMounts = append(c.VolumeMounts, m)
+		}
+		pc.Env, pc.VolumeMounts = nil, nil
+	}
+	rest := appsv1.Deployment{TypeMeta: patch.TypeMeta, ObjectMeta: metav1.ObjectMeta{Name: patch.Name}}
+	rest.Spec.Template.Spec = *ppod
+	want := appsv1.Deployment{TypeMeta: patch.TypeMeta, ObjectMeta: metav1.ObjectMeta{Name: patch.Name}}
+	for _, pc := range ppod.Containers {
+		want.Spec.Template.Spec.Containers = append(want.Spec.Template.Spec.Containers, corev1.Container{Name: pc.Name})
+	}
+	if !reflect.DeepEqual(rest, want) {
+		t.Fatalf("the patch sets fields this test does not merge: %+v", rest.Spec)
+	}
+	return merged
+}
+
+// TestKubernetesRedisComponent: components/redis decodes strictly into
+// k8s.io/api types and, applied to the base Deployment, configures the
+// server through variables config.Parse accepts: the secret file on a
+// read-only Secret volume the non-root user can read, the password from a
+// secretKeyRef (never a literal), a URL without credentials. The placeholder
+// secret is refused at start, so the component cannot run unchanged.
+func TestKubernetesRedisComponent(t *testing.T) {
+	base := loadKubernetes(t)
+	var kc kustomizeComponent
+	if err := yaml.UnmarshalStrict(readFile(t, filepath.Join(redisComponentDir, "kustomization.yaml")), &kc); err != nil {
+		t.Fatalf("kustomization.yaml: %v", err)
+	}
+	if kc.APIVersion != "kustomize.config.k8s.io/v1alpha1" || kc.Kind != "Component" {
+		t.Fatalf("components/redis is %s %s, want a kustomize.config.k8s.io/v1alpha1 Component", kc.APIVersion, kc.Kind)
+	}
+	listed := slices.Clone(kc.Resources)
+	for _, p := range kc.Patches {
+		listed = append(listed, p.Path)
+	}
+	var files []string
+	for _, f := range yamlFiles(t, redisComponentDir) {
+		if b := filepath.Base(f); b != "kustomization.yaml" {
+			files = append(files, b)
+		}
+	}
+	if slices.Sort(files); !slices.Equal(slices.Sorted(slices.Values(listed)), files) {
+		t.Errorf("the component lists %v, the folder has %v", listed, files)
+	}
+
+	secrets := map[string]*corev1.Secret{}
+	for _, res := range kc.Resources {
+		p := filepath.Join(redisComponentDir, res)
+		var s corev1.Secret
+		if err := yaml.UnmarshalStrict(readFile(t, p), &s); err != nil {
+			t.Fatalf("%s: strict into %T: %v", p, &s, err)
+		}
+		if s.Kind != "Secret" || s.APIVersion != "v1" {
+			t.Fatalf("%s: %s %s, want a v1 Secret (the only kind this test covers)", p, s.APIVersion, s.Kind)
+		}
+		secrets[s.Name] = &s
+	}
+	if len(kc.Patches) != 1 {
+		t.Fatalf("%d patches, want the one of the Deployment", len(kc.Patches))
+	}
+	pt := kc.Patches[0]
+	if pt.Target.Kind != "Deployment" || pt.Target.Name != base.deployment.Name {
+		t.Fatalf("the patch targets %s %s, want Deployment %s", pt.Target.Kind, pt.Target.Name, base.deployment.Name)
+	}
+	var patch appsv1.Deployment
+	if err := yaml.UnmarshalStrict(readFile(t, filepath.Join(redisComponentDir, pt.Path)), &patch); err != nil {
+		t.Fatalf("%s: strict into %T: %v", pt.Path, &patch, err)
+	}
+	if patch.APIVersion != "apps/v1" || patch.Name != base.deployment.Name {
+		t.Fatalf("%s: %s %s, want apps/v1 %s", pt.Path, patch.APIVersion, patch.Name, base.deployment.Name)
+	}
+	d := mergeDeployment(t, base.deployment, &patch)
+	pod := d.Spec.Template.Spec
+	c := pod.Containers[0]
+
+	// secretValue is what a secretKeyRef of the component resolves to.
+	secretValue := func(ref *corev1.SecretKeySelector) (string, bool) {
+		s, ok := secrets[ref.Name]
+		if !ok {
+			return "", false
+		}
+		v, ok := s.StringData[ref.Key]
+		if !ok {
+			b, inData := s.Data[ref.Key]
+			v, ok = string(b), inData
+		}
+		return v, ok
+	}
+	env, names := map[string]string{}, map[string]string{}
+	for _, e := range c.Env {
+		names[e.Name] = ""
+		switch {
+		case e.ValueFrom == nil:
+			env[e.Name] = e.Value
+		case e.ValueFrom.SecretKeyRef != nil:
+			v, ok := secretValue(e.ValueFrom.SecretKeyRef)
+			if !ok {
+				t.Errorf("%s: secretKeyRef %s/%s is not a key of the component's Secret", e.Name, e.ValueFrom.SecretKeyRef.Name, e.ValueFrom.SecretKeyRef.Key)
+			}
+			env[e.Name] = v
+		}
+	}
+	checkEnvNames(t, "Deployment with components/redis", names)
+	cfg, err := config.Parse(nil, func(name string) string { return env[name] }, io.Discard)
+	if err != nil {
+		t.Fatalf("the server rejects the Deployment's environment with the component: %v", err)
+	}
+	if cfg.RedisURL == "" {
+		t.Fatal("the component does not set ORY_EXT_AUTHZ_REDIS_URL")
+	}
+	if u, err := url.Parse(string(cfg.RedisURL)); err != nil || u.User != nil {
+		t.Errorf("ORY_EXT_AUTHZ_REDIS_URL %s carries credentials; they belong in the Secret", cfg.RedisURL)
+	}
+	for _, e := range c.Env {
+		if e.Name == config.EnvRedisPassword && (e.ValueFrom == nil || e.ValueFrom.SecretKeyRef == nil) {
+			t.Errorf("%s is not taken from a Secret (secretKeyRef)", config.EnvRedisPassword)
+		}
+	}
+
+	// Each secret file lies on a read-only volume of the component's
+	// Secret, at an item the Secret has, readable by the container's user.
+	secretFiles := map[string]string{"redis-secret-file": cfg.RedisSecretFile, "redis-previous-secret-file": cfg.RedisPreviousSecretFile, "redis-password-file": cfg.RedisPasswordFile}
+	contents := map[string]string{}
+	for flag, file := range secretFiles {
+		if file == "" {
+			continue
+		}
+		key, mode, ok := secretFileKey(t, pod, c, file)
+		if !ok {
+			t.Errorf("--%s %s is on no read-only Secret volume", flag, file)
+			continue
+		}
+		v, ok := secretValue(key)
+		if !ok {
+			t.Errorf("--%s %s: the Secret %s has no key %s", flag, file, key.Name, key.Key)
+		}
+		contents[flag] = v
+		group := pod.SecurityContext.FSGroup != nil && c.SecurityContext != nil && c.SecurityContext.RunAsGroup != nil && *pod.SecurityContext.FSGroup == *c.SecurityContext.RunAsGroup
+		if mode&0o004 == 0 && (mode&0o040 == 0 || !group) {
+			t.Errorf("--%s %s: mode %#o, fsGroup %v: the container's user cannot read it", flag, file, mode, pod.SecurityContext.FSGroup)
+		}
+	}
+	if cfg.RedisTimeout >= cfg.WhoamiTimeout {
+		t.Errorf("--redis-timeout %v is not below --whoami-timeout %v", cfg.RedisTimeout, cfg.WhoamiTimeout)
+	}
+
+	// The placeholder secret must not run: the server refuses it at start.
+	dir := t.TempDir()
+	write := func(name, content string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	placeholder := cfg
+	placeholder.RedisSecretFile = write("secret", contents["redis-secret-file"])
+	if _, _, err := placeholder.RedisOptions(); err == nil || !strings.Contains(err.Error(), "--redis-secret-file") {
+		t.Errorf("the Secret's placeholder secret is accepted (%v); it must fail the start", err)
+	}
+	// With a real secret in its place the options are complete.
+	real := placeholder
+	real.RedisSecretFile = write("real", strings.Repeat("k", redistier.MinSecretLen))
+	o, ok, err := real.RedisOptions()
+	if err != nil || !ok || o.Password != env[config.EnvRedisPassword] || o.Password == "" {
+		t.Errorf("RedisOptions with a real secret: ok %v, password from the Secret %v, %v", ok, o.Password != "" && o.Password == env[config.EnvRedisPassword], err)
+	}
+}
+
+// secretFileKey finds the Secret key mounted at file in container c: a
+// read-only volumeMount of a Secret volume whose item (or, without items,
+// key) is file's name. mode is the file's mode.
+func secretFileKey(t *testing.T, pod corev1.PodSpec, c corev1.Container, file string) (*corev1.SecretKeySelector, int32, bool) {
+	t.Helper()
+	for _, m := range c.VolumeMounts {
+		rel, ok := strings.CutPrefix(file, strings.TrimSuffix(m.MountPath, "/")+"/")
+		if !ok || !m.ReadOnly || m.SubPath != "" {
+			continue
+		}
+		i := slices.IndexFunc(pod.Volumes, func(v corev1.Volume) bool { return v.Name == m.Name })
+		if i < 0 || pod.Volumes[i].Secret == nil {
+			continue
+		}
+		sv := pod.Volumes[i].Secret
+		mode := int32(0o644)
+		if sv.DefaultMode != nil {
+			mode = *sv.DefaultMode
+		}
+		if len(sv.Items) == 0 {
+			return &corev1.SecretKeySelector{LocalObjectReference: corev1.LocalObjectReference{Name: sv.SecretName}, Key: rel}, mode, true
+		}
+		for _, it := range sv.Items {
+			if path.Clean(it.Path) == rel {
+				if it.Mode != nil {
+					mode = *it.Mode
+				}
+				return &corev1.SecretKeySelector{LocalObjectReference: corev1.LocalObjectReference{Name: sv.SecretName}, Key: it.Key}, mode, true
+			}
+		}
+	}
+	return nil, 0, false
 }

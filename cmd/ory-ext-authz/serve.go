@@ -47,12 +47,13 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 		return fmt.Errorf("--ory-ca-file: %w", err)
 	}
 	m := metrics.New()
-	oryClient, az, err := wire(cfg, transport, m, oryTracer, authzTracer, log)
+	w, err := wire(ctx, cfg, transport, m, oryTracer, authzTracer, log)
 	if err != nil {
 		return err
 	}
-	defer oryClient.Close()
-	defer az.Close()
+	// After server.Run has returned: nothing calls the Check server any more.
+	defer w.Close()
+	az := w.authz
 	var lc net.ListenConfig
 	gl, err := lc.Listen(ctx, "tcp", cfg.GRPCAddr)
 	if err != nil {
@@ -73,13 +74,13 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 		}
 		grpcOpts = append(grpcOpts, grpc.Creds(credentials.NewTLS(tc)))
 	}
-	adm, err := listenAdmin(ctx, cfg, az, oryClient, log)
+	adm, err := listenAdmin(ctx, cfg, az, w.ory, log)
 	if err != nil {
 		_ = gl.Close()
 		_ = hl.Close()
 		return err
 	}
-	log.Info("ory-ext-authz starting", "tls", cfg.TLSCert != "", "mtls", cfg.TLSClientCA != "", "tracing", tp != nil, "version", version, "ory_url", cfg.OryURL, "tokenize_as", cfg.TokenizeAs, "on_missing", string(cfg.OnMissing), "pass_client_authorization", cfg.PassClientAuthorization)
+	log.Info("ory-ext-authz starting", "tls", cfg.TLSCert != "", "mtls", cfg.TLSClientCA != "", "tracing", tp != nil, "version", version, "ory_url", cfg.OryURL, "tokenize_as", cfg.TokenizeAs, "on_missing", string(cfg.OnMissing), "pass_client_authorization", cfg.PassClientAuthorization, "shared_tier", w.tier != nil)
 	return server.Run(ctx, server.Options{
 		GRPC:            gl,
 		HTTP:            hl,

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"context"
+	"fmt"
 	"log/slog"
 	"net/http"
 
@@ -10,14 +12,64 @@ import (
 	"github.com/ory-ext-authz/ory-ext-authz/pkg/authz"
 	"github.com/ory-ext-authz/ory-ext-authz/pkg/metrics"
 	"github.com/ory-ext-authz/ory-ext-authz/pkg/ory"
+	"github.com/ory-ext-authz/ory-ext-authz/pkg/redistier"
 )
 
-// wire builds the request path from the configuration: the Ory client, the
-// Check server over it, and the metrics of both, registered once each
-// exists. The flags become authz options in config.AuthzOptions, which the
-// tests and benchmarks that run the server as serve does share.
-func wire(cfg config.Config, transport http.RoundTripper, m *metrics.Metrics, oryTracer, authzTracer trace.Tracer, log *slog.Logger) (*ory.Client, *authz.Server, error) {
-	oc, err := ory.New(ory.Options{
+// wired is the request path serve runs: the Ory client, the Check server
+// over it and, with --redis-url, the tier both share with the other
+// replicas.
+type wired struct {
+	ory   *ory.Client
+	authz *authz.Server
+	tier  *redistier.Tier // nil without --redis-url
+}
+
+// Close closes the Check server (its refreshes and its subscription to
+// invalidations), then the Ory client, then the tier they both used. Call
+// it once the servers have stopped.
+func (w wired) Close() {
+	if w.authz != nil {
+		w.authz.Close()
+	}
+	if w.ory != nil {
+		w.ory.Close()
+	}
+	if w.tier != nil {
+		w.tier.Close()
+	}
+}
+
+// wire builds the request path from the configuration: the shared tier
+// (with --redis-url), the Ory client, the Check server over it, and the
+// metrics of all three, registered once each exists. The flags become
+// options in config.AuthzOptions and config.RedisOptions, which the tests
+// and benchmarks that run the server as serve does share.
+//
+// Redis is never a dependency of starting or serving: redistier.New fails
+// only on bad options, and with Redis down every operation fails fast
+// while the tier keeps connecting in the background.
+func wire(ctx context.Context, cfg config.Config, transport http.RoundTripper, m *metrics.Metrics, oryTracer, authzTracer trace.Tracer, log *slog.Logger) (w wired, err error) {
+	defer func() {
+		if err != nil {
+			w.Close()
+			w = wired{}
+		}
+	}()
+	ro, shared, err := cfg.RedisOptions()
+	if err != nil {
+		return w, err
+	}
+	if shared {
+		ro.Logger, ro.Observer = log, m
+		if w.tier, err = redistier.New(ctx, ro); err != nil {
+			return w, fmt.Errorf("shared tier (--redis-url): %w", err)
+		}
+		log.Info("shared tier (Redis) on: an L1 miss asks Redis before Ory, invalidations reach every replica",
+			"redis_url", cfg.RedisURL.String(), "redis_timeout", cfg.RedisTimeout.String(),
+			"previous_secret", cfg.RedisPreviousSecretFile != "",
+			"invalidation_ttl", ro.InvalidationTTL.String())
+	}
+	oo := ory.Options{
 		Observer:    m,
 		Tracer:      oryTracer,
 		BaseURL:     cfg.OryURL,
@@ -26,25 +78,24 @@ func wire(cfg config.Config, transport http.RoundTripper, m *metrics.Metrics, or
 		MaxJWTBytes: config.MaxCredentialBytes,
 		MaxInflight: cfg.OryMaxInflight,
 		UserAgent:   "ory-ext-authz/" + version,
-	})
-	if err != nil {
-		return nil, nil, err
 	}
-	opts := cfg.AuthzOptions(oc)
+	// Only a real tier: a nil *Tier in an interface would not be nil.
+	if w.tier != nil {
+		oo.SharedPause = w.tier
+	}
+	if w.ory, err = ory.New(oo); err != nil {
+		return w, err
+	}
+	opts := cfg.AuthzOptions(w.ory)
 	opts.Observer, opts.Tracer, opts.Logger = m, authzTracer, log
-	az, err := authz.New(opts)
-	if err == nil {
-		err = m.ObserveOry(oc)
+	if w.tier != nil {
+		opts.Shared = w.tier
 	}
-	if err == nil {
-		err = m.ObserveCache(az)
+	if w.authz, err = authz.New(opts); err != nil {
+		return w, err
 	}
-	if err != nil {
-		if az != nil {
-			az.Close()
-		}
-		oc.Close()
-		return nil, nil, err
+	if err = m.ObserveOry(w.ory); err != nil {
+		return w, err
 	}
-	return oc, az, nil
+	return w, m.ObserveCache(w.authz)
 }

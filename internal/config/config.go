@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/ory-ext-authz/ory-ext-authz/pkg/authz"
+	"github.com/ory-ext-authz/ory-ext-authz/pkg/redistier"
 )
 
 // EnvPrefix is prepended to the upper-snake-case flag name to form the
@@ -48,6 +49,14 @@ const (
 	DefaultMaxRequestHeaders     = authz.DefaultMaxRequestHeaders
 	DefaultMaxRequestHeaderBytes = authz.DefaultMaxRequestHeaderBytes
 	DefaultMaxCookies            = authz.DefaultMaxCookies
+	// DefaultRedisTimeout bounds every operation on the shared tier, as
+	// redistier defines it: far above a round trip in one zone, far below
+	// the whoami timeout.
+	DefaultRedisTimeout = redistier.DefaultTimeout
+	// DefaultRedisInvalidationTTL is how long an invalidation record stays
+	// in Redis (not a flag): past it no JWT it could void is left, as long
+	// as no template's ttl is longer.
+	DefaultRedisInvalidationTTL = redistier.DefaultInvalidationTTL
 	// MaxCredentialBytes is the largest credential that is sent to Ory. A
 	// larger one is treated as invalid without asking Ory.
 	MaxCredentialBytes = 16 << 10
@@ -103,7 +112,34 @@ type Config struct {
 	TLSCert, TLSKey, TLSClientCA string
 	// TLS of the admin listener, likewise.
 	AdminTLSCert, AdminTLSKey, AdminTLSClientCA string
+
+	// RedisURL turns on the cache tier shared by replicas; empty is off.
+	// It may hold a password, so it prints redacted.
+	RedisURL RedactedURL
+	// RedisSecretFile (required with RedisURL) and RedisPreviousSecretFile
+	// (a rotation) hold the secrets that name and seal what is in Redis;
+	// RedisOptions reads them.
+	RedisSecretFile, RedisPreviousSecretFile string
+	RedisTimeout                             time.Duration
+	// RedisUsername and the password (RedisPasswordFile, else
+	// RedisPassword from the environment variable EnvRedisPassword) are
+	// the AUTH credentials; they override the URL's.
+	RedisUsername     string
+	RedisPasswordFile string
+	RedisPassword     Secret
+	// TLS of the Redis connection (a rediss:// URL): CAs trusted on top of
+	// the system roots, a client certificate.
+	RedisCAFile, RedisCertFile, RedisKeyFile string
 }
+
+// EnvRedisPassword is the environment variable of the Redis password. It
+// is not the variable of a flag: a password on the command line shows in
+// ps. --redis-password-file wins over it.
+const EnvRedisPassword = EnvPrefix + "REDIS_PASSWORD"
+
+// EnvOnly lists the variables read from the environment that are not the
+// variable of a flag.
+func EnvOnly() []string { return []string{EnvRedisPassword} }
 
 // Default returns a Config holding every default.
 func Default() Config {
@@ -127,6 +163,8 @@ func Default() Config {
 		MaxRequestHeaders:     DefaultMaxRequestHeaders,
 		MaxRequestHeaderBytes: DefaultMaxRequestHeaderBytes,
 		MaxCookies:            DefaultMaxCookies,
+
+		RedisTimeout: DefaultRedisTimeout,
 
 		PassClientAuthorization: DefaultPassClientAuthorization,
 	}
@@ -166,6 +204,15 @@ func (c *Config) FlagSet(name string, output io.Writer) *flag.FlagSet {
 	fs.StringVar(&c.TLSCert, "tls-cert", c.TLSCert, "PEM certificate (chain) of the gRPC listener; with --tls-key turns on TLS; re-read when the file changes")
 	fs.StringVar(&c.TLSKey, "tls-key", c.TLSKey, "PEM private key of --tls-cert")
 	fs.StringVar(&c.TLSClientCA, "tls-client-ca", c.TLSClientCA, "PEM CA certificates for client certificates: turns on mTLS on the gRPC listener; re-read when the file changes")
+	fs.Var((*urlValue)(&c.RedisURL), "redis-url", "Redis or Valkey shared by the replicas as a second cache tier (empty: off). Standalone redis://host:6379/0, TLS rediss://host:6380; Sentinel redis://sentinel1:26379?addr=sentinel2:26379&master_set=mymaster (the sentinels' addresses; TLS applies to them too, the credentials only to the master); Cluster redis://node1:6379?addr=node2:6379 (one node is enough). valkey:// and valkeys:// work alike. A password in the URL works but prefer --redis-password-file or "+EnvRedisPassword+"; the URL is only ever printed without it. Redis is never a readiness dependency: with it down, checks go on with the local cache and Ory")
+	fs.StringVar(&c.RedisSecretFile, "redis-secret-file", c.RedisSecretFile, fmt.Sprintf("file holding the secret (at least %d bytes; a trailing newline is ignored) from which key names and the encryption of values in Redis are derived; the same on every replica; required with --redis-url", redistier.MinSecretLen))
+	fs.StringVar(&c.RedisPreviousSecretFile, "redis-previous-secret-file", c.RedisPreviousSecretFile, "file holding the previous secret during a rotation: still accepted for reads; drop it once the longest JWT lifetime has passed since every replica has the new --redis-secret-file")
+	fs.DurationVar(&c.RedisTimeout, "redis-timeout", c.RedisTimeout, "timeout of one Redis operation; a cache miss makes a few, so keep it well below --whoami-timeout")
+	fs.StringVar(&c.RedisUsername, "redis-username", c.RedisUsername, "Redis ACL user (empty: the default user, or the URL's)")
+	fs.StringVar(&c.RedisPasswordFile, "redis-password-file", c.RedisPasswordFile, "file holding the Redis password (a trailing newline is ignored); wins over "+EnvRedisPassword+" and the URL's password")
+	fs.StringVar(&c.RedisCAFile, "redis-ca-file", c.RedisCAFile, "PEM CA certificates trusted for Redis' TLS in addition to the system roots (needs a rediss:// URL)")
+	fs.StringVar(&c.RedisCertFile, "redis-cert-file", c.RedisCertFile, "PEM client certificate for Redis' TLS, with --redis-key-file (needs a rediss:// URL)")
+	fs.StringVar(&c.RedisKeyFile, "redis-key-file", c.RedisKeyFile, "PEM private key of --redis-cert-file")
 	fs.Usage = func() { usage(fs) }
 	return fs
 }
@@ -189,8 +236,9 @@ func EnvName(flagName string) string {
 }
 
 // Parse parses the arguments of `serve` over the defaults, then takes every
-// flag not given on the command line from the environment (getenv), and
-// validates the result.
+// flag not given on the command line from the environment (getenv), and the
+// variables of EnvOnly, and validates the result. It reads no file: the
+// Redis secrets and password are read by RedisOptions.
 func Parse(args []string, getenv func(string) string, output io.Writer) (Config, error) {
 	c := Default()
 	fs := c.FlagSet("serve", output)
@@ -217,6 +265,7 @@ func Parse(args []string, getenv func(string) string, output io.Writer) (Config,
 	if err := errors.Join(errs...); err != nil {
 		return Config{}, err
 	}
+	c.RedisPassword = Secret(getenv(EnvRedisPassword))
 	if err := c.Validate(); err != nil {
 		return Config{}, err
 	}
@@ -324,6 +373,7 @@ func (c *Config) Validate() error {
 	if c.AdminTLSClientCA != "" && c.AdminTLSCert == "" {
 		bad("admin-tls-client-ca", "mTLS needs --admin-tls-cert and --admin-tls-key")
 	}
+	errs = append(errs, c.validateRedis()...)
 	return errors.Join(errs...)
 }
 

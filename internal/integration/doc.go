@@ -33,11 +33,28 @@
 //     reaches the client through response_headers_to_add;
 //   - no log line holds a cookie, a session token or a JWT.
 //
+// With a real redis-server (internal/redistest) shared by three replicas
+// (replicas_test.go):
+//
+//   - three real `ory-ext-authz serve` processes, configured through the
+//     --redis-* flags and ORY_EXT_AUTHZ_REDIS_USERNAME/PASSWORD, answer a cold
+//     storm of 100 sessions, each checked at once on every replica, with
+//     exactly one whoami call per session and one JWT per session;
+//   - an InvalidateSession on one replica answers replicas=3 and the next
+//     check of that session on every replica asks Kratos again and is denied;
+//     with Redis down it is UNAVAILABLE and still holds on that replica;
+//   - while Redis is frozen (SIGSTOP), full (maxmemory 1, noeviction), cut
+//     off (CLIENT KILL), restarted, or asks another password, warm and cold
+//     checks keep passing within a liveness bound, and the tier recovers on
+//     its own afterwards;
+//   - Redis never holds a cookie, a session token, a JWT or an id in clear.
+//
 // The package has test files only. Run it with `make test`, which builds
 // bin/kratos first, or directly:
 //
 //	KRATOS_BIN=bin/kratos go test ./internal/integration
 //
-// Without a Kratos binary the tests skip; with ORY_EXT_AUTHZ_REQUIRE_KRATOS=1
-// (as `make test` sets it) they fail instead.
+// Without a Kratos binary (or, for the replica tests, a redis-server) the
+// tests skip; with ORY_EXT_AUTHZ_REQUIRE_KRATOS=1 and
+// ORY_EXT_AUTHZ_REQUIRE_REDIS=1 (as `make test` sets them) they fail instead.
 package integration

@@ -27,7 +27,8 @@ type InflightCounter interface {
 	Inflight() int
 }
 
-// Metrics implements authz.Observer and ory.Observer.
+// Metrics implements authz.Observer, ory.Observer, server.PanicObserver
+// and redistier.Observer.
 type Metrics struct {
 	reg           *prometheus.Registry
 	checks        []prometheus.Counter // by authz.Reason
@@ -36,6 +37,7 @@ type Metrics struct {
 	oryDuration   prometheus.Histogram
 	grpc          *grpcprom.ServerMetrics
 	panics        map[string]prometheus.Counter // by server.GRPCServers
+	redis         redisMetrics
 }
 
 // New builds the metrics and registers their collectors on a new private
@@ -79,6 +81,7 @@ func New() *Metrics {
 		m.panics[name] = panics.WithLabelValues(name)
 	}
 	m.grpc = grpcprom.NewServerMetrics()
+	reg.MustRegister(m.redis.init()...)
 	reg.MustRegister(
 		checks, m.checkDuration, oryRequests, m.oryDuration, panics,
 		m.grpc,
@@ -94,7 +97,7 @@ func (m *Metrics) ObserveCache(c CacheStatser) error {
 	lookups := func(result string, f func(tokencache.Stats) uint64) prometheus.Collector {
 		return prometheus.NewCounterFunc(prometheus.CounterOpts{
 			Name:        "ory_ext_authz_cache_lookups_total",
-			Help:        "Token cache lookups by result: hit, miss, negative_hit (a remembered 401), refresh (a hit that started a background refresh).",
+			Help:        "Token cache lookups by result: hit, miss, negative_hit (a remembered 401), refresh (a hit that started a background refresh), shared_hit (a miss answered from the shared tier, Redis; also counted as a miss).",
 			ConstLabels: prometheus.Labels{"result": result},
 		}, func() float64 { return float64(f(c.CacheStats())) })
 	}
@@ -103,6 +106,7 @@ func (m *Metrics) ObserveCache(c CacheStatser) error {
 		lookups("miss", func(s tokencache.Stats) uint64 { return s.Misses }),
 		lookups("negative_hit", func(s tokencache.Stats) uint64 { return s.NegativeHits }),
 		lookups("refresh", func(s tokencache.Stats) uint64 { return s.Refreshes }),
+		lookups("shared_hit", func(s tokencache.Stats) uint64 { return s.SharedHits }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "ory_ext_authz_cache_entries",
 			Help: "Entries in the token cache (JWTs and remembered 401s).",

@@ -13,6 +13,7 @@ import (
 	"github.com/ory-ext-authz/ory-ext-authz/pkg/authz"
 	"github.com/ory-ext-authz/ory-ext-authz/pkg/metrics"
 	"github.com/ory-ext-authz/ory-ext-authz/pkg/ory"
+	"github.com/ory-ext-authz/ory-ext-authz/pkg/redistier"
 	"github.com/ory-ext-authz/ory-ext-authz/pkg/server"
 )
 
@@ -84,7 +85,9 @@ func TestScrape(t *testing.T) {
 		{"ory_ext_authz_cache_lookups_total", map[string]string{"result": "miss"}, 3},
 		{"ory_ext_authz_cache_lookups_total", map[string]string{"result": "negative_hit"}, 1},
 		{"ory_ext_authz_cache_lookups_total", map[string]string{"result": "refresh"}, 0},
-		{"ory_ext_authz_cache_entries", nil, 2}, // the JWT and the remembered 401
+		{"ory_ext_authz_cache_lookups_total", map[string]string{"result": "shared_hit"}, 0}, // no shared tier
+		{"ory_ext_authz_redis_breaker_state", map[string]string{"state": "closed"}, 0},      // no shared tier: all 0
+		{"ory_ext_authz_cache_entries", nil, 2},                                             // the JWT and the remembered 401
 		{"ory_ext_authz_ory_requests_total", map[string]string{"code": "200"}, 1},
 		{"ory_ext_authz_ory_requests_total", map[string]string{"code": "401"}, 1},
 		{"ory_ext_authz_ory_requests_total", map[string]string{"code": "502"}, 1},
@@ -117,6 +120,12 @@ func TestScrape(t *testing.T) {
 	}
 	for _, n := range server.GRPCServers() {
 		fixed[n] = true
+	}
+	fixed["shared_hit"] = true
+	for _, list := range [][]string{redistier.Ops(), redistier.Results(), redistier.BreakerStates()} {
+		for _, v := range list {
+			fixed[v] = true
+		}
 	}
 	for name, f := range families {
 		if !strings.HasPrefix(name, "ory_ext_authz_") {

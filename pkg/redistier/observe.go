@@ -60,6 +60,20 @@ const (
 	BreakerHalfOpen = "half_open" // a probe is in flight; operations still fail fast
 )
 
+// Ops lists every operation name passed to Observer.ObserveRedis: a fixed
+// label set of a metrics package, as Results and BreakerStates are.
+func Ops() []string {
+	return []string{OpGet, OpSet, OpLock, OpUnlock, OpWait, OpPause, OpPausedUntil, OpInvalidate, OpInvalidatedAt, OpSubscribe, OpMessage, OpProbe}
+}
+
+// Results lists every result passed to Observer.ObserveRedis.
+func Results() []string {
+	return []string{ResultOK, ResultHit, ResultMiss, ResultBusy, ResultBound, ResultForged, ResultRejected, ResultError, ResultTimeout, ResultUnavailable, ResultCanceled}
+}
+
+// BreakerStates lists every state passed to Observer.ObserveBreaker.
+func BreakerStates() []string { return []string{BreakerClosed, BreakerOpen, BreakerHalfOpen} }
+
 type nopObserver struct{}
 
 func (nopObserver) ObserveRedis(string, string, time.Duration) {}

@@ -1,0 +1,154 @@
+package main
+
+import (
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+
+	"github.com/ory-ext-authz/ory-ext-authz/internal/fakeory"
+	"github.com/ory-ext-authz/ory-ext-authz/internal/redistest"
+	"github.com/ory-ext-authz/ory-ext-authz/internal/servertest"
+)
+
+const redisPassword = "cmd-redis-Pa55-w0rd"
+
+// secretFile writes a shared-tier secret (with the newline echo adds).
+func secretFile(t *testing.T, content string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "redis-secret")
+	if err := os.WriteFile(p, []byte(content+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// unusedAddr is a loopback address nothing listens on.
+func unusedAddr(t *testing.T) string {
+	t.Helper()
+	l := servertest.Listen(t)
+	addr := l.Addr().String()
+	_ = l.Close()
+	return addr
+}
+
+// eventually polls cond for up to 10s.
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func scrape(t *testing.T, httpAddr string) string {
+	t.Helper()
+	resp, err := http.Get("http://" + httpAddr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+// TestServeSharedTier runs `serve` with the --redis-* flags: with a
+// password only in the URL it fills Redis (sealed: no key or value holds
+// the JWT) and logs one line saying the tier is on, with the URL
+// redacted; with Redis down it still gets ready and answers checks, the
+// breaker reported open; a secret file that is too short stops it before
+// it listens, naming the flag.
+func TestServeSharedTier(t *testing.T) {
+	fake := fakeory.New()
+	defer fake.Close()
+	secret := secretFile(t, "cmd-test-secret-0123456789abcdefgh")
+
+	t.Run("password in the URL", func(t *testing.T) {
+		srv := redistest.Start(t, redistest.Options{Password: redisPassword})
+		url := "redis://:" + redisPassword + "@" + srv.Addr()
+		s := startServe(t, fake, "--redis-url", url, "--redis-secret-file", secret)
+		client := authv3.NewAuthorizationClient(servertest.Dial(t, s.grpcAddr))
+		sess := fake.NewSession()
+		if checkCached(t, client, sess) {
+			t.Fatal("the first check was cached")
+		}
+		// The fill writes to Redis after answering; wait for the value.
+		eventually(t, "a value in Redis", func() bool {
+			for k := range srv.Dump() {
+				if strings.HasSuffix(k, "}v") {
+					return true
+				}
+			}
+			return false
+		})
+		for k, v := range srv.Dump() {
+			for _, secret := range fake.Secrets() {
+				if secret != "" && (strings.Contains(k, secret) || strings.Contains(string(v), secret)) {
+					t.Errorf("Redis key %q holds a credential or JWT in clear", k)
+				}
+			}
+		}
+		logs := s.logs.String()
+		if !strings.Contains(logs, "shared tier (Redis) on") || !strings.Contains(logs, `redis://:xxxxx@`+srv.Addr()) {
+			t.Errorf("no startup line with the redacted URL:\n%s", logs)
+		}
+		if strings.Contains(logs, redisPassword) {
+			t.Errorf("the log shows the Redis password:\n%s", logs)
+		}
+		m := scrape(t, s.httpAddr)
+		for _, series := range []string{
+			`ory_ext_authz_redis_breaker_state{state="closed"} 1`,
+			`ory_ext_authz_redis_operations_total{op="set",result="ok"} 1`,
+			`ory_ext_authz_cache_lookups_total{result="shared_hit"} 0`,
+		} {
+			if !strings.Contains(m, series+"\n") {
+				t.Errorf("/metrics has no %s", series)
+			}
+		}
+	})
+
+	t.Run("Redis down", func(t *testing.T) {
+		// A port nothing listens on: startServe waits for /readyz, so
+		// serve is ready without Redis.
+		s := startServe(t, fake, "--redis-url", "redis://"+unusedAddr(t), "--redis-secret-file", secret)
+		client := authv3.NewAuthorizationClient(servertest.Dial(t, s.grpcAddr))
+		sess := fake.NewSession()
+		if checkCached(t, client, sess) || !checkCached(t, client, sess) {
+			t.Fatal("want a fill from Ory, then a hit")
+		}
+		if m := scrape(t, s.httpAddr); !strings.Contains(m, `ory_ext_authz_redis_breaker_state{state="closed"} 0`+"\n") {
+			t.Errorf("the breaker is reported closed with Redis down:\n%s", m)
+		}
+	})
+
+	t.Run("help", func(t *testing.T) {
+		code, _, errOut := runCLI(t, "serve", "--help")
+		for _, flag := range []string{"redis-url", "redis-secret-file", "redis-previous-secret-file", "redis-timeout", "redis-username", "redis-password-file", "redis-ca-file", "redis-cert-file", "redis-key-file"} {
+			if code != 0 || !strings.Contains(errOut, "--"+flag+" (ORY_EXT_AUTHZ_") {
+				t.Errorf("serve --help (exit %d) does not list --%s", code, flag)
+			}
+		}
+		if !strings.Contains(errOut, "ORY_EXT_AUTHZ_REDIS_PASSWORD") {
+			t.Error("serve --help does not name ORY_EXT_AUTHZ_REDIS_PASSWORD")
+		}
+	})
+
+	t.Run("short secret", func(t *testing.T) {
+		code, _, errOut := runCLI(t, "serve", "--ory-url", fake.URL, "--tokenize-as", "mesh", "--grpc-addr", unusedAddr(t), "--http-addr", unusedAddr(t), "--admin-addr", "",
+			"--redis-url", "redis://127.0.0.1:1", "--redis-secret-file", secretFile(t, "short"))
+		if code != 1 || !strings.Contains(errOut, "--redis-secret-file: ") || !strings.Contains(errOut, "holds 5 bytes") {
+			t.Fatalf("exit %d, want 1 naming --redis-secret-file\n%s", code, errOut)
+		}
+	})
+}
