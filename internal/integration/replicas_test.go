@@ -20,6 +20,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/ory-ext-authz/ory-ext-authz/internal/checktest"
 	"github.com/ory-ext-authz/ory-ext-authz/internal/config"
 	"github.com/ory-ext-authz/ory-ext-authz/internal/kratosdev"
 	"github.com/ory-ext-authz/ory-ext-authz/internal/kratosdev/kratostest"
@@ -385,7 +386,7 @@ func (rs *replicaSet) allow(t *testing.T, r *replica, s session, timeout time.Du
 	if err != nil {
 		t.Fatalf("%s: Check after %v: %v", r.name, time.Since(start), err)
 	}
-	raw = bearerJWT(t, resp)
+	raw = checktest.BearerJWT(t, resp)
 	rs.secrets.add(raw)
 	return raw, metadata(resp)["cached"] == true
 }

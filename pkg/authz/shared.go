@@ -73,8 +73,9 @@ func (s *Server) invalidateLocal(kind, id string) error {
 // subscribe applies the invalidations of the other replicas until ctx
 // ends. A replica that is not subscribed cannot know what it missed: when
 // the subscription is lost, and again when it is back, every L1 entry
-// filled before is void (values in the shared tier are checked against the
-// tier's own records when read, so they stay).
+// filled before is void. Values in the shared tier stay usable: they are
+// checked against the tier's own invalidation records when read, which a
+// lost subscription does not miss.
 func (s *Server) subscribe(ctx context.Context) {
 	s.shared.Subscribe(ctx,
 		func(kind, id string, _ time.Time) {
@@ -83,11 +84,11 @@ func (s *Server) subscribe(ctx context.Context) {
 			}
 		},
 		func() {
-			s.cache.Purge()
+			s.cache.VoidLocal()
 			s.log.Warn("shared tier: invalidation subscription lost; every cached JWT is void until it is back")
 		},
 		func() {
-			s.cache.Purge()
+			s.cache.VoidLocal()
 			s.log.LogAttrs(ctx, slog.LevelInfo, "shared tier: subscribed to invalidations; JWTs cached while not subscribed are void")
 		})
 }

@@ -461,6 +461,15 @@ func (c *Cache[R, V]) InvalidateSession(id string) { c.rev.session(id, c.now().U
 // InvalidateIdentity voids every entry of every session of the identity.
 func (c *Cache[R, V]) InvalidateIdentity(id string) { c.rev.identity(id, c.now().UnixNano()) }
 
+// VoidLocal voids every entry held here, remembered 401s included, without
+// counting as an invalidation of what the shared tier holds (those values
+// are checked against the tier's records when read): for a replica that
+// may have missed invalidations while it was not subscribed to them.
+func (c *Cache[R, V]) VoidLocal() {
+	c.rev.voidEntries()
+	c.store.Clear()
+}
+
 // Purge voids every entry, remembered 401s included.
 func (c *Cache[R, V]) Purge() {
 	c.rev.purge(c.now().UnixNano())

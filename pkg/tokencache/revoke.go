@@ -122,6 +122,12 @@ func (r *revocations) purge(now int64) {
 	r.purgeLocked(now)
 }
 
+// voidEntries voids every entry fetched before now, and nothing else: no
+// record, no purge time for values of the shared tier, which are checked
+// against the tier's own records when read. It is what a replica does when
+// it may have missed invalidations (its subscription was lost).
+func (r *revocations) voidEntries() { r.purged.Store(r.epoch.Add(1)) }
+
 // purgeLocked voids everything fetched before now. Clearing the records
 // loses nothing: each voided only entries older than the purge's epoch.
 func (r *revocations) purgeLocked(now int64) {

@@ -204,3 +204,29 @@ func TestSharedTierDown(t *testing.T) {
 		fault.recover()
 	}
 }
+
+// TestVoidLocalKeepsTheTier: a replica that lost its subscription voids
+// what it holds, but still takes from the tier a value fetched before
+// (checked against the tier's records, which it did not miss): a new or
+// resubscribed replica is not blind to the tier.
+func TestVoidLocalKeepsTheTier(t *testing.T) {
+	srv := redistest.Start(t, redistest.Options{})
+	cs, o, clk := replicas(t, 2, srv.URL())
+	a, b := cs[0], cs[1]
+	req := "s1 i1"
+	key := NewKey("mesh", 2, req)
+	if _, _, err := a.Get(t.Context(), key, req); err != nil {
+		t.Fatal(err)
+	}
+	if _, src, _ := b.Get(t.Context(), key, req); src != Hit && o.calls.Load() != 1 {
+		t.Fatalf("b: %v after %d origin calls", src, o.calls.Load())
+	}
+	clk.Advance(time.Millisecond)
+	b.VoidLocal()
+	if _, src, _ := b.Get(t.Context(), key, req); src != Miss {
+		t.Fatalf("b after VoidLocal: %v, want a miss of its own cache", src)
+	}
+	if n := o.calls.Load(); n != 1 {
+		t.Fatalf("origin calls = %d: after VoidLocal the value in the tier was not taken", n)
+	}
+}
