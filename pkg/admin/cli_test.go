@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 
@@ -261,5 +263,23 @@ func TestCLINonCanonicalUUID(t *testing.T) {
 			}
 			e.expect(t, fetched, c)
 		})
+	}
+}
+
+// TestCLINotShared: an invalidation the server applied on its own replica
+// but could not pass on (the shared tier is unreachable) is a refusal,
+// exit 1, saying so: never "done", and never "cannot reach the admin API".
+func TestCLINotShared(t *testing.T) {
+	api, err := admin.New(admin.Options{Cache: &notSharedCache{}, Ory: fakeOry{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	addrs := servertest.Start(t, server.Options{
+		Authz:         authv3.UnimplementedAuthorizationServer{},
+		RegisterAdmin: func(gs *grpc.Server) { api.Register(gs) },
+	})
+	code, out, errOut := cli(t, "invalidate", "--session", "8f14e45f-ceea-467f-a8f3-5e2b2e4c5d6a", "--admin-addr", addrs.Admin)
+	if code != 1 || out != "" || !strings.Contains(errOut, "applied on this replica only") || strings.Contains(errOut, "cannot reach") {
+		t.Fatalf("exit %d\nstdout: %s\nstderr: %s\nwant exit 1 saying it holds on this replica only", code, out, errOut)
 	}
 }
