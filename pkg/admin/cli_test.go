@@ -7,7 +7,6 @@ import (
 	"testing"
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
-
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 
