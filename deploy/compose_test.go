@@ -281,13 +281,46 @@ func TestDockerCompose(t *testing.T) {
 		}
 	})
 
-	t.Run("JWKS file exists when Envoy starts", func(t *testing.T) {
-		for name, p := range s.jwt.GetProviders() {
-			f := p.GetLocalJwks().GetFilename()
-			if f == "" {
-				t.Fatalf("provider %s: local_jwks is not a file; the compose setup creates one", name)
+	t.Run("the server publishes a JWKS that exists when it starts", func(t *testing.T) {
+		cfg := serverConfig(t, composeServer, cf.Services[composeServer].Environment)
+		if cfg.JWKSPublish == "" {
+			t.Fatalf("service %s: no %s: Envoy's remote_jwks would get 404", composeServer, config.EnvName("jwks-publish"))
+		}
+		checkGeneratedFile(t, cf, composeServer, cfg.JWKSPublish)
+		if m, _, _ := cf.Services[composeServer].resolve(t, cfg.JWKSPublish); !slices.Contains(cf.Services[composeServer].Volumes, m.source+":"+m.target+":ro") {
+			t.Errorf("service %s: the JWKS volume %s is not mounted read-only", composeServer, m.source)
+		}
+	})
+
+	t.Run("only Kratos and the key writer mount the private key", func(t *testing.T) {
+		k := cf.Services[composeKratos]
+		var private mount
+		found := false
+		for name, tpl := range kratosTemplates(composeKratosConfig(t, cf)) {
+			u, _ := tpl.(map[string]any)["jwks_url"].(string)
+			p, ok := strings.CutPrefix(u, "file://")
+			if !ok {
+				t.Fatalf("template %s: jwks_url %q is no file", name, u)
 			}
-			checkGeneratedFile(t, cf, composeEnvoy, f)
+			m, _, ok := k.resolve(t, p)
+			if !ok || !m.volume || (found && m.source != private.source) {
+				t.Fatalf("template %s: jwks_url %s is not in the one key volume", name, u)
+			}
+			private, found = m, true
+		}
+		if !found {
+			t.Fatal("Kratos has no tokenizer template")
+		}
+		for name, svc := range cf.Services {
+			for _, m := range svc.mounts(t) {
+				if !m.volume || m.source != private.source {
+					continue
+				}
+				script := strings.Join(append(slices.Clone(svc.Entrypoint), svc.Command...), " ")
+				if name != composeKratos && !strings.Contains(script, "jwks generate") {
+					t.Errorf("service %s mounts %s, the volume of the tokenizer's private key", name, private.source)
+				}
+			}
 		}
 	})
 
@@ -310,11 +343,13 @@ func TestDockerCompose(t *testing.T) {
 		}
 		srv := cf.Services[composeServer]
 		cfg := serverConfig(t, composeServer, srv.Environment)
-		for _, ep := range s.clusters[authzCluster].GetLoadAssignment().GetEndpoints() {
-			for _, lb := range ep.GetLbEndpoints() {
-				sa := lb.GetEndpoint().GetAddress().GetSocketAddress()
-				if sa.GetAddress() != composeServer || sa.GetPortValue() != addrPort(t, cfg.GRPCAddr) {
-					t.Errorf("cluster %s: %s:%d, want %s:%d (the server's --grpc-addr)", authzCluster, sa.GetAddress(), sa.GetPortValue(), composeServer, addrPort(t, cfg.GRPCAddr))
+		for cluster, addr := range map[string]struct{ flag, addr string }{authzCluster: {"--grpc-addr", cfg.GRPCAddr}, jwksCluster: {"--http-addr", cfg.HTTPAddr}} {
+			for _, ep := range s.clusters[cluster].GetLoadAssignment().GetEndpoints() {
+				for _, lb := range ep.GetLbEndpoints() {
+					sa := lb.GetEndpoint().GetAddress().GetSocketAddress()
+					if sa.GetAddress() != composeServer || sa.GetPortValue() != addrPort(t, addr.addr) {
+						t.Errorf("cluster %s: %s:%d, want %s:%d (the server's %s)", cluster, sa.GetAddress(), sa.GetPortValue(), composeServer, addrPort(t, addr.addr), addr.flag)
+					}
 				}
 			}
 		}

@@ -3,6 +3,7 @@ package deploy_test
 import (
 	"bytes"
 	"context"
+	"crypto"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -10,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -24,7 +26,6 @@ import (
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	extauthzv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_authz/v3"
-	jwtv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/jwt_authn/v3"
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	jose "github.com/go-jose/go-jose/v4"
 	"github.com/go-jose/go-jose/v4/jwt"
@@ -37,6 +38,7 @@ import (
 	"github.com/ory-ext-authz/ory-ext-authz/internal/logcapture"
 	"github.com/ory-ext-authz/ory-ext-authz/internal/servertest"
 	"github.com/ory-ext-authz/ory-ext-authz/pkg/authz"
+	"github.com/ory-ext-authz/ory-ext-authz/pkg/jwkspub"
 	"github.com/ory-ext-authz/ory-ext-authz/pkg/ory"
 	"github.com/ory-ext-authz/ory-ext-authz/pkg/server"
 )
@@ -53,8 +55,9 @@ const (
 )
 
 // TestEnvoyEndToEnd runs a real Envoy on deploy/envoy/envoy.yaml, with only
-// addresses, ports, the issuer and the JWKS file rewritten for loopback, in
-// front of the real server (in-process), a real Kratos and an echo upstream
+// addresses, ports and the issuer rewritten for loopback, in front of the
+// real server (in-process, publishing the tokenizer's public keys, which
+// Envoy's remote_jwks fetches from it), a real Kratos and an echo upstream
 // that reports the headers it received.
 func TestEnvoyEndToEnd(t *testing.T) {
 	bin := os.Getenv(EnvEnvoyBin)
@@ -74,9 +77,9 @@ func TestEnvoyEndToEnd(t *testing.T) {
 	dir := t.TempDir()
 	renderEnvoy(t, s, dir, renderTarget{
 		authz:    checks.addr,
+		http:     checks.httpAddr,
 		upstream: echo.Listener.Addr().String(),
 		issuer:   k.PublicURL(),
-		jwks:     st.pubJSON,
 	})
 	front := startEnvoy(t, bin, dir, checks.addr)
 
@@ -312,7 +315,11 @@ func startStack(t *testing.T, s *envoySetup) *stack {
 	for _, tpl := range []string{kratosdev.MeshTemplate, st.optTemplate} {
 		warmUp(t, k, tpl, st.cookie)
 	}
-	st.checks = startServer(t, k.PublicURL())
+	jwksFile := filepath.Join(t.TempDir(), "jwks.public.json")
+	if err := os.WriteFile(jwksFile, st.pubJSON, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	st.checks = startServer(t, k.PublicURL(), jwksFile)
 	return st
 }
 
@@ -337,8 +344,9 @@ func startEcho(t *testing.T) (*httptest.Server, *atomic.Int64) {
 // countingAuthz counts the Check calls Envoy makes.
 type countingAuthz struct {
 	authv3.AuthorizationServer
-	n    atomic.Int64
-	addr string
+	n        atomic.Int64
+	addr     string // gRPC
+	httpAddr string // probes, metrics and the JWKS
 }
 
 func (c *countingAuthz) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3.CheckResponse, error) {
@@ -347,8 +355,8 @@ func (c *countingAuthz) Check(ctx context.Context, req *authv3.CheckRequest) (*a
 }
 
 // startServer runs the server as `serve` builds it, with the defaults, on
-// loopback.
-func startServer(t *testing.T, oryURL string) *countingAuthz {
+// loopback, publishing the public JWKS in jwksFile (--jwks-publish).
+func startServer(t *testing.T, oryURL, jwksFile string) *countingAuthz {
 	t.Helper()
 	logs := &logcapture.Buffer{}
 	log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
@@ -377,21 +385,25 @@ func startServer(t *testing.T, oryURL string) *countingAuthz {
 			t.Logf("server log:\n%s", logs.String())
 		}
 	})
+	pub, err := jwkspub.New(jwkspub.Options{File: jwksFile, Logger: log})
+	if err != nil {
+		t.Fatal(err)
+	}
 	c := &countingAuthz{AuthorizationServer: az}
-	c.addr = servertest.Start(t, server.Options{Authz: c, ShutdownTimeout: 5 * time.Second, Logger: log}).GRPC
+	a := servertest.Start(t, server.Options{Authz: c, JWKS: pub, ShutdownTimeout: 5 * time.Second, Logger: log})
+	c.addr, c.httpAddr = a.GRPC, a.HTTP
 	return c
 }
 
 // renderTarget is what the loopback setup changes in envoy.yaml.
 type renderTarget struct {
-	authz, upstream string // host:port
-	issuer          string
-	jwks            []byte
+	authz, http, upstream string // host:port: the server's gRPC and HTTP listeners, the echo
+	issuer                string
 }
 
 // renderEnvoy writes dir/envoy.json: envoy.yaml with every listen address on
-// 127.0.0.1:0, the clusters pointing at the in-process servers, the issuer
-// of this Kratos and its public JWKS in a file.
+// 127.0.0.1:0, the clusters pointing at the in-process servers (remote_jwks
+// at the server's HTTP listener), and the issuer of this Kratos.
 func renderEnvoy(t *testing.T, s *envoySetup, dir string, rt renderTarget) {
 	t.Helper()
 	loopback := func() *corev3.Address {
@@ -408,6 +420,8 @@ func renderEnvoy(t *testing.T, s *envoySetup, dir string, rt renderTarget) {
 		switch name {
 		case authzCluster:
 			target = rt.authz
+		case jwksCluster:
+			target = rt.http
 		case upstream:
 			target = rt.upstream
 		default:
@@ -424,15 +438,10 @@ func renderEnvoy(t *testing.T, s *envoySetup, dir string, rt renderTarget) {
 		}
 	}
 
-	jwksFile := filepath.Join(dir, "jwks.public.json")
-	if err := os.WriteFile(jwksFile, rt.jwks, 0o600); err != nil {
-		t.Fatal(err)
-	}
+	// remote_jwks keeps its http_uri: the cluster decides where Envoy
+	// connects, the URI gives the path (and the Host header).
 	for _, p := range s.jwt.GetProviders() {
 		p.Issuer = rt.issuer
-		p.JwksSourceSpecifier = &jwtv3.JwtProvider_LocalJwks{LocalJwks: &corev3.DataSource{
-			Specifier: &corev3.DataSource_Filename{Filename: jwksFile},
-		}}
 	}
 	s.repack(t)
 	if err := s.boot.ValidateAll(); err != nil {
@@ -576,6 +585,60 @@ func templateTTL(t *testing.T, templates map[string]any, name string) time.Durat
 		t.Fatalf("template %s: ttl %q: %v", name, s, err)
 	}
 	return d
+}
+
+// fetchRemoteJWKS fetches the JWKS as jwt_authn's remote_jwks does, at its
+// http_uri's path, from the server's HTTP listener at httpAddr.
+func fetchRemoteJWKS(t *testing.T, s *envoySetup, httpAddr string) jose.JSONWebKeySet {
+	t.Helper()
+	var set jose.JSONWebKeySet
+	for name, p := range s.jwt.GetProviders() {
+		u, err := url.Parse(p.GetRemoteJwks().GetHttpUri().GetUri())
+		if err != nil {
+			t.Fatalf("provider %s: %v", name, err)
+		}
+		req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, "http://"+httpAddr+u.Path, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatalf("provider %s: remote_jwks: %v", name, err)
+		}
+		body, err := io.ReadAll(resp.Body)
+		_ = resp.Body.Close()
+		if err != nil || resp.StatusCode != http.StatusOK {
+			t.Fatalf("provider %s: GET %s: status %d, %v", name, u.Path, resp.StatusCode, err)
+		}
+		if err := json.Unmarshal(body, &set); err != nil {
+			t.Fatalf("provider %s: remote_jwks answer: %v", name, err)
+		}
+	}
+	return set
+}
+
+// checkSameKeys: got holds exactly the keys of want (by RFC 7638
+// thumbprint, kid and alg), all of them public.
+func checkSameKeys(t *testing.T, got, want jose.JSONWebKeySet) {
+	t.Helper()
+	id := func(k jose.JSONWebKey) string {
+		tp, err := k.Thumbprint(crypto.SHA256)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return fmt.Sprintf("%x/%s/%s", tp, k.KeyID, k.Algorithm)
+	}
+	if len(got.Keys) != len(want.Keys) {
+		t.Fatalf("%d keys served, want %d", len(got.Keys), len(want.Keys))
+	}
+	for i := range want.Keys {
+		if !got.Keys[i].IsPublic() {
+			t.Fatalf("served key %q is not public", got.Keys[i].KeyID)
+		}
+		if id(got.Keys[i]) != id(want.Keys[i]) {
+			t.Errorf("served key %d is %s, want %s", i, id(got.Keys[i]), id(want.Keys[i]))
+		}
+	}
 }
 
 // verifyJWT checks token against the public keys and returns its claims.

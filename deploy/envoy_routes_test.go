@@ -3,6 +3,7 @@ package deploy_test
 import (
 	"net"
 	"net/http"
+	"net/url"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -18,6 +19,7 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 
 	"github.com/ory-ext-authz/ory-ext-authz/internal/config"
+	"github.com/ory-ext-authz/ory-ext-authz/pkg/jwkspub"
 )
 
 // TestEnvoyRoutesAgainstServer plays Envoy's part without Envoy: for each
@@ -36,8 +38,12 @@ func TestEnvoyRoutesAgainstServer(t *testing.T) {
 	}
 	ext := func(route string) map[string]string { return perRoute(route).GetCheckSettings().GetContextExtensions() }
 	st := startStack(t, s)
-	k, pub, identity, cookie, sessionToken := st.kratos, st.pub, st.identity, st.cookie, st.sessionToken
+	k, identity, cookie, sessionToken := st.kratos, st.identity, st.cookie, st.sessionToken
 	meshTTL, optTTL, checks := st.meshTTL, st.optTTL, st.checks
+	// jwt_authn's part: every JWT below is verified against the keys
+	// remote_jwks fetches from the server, which must be the tokenizer's.
+	pub := fetchRemoteJWKS(t, s, checks.httpAddr)
+	checkSameKeys(t, pub, st.pub)
 	conn, err := grpc.NewClient(checks.addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		t.Fatal(err)
@@ -188,13 +194,14 @@ func TestEnvoyRoutesAgainstServer(t *testing.T) {
 
 // TestEnvoyRender checks what TestEnvoyEndToEnd hands to Envoy, where no
 // Envoy runs: the rendered config parses and validates like envoy.yaml, and
-// only addresses, the issuer and the JWKS changed.
+// only addresses and the issuer changed; remote_jwks still asks the JWKS
+// path, now through a cluster to the server's HTTP listener.
 func TestEnvoyRender(t *testing.T) {
 	s := loadEnvoy(t, envoyConfig)
 	dir := t.TempDir()
 	renderEnvoy(t, s, dir, renderTarget{
-		authz: "127.0.0.1:40001", upstream: "127.0.0.1:40002",
-		issuer: "http://127.0.0.1:40003/", jwks: []byte(`{"keys":[]}`),
+		authz: "127.0.0.1:40001", http: "127.0.0.1:40004", upstream: "127.0.0.1:40002",
+		issuer: "http://127.0.0.1:40003/",
 	})
 	r := loadEnvoy(t, filepath.Join(dir, "envoy.json"))
 	if a := r.listener.GetAddress().GetSocketAddress(); a.GetAddress() != "127.0.0.1" || a.GetPortValue() != 0 {
@@ -203,7 +210,7 @@ func TestEnvoyRender(t *testing.T) {
 	if a := r.boot.GetAdmin().GetAddress().GetSocketAddress(); a.GetAddress() != "127.0.0.1" || a.GetPortValue() != 0 {
 		t.Errorf("admin %v, want 127.0.0.1:0", a)
 	}
-	want := map[string]string{authzCluster: "127.0.0.1:40001", findRoute(t, r, routeDefault).GetRoute().GetCluster(): "127.0.0.1:40002"}
+	want := map[string]string{authzCluster: "127.0.0.1:40001", jwksCluster: "127.0.0.1:40004", findRoute(t, r, routeDefault).GetRoute().GetCluster(): "127.0.0.1:40002"}
 	for name, c := range r.clusters {
 		for _, ep := range c.GetLoadAssignment().GetEndpoints() {
 			for _, lb := range ep.GetLbEndpoints() {
@@ -215,8 +222,12 @@ func TestEnvoyRender(t *testing.T) {
 		}
 	}
 	for name, p := range r.jwt.GetProviders() {
-		if p.GetIssuer() != "http://127.0.0.1:40003/" || p.GetLocalJwks().GetFilename() != filepath.Join(dir, "jwks.public.json") {
-			t.Errorf("provider %s: issuer %q, jwks %v", name, p.GetIssuer(), p.GetLocalJwks())
+		rj := p.GetRemoteJwks()
+		if p.GetIssuer() != "http://127.0.0.1:40003/" || rj.GetHttpUri().GetCluster() != jwksCluster {
+			t.Errorf("provider %s: issuer %q, remote_jwks %v", name, p.GetIssuer(), rj)
+		}
+		if u, err := url.Parse(rj.GetHttpUri().GetUri()); err != nil || u.Path != jwkspub.Path {
+			t.Errorf("provider %s: remote_jwks uri %q, want the path %s", name, rj.GetHttpUri().GetUri(), jwkspub.Path)
 		}
 	}
 	// Everything else is as in envoy.yaml.

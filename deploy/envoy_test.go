@@ -1,7 +1,9 @@
 package deploy_test
 
 import (
+	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -31,6 +33,7 @@ import (
 	"github.com/ory-ext-authz/ory-ext-authz/internal/config"
 	"github.com/ory-ext-authz/ory-ext-authz/internal/servertest"
 	"github.com/ory-ext-authz/ory-ext-authz/pkg/authz"
+	"github.com/ory-ext-authz/ory-ext-authz/pkg/jwkspub"
 	"github.com/ory-ext-authz/ory-ext-authz/pkg/server"
 )
 
@@ -307,8 +310,8 @@ func TestEnvoyConfig(t *testing.T) {
 			if !p.GetForward() {
 				t.Errorf("provider %s: forward is false: the upstream would not see the JWT", name)
 			}
-			if p.GetLocalJwks() == nil {
-				t.Errorf("provider %s: want local_jwks (the public JWKS of the tokenizer key)", name)
+			if p.GetRemoteJwks() == nil {
+				t.Errorf("provider %s: want remote_jwks (the JWKS the server publishes), not a copy of the keys", name)
 			}
 			hs := p.GetFromHeaders()
 			if len(hs) != 1 || !strings.EqualFold(hs[0].GetName(), "authorization") || hs[0].GetValuePrefix() != "Bearer " {
@@ -341,6 +344,12 @@ func TestEnvoyConfig(t *testing.T) {
 		}
 	})
 
+	t.Run("jwt_authn fetches the JWKS the server publishes", func(t *testing.T) {
+		for name, p := range s.jwt.GetProviders() {
+			checkRemoteJWKS(t, s, name, p.GetRemoteJwks())
+		}
+	})
+
 	t.Run("routes", func(t *testing.T) { checkRoutes(t, s) })
 
 	t.Run("gRPC health check names a service the server serves", func(t *testing.T) {
@@ -359,6 +368,76 @@ func TestEnvoyConfig(t *testing.T) {
 			checkHealthServed(t, g.GetServiceName())
 		}
 	})
+}
+
+// jwksCluster is the cluster through which jwt_authn fetches the JWKS.
+const jwksCluster = "ory-ext-authz-jwks"
+
+// checkRemoteJWKS: the provider's remote_jwks asks the server's HTTP port
+// (--http-addr) for the path its JWKS handler serves, through a cluster to
+// the same hosts as ext_authz that speaks HTTP/1.1 (the HTTP listener serves
+// no HTTP/2), in the background, with a cache no longer than the server's
+// max-age, so the rotation wait operations.md documents covers Envoy too.
+func checkRemoteJWKS(t *testing.T, s *envoySetup, provider string, r *jwtv3.RemoteJwks) {
+	t.Helper()
+	if r == nil {
+		t.Fatalf("provider %s: no remote_jwks", provider)
+	}
+	hu := r.GetHttpUri()
+	u, err := url.Parse(hu.GetUri())
+	if err != nil {
+		t.Fatalf("provider %s: http_uri %q: %v", provider, hu.GetUri(), err)
+	}
+	if u.Scheme != "http" || u.RawQuery != "" || u.Fragment != "" {
+		t.Errorf("provider %s: http_uri %q, want plain http (the server's HTTP listener has no TLS) without query", provider, hu.GetUri())
+	}
+	if u.Path != jwkspub.Path {
+		t.Errorf("provider %s: http_uri path %q, want the server's JWKS path %q", provider, u.Path, jwkspub.Path)
+	}
+	if hu.GetCluster() != jwksCluster {
+		t.Fatalf("provider %s: http_uri cluster %q, want %q", provider, hu.GetCluster(), jwksCluster)
+	}
+	if d := hu.GetTimeout().AsDuration(); d <= 0 {
+		t.Errorf("provider %s: http_uri timeout %s", provider, d)
+	}
+	c := s.clusters[jwksCluster]
+	if c == nil {
+		t.Fatalf("no cluster %s", jwksCluster)
+	}
+	if _, ok := c.GetTypedExtensionProtocolOptions()[httpProtocolOpts]; ok {
+		t.Errorf("cluster %s sets HTTP protocol options: the server's HTTP listener speaks HTTP/1.1 only", jwksCluster)
+	}
+	authzHosts := map[string]bool{}
+	for _, ep := range s.clusters[authzCluster].GetLoadAssignment().GetEndpoints() {
+		for _, lb := range ep.GetLbEndpoints() {
+			authzHosts[lb.GetEndpoint().GetAddress().GetSocketAddress().GetAddress()] = true
+		}
+	}
+	var n int
+	for _, ep := range c.GetLoadAssignment().GetEndpoints() {
+		for _, lb := range ep.GetLbEndpoints() {
+			n++
+			sa := lb.GetEndpoint().GetAddress().GetSocketAddress()
+			if sa.GetPortValue() != addrPort(t, config.DefaultHTTPAddr) {
+				t.Errorf("cluster %s: endpoint port %d, want the server's HTTP port %s", jwksCluster, sa.GetPortValue(), config.DefaultHTTPAddr)
+			}
+			if !authzHosts[sa.GetAddress()] {
+				t.Errorf("cluster %s: endpoint %s is not a host of the ext_authz cluster %s", jwksCluster, sa.GetAddress(), authzCluster)
+			}
+			if u.Hostname() != sa.GetAddress() || u.Port() != strconv.Itoa(int(sa.GetPortValue())) {
+				t.Errorf("provider %s: http_uri host %s, cluster endpoint %s:%d", provider, u.Host, sa.GetAddress(), sa.GetPortValue())
+			}
+		}
+	}
+	if n == 0 {
+		t.Errorf("cluster %s has no endpoint", jwksCluster)
+	}
+	if d := r.GetCacheDuration().AsDuration(); d <= 0 || d > jwkspub.DefaultMaxAge {
+		t.Errorf("provider %s: cache_duration %s, want set and at most the server's max-age %s", provider, d, jwkspub.DefaultMaxAge)
+	}
+	if r.GetAsyncFetch() == nil {
+		t.Errorf("provider %s: no async_fetch: the first request after each cache_duration would wait for a fetch", provider)
+	}
 }
 
 // checkRoutes checks the per-route controls: every per-filter config names a

@@ -2,22 +2,23 @@ package deploy_test
 
 import (
 	"encoding/json"
+	"io"
 	"maps"
 	"net/url"
 	"path/filepath"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
-	jose "github.com/go-jose/go-jose/v4"
 	meshv1alpha1 "istio.io/api/mesh/v1alpha1"
 	securityv1beta1 "istio.io/api/security/v1beta1"
 	typev1beta1 "istio.io/api/type/v1beta1"
 	"sigs.k8s.io/yaml"
 
 	"github.com/ory-ext-authz/ory-ext-authz/internal/config"
-	"github.com/ory-ext-authz/ory-ext-authz/internal/jwks"
+	"github.com/ory-ext-authz/ory-ext-authz/pkg/jwkspub"
 )
 
 // istioResource is a custom resource with its spec kept as JSON, so it can be
@@ -160,7 +161,12 @@ func TestIstio(t *testing.T) {
 				if u, err := url.Parse(r.GetIssuer()); err != nil || u.Scheme != "https" || u.Host == "" {
 					t.Errorf("%s: issuer %q is not the https URL of Ory", file, r.GetIssuer())
 				}
-				checkPublicJWKS(t, file, r.GetJwks())
+				if r.GetJwks() != "" {
+					t.Errorf("%s: inline jwks: a copy of the keys, which goes stale on rotation; use jwksUri (the server's --jwks-publish)", file)
+				}
+				if r.GetJwksUri() == "" {
+					t.Errorf("%s: no jwksUri", file)
+				}
 				if !r.GetForwardOriginalToken() {
 					t.Errorf("%s: forwardOriginalToken false: the application would not see the JWT", file)
 				}
@@ -207,6 +213,48 @@ func TestIstio(t *testing.T) {
 		}
 	})
 
+	t.Run("jwksUri is the server's JWKS on the Kubernetes Service", func(t *testing.T) {
+		k := loadKubernetes(t)
+		c := k.deployment.Spec.Template.Spec.Containers[0]
+		env := map[string]string{}
+		for _, e := range c.Env {
+			if e.ValueFrom == nil {
+				env[e.Name] = e.Value
+			}
+		}
+		cfg, err := config.Parse(nil, func(name string) string { return env[name] }, io.Discard)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if cfg.JWKSPublish == "" {
+			t.Fatal("the Deployment publishes no JWKS (--jwks-publish)")
+		}
+		// The Service port that reaches the container port of --http-addr.
+		var httpPort int32
+		for _, sp := range k.service.Spec.Ports {
+			for _, cp := range c.Ports {
+				if (sp.TargetPort.String() == cp.Name || sp.TargetPort.IntValue() == int(cp.ContainerPort)) && uint32(cp.ContainerPort) == addrPort(t, cfg.HTTPAddr) {
+					httpPort = sp.Port
+				}
+			}
+		}
+		if httpPort == 0 {
+			t.Fatalf("no Service port reaches --http-addr %s", cfg.HTTPAddr)
+		}
+		host := k.service.Name + "." + k.kustomization.Namespace + ".svc.cluster.local"
+		for file, ra := range res.reqAuthn {
+			for _, r := range ra.GetJwtRules() {
+				u, err := url.Parse(r.GetJwksUri())
+				if err != nil {
+					t.Fatalf("%s: jwksUri: %v", file, err)
+				}
+				if u.Scheme != "http" || u.Hostname() != host || u.Port() != strconv.Itoa(int(httpPort)) || u.Path != jwkspub.Path || u.RawQuery != "" {
+					t.Errorf("%s: jwksUri %q, want http://%s:%d%s (the Service's HTTP port, the server's JWKS path)", file, r.GetJwksUri(), host, httpPort, jwkspub.Path)
+				}
+			}
+		}
+	})
+
 	t.Run("provider is the Kubernetes Service", func(t *testing.T) {
 		if provider == nil {
 			t.Skip("no provider")
@@ -220,26 +268,4 @@ func TestIstio(t *testing.T) {
 			t.Errorf("provider port %d, Service gRPC port %d", provider.GetPort(), p.Port)
 		}
 	})
-}
-
-// checkPublicJWKS: a JWKS with keys, all public, as `jwks public` prints.
-func checkPublicJWKS(t *testing.T, where, s string) {
-	t.Helper()
-	if _, err := jwks.Public([]byte(s)); err != nil {
-		t.Errorf("%s: jwks: %v", where, err)
-		return
-	}
-	var set jose.JSONWebKeySet
-	if err := json.Unmarshal([]byte(s), &set); err != nil {
-		t.Errorf("%s: jwks: %v", where, err)
-		return
-	}
-	for _, k := range set.Keys {
-		if !k.IsPublic() {
-			t.Errorf("%s: jwks key %q holds a private key", where, k.KeyID)
-		}
-		if k.KeyID == "" || k.Algorithm == "" {
-			t.Errorf("%s: jwks key without kid or alg", where)
-		}
-	}
 }

@@ -21,6 +21,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/ory-ext-authz/ory-ext-authz/internal/config"
+	"github.com/ory-ext-authz/ory-ext-authz/pkg/jwkspub"
 	"github.com/ory-ext-authz/ory-ext-authz/pkg/redistier"
 )
 
@@ -48,6 +49,7 @@ type kubernetesResources struct {
 	service       *corev1.Service
 	pdb           *policyv1.PodDisruptionBudget
 	hpa           *autoscalingv2.HorizontalPodAutoscaler
+	configMaps    map[string]*corev1.ConfigMap // by name
 	kinds         map[string]int
 }
 
@@ -61,6 +63,7 @@ func loadKubernetes(t *testing.T) kubernetesResources {
 		t.Fatalf("kustomization.yaml: %v", err)
 	}
 	k.kinds = map[string]int{}
+	k.configMaps = map[string]*corev1.ConfigMap{}
 	for _, res := range k.kustomization.Resources {
 		path := filepath.Join(kubernetesDir, res)
 		b := readFile(t, path)
@@ -87,6 +90,8 @@ func loadKubernetes(t *testing.T) kubernetesResources {
 		case "HorizontalPodAutoscaler":
 			k.hpa = &autoscalingv2.HorizontalPodAutoscaler{}
 			obj, want = k.hpa, "autoscaling/v2"
+		case "ConfigMap":
+			obj, want = &corev1.ConfigMap{}, "v1"
 		default:
 			t.Fatalf("%s: kind %q not covered by this test", path, tm.Kind)
 		}
@@ -95,6 +100,9 @@ func loadKubernetes(t *testing.T) kubernetesResources {
 		}
 		if err := yaml.UnmarshalStrict(b, obj); err != nil {
 			t.Fatalf("%s: strict into %T: %v", path, obj, err)
+		}
+		if cm, ok := obj.(*corev1.ConfigMap); ok {
+			k.configMaps[cm.Name] = cm
 		}
 		k.kinds[tm.Kind]++
 	}
@@ -187,6 +195,30 @@ func TestKubernetes(t *testing.T) {
 		if lp := c.LivenessProbe; lp != nil && time.Duration(lp.PeriodSeconds*lp.FailureThreshold)*time.Second <= cfg.ShutdownDelay {
 			t.Errorf("liveness fails after %ds, within --shutdown-delay %s", lp.PeriodSeconds*lp.FailureThreshold, cfg.ShutdownDelay)
 		}
+	})
+
+	t.Run("publishes the JWKS of a ConfigMap", func(t *testing.T) {
+		cfg, err := config.Parse(nil, func(name string) string { return env[name] }, io.Discard)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if cfg.JWKSPublish == "" {
+			t.Fatalf("no %s: istiod's jwksUri would get 404", config.EnvName("jwks-publish"))
+		}
+		cm, key, ok := configMapFileKey(pod, c, cfg.JWKSPublish)
+		if !ok {
+			t.Fatalf("--jwks-publish %s is on no read-only ConfigMap volume mounted without subPath (the kubelet updates only those)", cfg.JWKSPublish)
+		}
+		m, ok := k.configMaps[cm]
+		if !ok {
+			t.Fatalf("--jwks-publish %s: ConfigMap %s is not in the kustomization", cfg.JWKSPublish, cm)
+		}
+		v, ok := m.Data[key]
+		if !ok {
+			t.Fatalf("--jwks-publish %s: ConfigMap %s has no key %s", cfg.JWKSPublish, cm, key)
+		}
+		// What the server would do with it at start.
+		checkPublicJWKS(t, "ConfigMap "+cm, v)
 	})
 
 	t.Run("probes use grpc.health.v1 on the gRPC port", func(t *testing.T) {
@@ -575,4 +607,48 @@ func secretFileKey(t *testing.T, pod corev1.PodSpec, c corev1.Container, file st
 		}
 	}
 	return nil, 0, false
+}
+
+// configMapFileKey finds the ConfigMap key mounted at file in container c:
+// a read-only volumeMount without subPath of a ConfigMap volume whose item
+// (or, without items, key) is file's name. The default mode (0644) lets the
+// non-root user read it.
+func configMapFileKey(pod corev1.PodSpec, c corev1.Container, file string) (configMap, key string, ok bool) {
+	for _, m := range c.VolumeMounts {
+		rel, ok := strings.CutPrefix(file, strings.TrimSuffix(m.MountPath, "/")+"/")
+		if !ok || !m.ReadOnly || m.SubPath != "" {
+			continue
+		}
+		i := slices.IndexFunc(pod.Volumes, func(v corev1.Volume) bool { return v.Name == m.Name })
+		if i < 0 || pod.Volumes[i].ConfigMap == nil {
+			continue
+		}
+		cv := pod.Volumes[i].ConfigMap
+		if len(cv.Items) == 0 {
+			return cv.Name, rel, true
+		}
+		for _, it := range cv.Items {
+			if path.Clean(it.Path) == rel {
+				return cv.Name, it.Key, true
+			}
+		}
+	}
+	return "", "", false
+}
+
+// checkPublicJWKS: a JWKS the server publishes (jwkspub.ParsePublic, the
+// rule of --jwks-publish: keys, all public, none symmetric), each key with
+// kid and alg, as `jwks public` prints them.
+func checkPublicJWKS(t *testing.T, where, s string) {
+	t.Helper()
+	set, err := jwkspub.ParsePublic([]byte(s))
+	if err != nil {
+		t.Errorf("%s: the server would refuse this JWKS: %v", where, err)
+		return
+	}
+	for _, k := range set.Keys {
+		if k.KeyID == "" || k.Algorithm == "" {
+			t.Errorf("%s: jwks key without kid or alg", where)
+		}
+	}
 }

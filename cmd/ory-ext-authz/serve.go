@@ -2,10 +2,12 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"time"
 
 	"go.opentelemetry.io/otel/trace"
@@ -13,6 +15,7 @@ import (
 	"google.golang.org/grpc/credentials"
 
 	"github.com/ory-ext-authz/ory-ext-authz/internal/config"
+	"github.com/ory-ext-authz/ory-ext-authz/pkg/jwkspub"
 	"github.com/ory-ext-authz/ory-ext-authz/pkg/metrics"
 	"github.com/ory-ext-authz/ory-ext-authz/pkg/ory"
 	"github.com/ory-ext-authz/ory-ext-authz/pkg/server"
@@ -47,6 +50,10 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 		return fmt.Errorf("--ory-ca-file: %w", err)
 	}
 	m := metrics.New()
+	jwks, err := publishJWKS(cfg, m, log)
+	if err != nil {
+		return err
+	}
 	w, err := wire(ctx, cfg, transport, m, oryTracer, authzTracer, log)
 	if err != nil {
 		return err
@@ -90,6 +97,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 		Logger:          log,
 		GRPCOptions:     grpcOpts,
 		Metrics:         m.Handler(),
+		JWKS:            jwks,
 		// Run recovers panics on both gRPC servers; m counts them.
 		Panics: m,
 		// The admin API gets a gRPC server of its own, never grpcOpts' one.
@@ -97,6 +105,30 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 		RegisterAdmin:    adm.register,
 		AdminGRPCOptions: adm.opts,
 	})
+}
+
+// publishJWKS returns the handler of --jwks-publish, or nil when it is off.
+// It fails when the file cannot be read or is refused: a server that was
+// asked to publish keys never starts without them, nor with a private key.
+func publishJWKS(cfg config.Config, m *metrics.Metrics, log *slog.Logger) (http.Handler, error) {
+	if cfg.JWKSPublish == "" {
+		return nil, nil
+	}
+	p, err := jwkspub.New(jwkspub.Options{File: cfg.JWKSPublish, Logger: log, Observer: m})
+	if errors.Is(err, jwkspub.ErrPrivateKey) {
+		// Most likely the file Kratos' jwks_url points at.
+		return nil, fmt.Errorf("--jwks-publish: %w; publish its public keys instead: ory-ext-authz jwks public %s > public.json", err, cfg.JWKSPublish)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("--jwks-publish: %w", err)
+	}
+	keys := p.Keys()
+	kids := make([]string, 0, len(keys.Keys))
+	for _, k := range keys.Keys {
+		kids = append(kids, k.KeyID)
+	}
+	log.Info("publishing the JWKS", "file", cfg.JWKSPublish, "path", jwkspub.Path, "kids", kids, "max_age", jwkspub.DefaultMaxAge.String())
+	return p, nil
 }
 
 func newLogger(cfg config.Config, w io.Writer) (*slog.Logger, error) {

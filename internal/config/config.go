@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/ory-ext-authz/ory-ext-authz/pkg/authz"
+	"github.com/ory-ext-authz/ory-ext-authz/pkg/jwkspub"
 	"github.com/ory-ext-authz/ory-ext-authz/pkg/redistier"
 )
 
@@ -112,6 +113,11 @@ type Config struct {
 	TLSCert, TLSKey, TLSClientCA string
 	// TLS of the admin listener, likewise.
 	AdminTLSCert, AdminTLSKey, AdminTLSClientCA string
+	// JWKSPublish is a file of the tokenizer's public keys, served at
+	// jwkspub.Path on the HTTP listener; empty is off. Read by serve at
+	// start (a private or symmetric key is refused) and whenever it
+	// changes.
+	JWKSPublish string
 
 	// RedisURL turns on the cache tier shared by replicas; empty is off.
 	// It may hold a password, so it prints redacted.
@@ -176,7 +182,8 @@ func (c *Config) FlagSet(name string, output io.Writer) *flag.FlagSet {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(output)
 	fs.StringVar(&c.GRPCAddr, "grpc-addr", c.GRPCAddr, "listen address of the gRPC server: envoy.service.auth.v3.Authorization, grpc.health.v1.Health and server reflection")
-	fs.StringVar(&c.HTTPAddr, "http-addr", c.HTTPAddr, "listen address of the HTTP server: GET /healthz (alive), GET /readyz (serving)")
+	fs.StringVar(&c.HTTPAddr, "http-addr", c.HTTPAddr, "listen address of the HTTP server: GET /healthz (alive), GET /readyz (serving), GET /metrics, and GET "+jwkspub.Path+" with --jwks-publish")
+	fs.StringVar(&c.JWKSPublish, "jwks-publish", c.JWKSPublish, fmt.Sprintf("file of the tokenizer's public JWKS (as printed by: ory-ext-authz jwks public jwks.json > jwks.public.json) to serve at GET %s on --http-addr, for Envoy's jwt_authn remote_jwks and Istio's RequestAuthentication jwksUri (empty: off). Cache-Control max-age=%d, an ETag, 304 on If-None-Match. Re-read when it changes; a file holding a private or symmetric key is refused, at start and on every reload (then the previous keys stay served)", jwkspub.Path, int(jwkspub.DefaultMaxAge.Seconds())))
 	fs.StringVar(&c.AdminAddr, "admin-addr", c.AdminAddr, "listen address of the admin gRPC API (ory_ext_authz.admin.v1.Admin: cache invalidation, stats); empty disables it. Never served on --grpc-addr")
 	fs.StringVar(&c.AdminTLSCert, "admin-tls-cert", c.AdminTLSCert, "PEM certificate of the admin listener; with --admin-tls-key turns on TLS")
 	fs.StringVar(&c.AdminTLSKey, "admin-tls-key", c.AdminTLSKey, "PEM private key of --admin-tls-cert")

@@ -62,6 +62,21 @@ func TestParse(t *testing.T) {
 				t.Error("the flag's false lost to the environment")
 			}
 		}, ""},
+		{"jwks publish is off by default", required, nil, func(t *testing.T, c Config) {
+			if c.JWKSPublish != "" {
+				t.Errorf("JWKSPublish %q by default", c.JWKSPublish)
+			}
+		}, ""},
+		{"jwks publish flag", append([]string{"--jwks-publish", "/etc/jwks/public.json"}, required...), nil, func(t *testing.T, c Config) {
+			if c.JWKSPublish != "/etc/jwks/public.json" {
+				t.Errorf("JWKSPublish %q", c.JWKSPublish)
+			}
+		}, ""},
+		{"jwks publish env", required, map[string]string{"ORY_EXT_AUTHZ_JWKS_PUBLISH": "/etc/jwks/public.json"}, func(t *testing.T, c Config) {
+			if c.JWKSPublish != "/etc/jwks/public.json" {
+				t.Errorf("JWKSPublish %q from ORY_EXT_AUTHZ_JWKS_PUBLISH", c.JWKSPublish)
+			}
+		}, ""},
 		{"bad pass client authorization env", required, map[string]string{"ORY_EXT_AUTHZ_PASS_CLIENT_AUTHORIZATION": "sometimes"}, nil, "ORY_EXT_AUTHZ_PASS_CLIENT_AUTHORIZATION"},
 		{"missing ory url", []string{"--tokenize-as", "mesh"}, nil, nil, "--ory-url: required"},
 		{"missing template", []string{"--ory-url", "http://x"}, nil, nil, "--tokenize-as: required"},

@@ -1,8 +1,9 @@
 // Package metrics is ory-ext-authz's Prometheus instrumentation, on a private
 // registry served at GET /metrics. Metrics observes checks (authz.Observer),
-// whoami calls (ory.Observer), recovered panics (server.PanicObserver) and
-// the shared Redis tier (redistier.Observer). Every label value comes from a
-// fixed set (decision reasons, lookup results, Ory code classes, the shared
-// tier's operations, results and breaker states), and every series of such a
+// whoami calls (ory.Observer), recovered panics (server.PanicObserver), the
+// shared Redis tier (redistier.Observer) and the loads of the published JWKS
+// (jwkspub.Observer). Every label value comes from a fixed set (decision
+// reasons, lookup results, Ory code classes, the shared tier's operations,
+// results and breaker states, JWKS load results), and every series of such a
 // set exists from the start: no label ever holds a value from a request.
 package metrics

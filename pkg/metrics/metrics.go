@@ -12,6 +12,7 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/ory-ext-authz/ory-ext-authz/pkg/authz"
+	"github.com/ory-ext-authz/ory-ext-authz/pkg/jwkspub"
 	"github.com/ory-ext-authz/ory-ext-authz/pkg/ory"
 	"github.com/ory-ext-authz/ory-ext-authz/pkg/server"
 	"github.com/ory-ext-authz/ory-ext-authz/pkg/tokencache"
@@ -27,8 +28,8 @@ type InflightCounter interface {
 	Inflight() int
 }
 
-// Metrics implements authz.Observer, ory.Observer, server.PanicObserver
-// and redistier.Observer.
+// Metrics implements authz.Observer, ory.Observer, server.PanicObserver,
+// redistier.Observer and jwkspub.Observer.
 type Metrics struct {
 	reg           *prometheus.Registry
 	checks        []prometheus.Counter // by authz.Reason
@@ -37,6 +38,7 @@ type Metrics struct {
 	oryDuration   prometheus.Histogram
 	grpc          *grpcprom.ServerMetrics
 	panics        map[string]prometheus.Counter // by server.GRPCServers
+	jwksLoads     map[string]prometheus.Counter // by jwkspub.Results
 	redis         redisMetrics
 }
 
@@ -45,7 +47,7 @@ type Metrics struct {
 // by ObserveCache and ObserveOry once those exist.
 func New() *Metrics {
 	reg := prometheus.NewRegistry()
-	m := &Metrics{reg: reg, oryRequests: map[string]prometheus.Counter{}, panics: map[string]prometheus.Counter{}}
+	m := &Metrics{reg: reg, oryRequests: map[string]prometheus.Counter{}, panics: map[string]prometheus.Counter{}, jwksLoads: map[string]prometheus.Counter{}}
 
 	checks := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "ory_ext_authz_checks_total",
@@ -80,10 +82,17 @@ func New() *Metrics {
 	for _, name := range server.GRPCServers() {
 		m.panics[name] = panics.WithLabelValues(name)
 	}
+	jwksLoads := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "ory_ext_authz_jwks_loads_total",
+		Help: "Loads of the --jwks-publish file with new content, by result: ok (served from now on), refused (a private or symmetric key, or no JWKS of public keys), unreadable; a refused or unreadable file keeps the previous keys served.",
+	}, []string{"result"})
+	for _, r := range jwkspub.Results() {
+		m.jwksLoads[r] = jwksLoads.WithLabelValues(r)
+	}
 	m.grpc = grpcprom.NewServerMetrics()
 	reg.MustRegister(m.redis.init()...)
 	reg.MustRegister(
-		checks, m.checkDuration, oryRequests, m.oryDuration, panics,
+		checks, m.checkDuration, oryRequests, m.oryDuration, panics, jwksLoads,
 		m.grpc,
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
@@ -159,6 +168,14 @@ func (m *Metrics) ObserveOryRequest(code string, d time.Duration) {
 // ObservePanic implements server.PanicObserver.
 func (m *Metrics) ObservePanic(server string) {
 	if c, ok := m.panics[server]; ok {
+		c.Inc()
+	}
+}
+
+// ObserveJWKSLoad implements jwkspub.Observer; a result outside
+// jwkspub.Results is not counted.
+func (m *Metrics) ObserveJWKSLoad(result string) {
+	if c, ok := m.jwksLoads[result]; ok {
 		c.Inc()
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/ory-ext-authz/ory-ext-authz/internal/fakeory"
 	"github.com/ory-ext-authz/ory-ext-authz/internal/servertest"
 	"github.com/ory-ext-authz/ory-ext-authz/pkg/authz"
+	"github.com/ory-ext-authz/ory-ext-authz/pkg/jwkspub"
 	"github.com/ory-ext-authz/ory-ext-authz/pkg/metrics"
 	"github.com/ory-ext-authz/ory-ext-authz/pkg/ory"
 	"github.com/ory-ext-authz/ory-ext-authz/pkg/redistier"
@@ -95,6 +96,7 @@ func TestScrape(t *testing.T) {
 		{"ory_ext_authz_ory_inflight", nil, 0},
 		{"ory_ext_authz_grpc_panics_total", map[string]string{"server": "ext_authz"}, 0}, // pre-created
 		{"ory_ext_authz_grpc_panics_total", map[string]string{"server": "admin"}, 0},
+		{"ory_ext_authz_jwks_loads_total", map[string]string{"result": "refused"}, 0}, // pre-created, no --jwks-publish
 		{"grpc_server_handled_total", map[string]string{"grpc_method": "Check", "grpc_code": "OK"}, 6},
 		{"grpc_server_handled_total", map[string]string{"grpc_method": "Check", "grpc_code": "Unavailable"}, 1},
 	} {
@@ -122,7 +124,7 @@ func TestScrape(t *testing.T) {
 		fixed[n] = true
 	}
 	fixed["shared_hit"] = true
-	for _, list := range [][]string{redistier.Ops(), redistier.Results(), redistier.BreakerStates()} {
+	for _, list := range [][]string{redistier.Ops(), redistier.Results(), redistier.BreakerStates(), jwkspub.Results()} {
 		for _, v := range list {
 			fixed[v] = true
 		}

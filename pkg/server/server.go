@@ -17,6 +17,8 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/reflection"
+
+	"github.com/ory-ext-authz/ory-ext-authz/pkg/jwkspub"
 )
 
 // Options configure Run.
@@ -35,6 +37,9 @@ type Options struct {
 	GRPCOptions []grpc.ServerOption
 	// Metrics, when set, is served at GET /metrics on the HTTP listener.
 	Metrics http.Handler
+	// JWKS, when set (a *jwkspub.Publisher), is served at GET jwkspub.Path
+	// on the HTTP listener, and on no other listener.
+	JWKS http.Handler
 	// Admin, when set, is the listener of a separate gRPC server on which
 	// RegisterAdmin registers the admin API. The admin API is never
 	// registered on the ext_authz server.
@@ -162,6 +167,9 @@ func Run(ctx context.Context, o Options) error {
 	})
 	if o.Metrics != nil {
 		mux.Handle("GET /metrics", o.Metrics)
+	}
+	if o.JWKS != nil {
+		mux.Handle("GET "+jwkspub.Path, o.JWKS)
 	}
 	// Every phase of a connection is bounded, an idle keep-alive one too.
 	hsrv := &http.Server{
