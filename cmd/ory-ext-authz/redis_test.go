@@ -7,13 +7,13 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 
 	"github.com/ory-ext-authz/ory-ext-authz/internal/fakeory"
 	"github.com/ory-ext-authz/ory-ext-authz/internal/redistest"
 	"github.com/ory-ext-authz/ory-ext-authz/internal/servertest"
+	"github.com/ory-ext-authz/ory-ext-authz/internal/testwait"
 )
 
 const redisPassword = "cmd-redis-Pa55-w0rd"
@@ -35,18 +35,6 @@ func unusedAddr(t *testing.T) string {
 	addr := l.Addr().String()
 	_ = l.Close()
 	return addr
-}
-
-// eventually polls cond for up to 10s.
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 }
 
 func scrape(t *testing.T, httpAddr string) string {
@@ -84,7 +72,7 @@ func TestServeSharedTier(t *testing.T) {
 			t.Fatal("the first check was cached")
 		}
 		// The fill writes to Redis after answering; wait for the value.
-		eventually(t, "a value in Redis", func() bool {
+		testwait.For(t, "a value in Redis", func() bool {
 			for k := range srv.Dump() {
 				if strings.HasSuffix(k, "}v") {
 					return true

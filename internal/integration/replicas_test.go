@@ -28,6 +28,7 @@ import (
 	"github.com/ory-ext-authz/ory-ext-authz/internal/procgroup"
 	"github.com/ory-ext-authz/ory-ext-authz/internal/redistest"
 	"github.com/ory-ext-authz/ory-ext-authz/internal/servertest"
+	"github.com/ory-ext-authz/ory-ext-authz/internal/testwait"
 	"github.com/ory-ext-authz/ory-ext-authz/pkg/admin"
 	"github.com/ory-ext-authz/ory-ext-authz/pkg/authz"
 	"github.com/ory-ext-authz/ory-ext-authz/pkg/metrics"
@@ -230,7 +231,7 @@ func (rs *replicaSet) startBinary(t *testing.T, bin string, args []string, env m
 		}
 		logcapture.AssertNoSecrets(t, r.logs.String(), rs.secrets.all())
 	})
-	eventually(t, 20*time.Second, r.name+" ready", func() bool {
+	testwait.Within(t, 20*time.Second, r.name+" ready", func() bool {
 		select {
 		case <-p.Exited():
 			t.Fatalf("%s exited: %v; log:\n%s", r.name, p.Err(), r.logs.String())
@@ -246,18 +247,6 @@ func (rs *replicaSet) startBinary(t *testing.T, bin string, args []string, env m
 	r.client = authv3.NewAuthorizationClient(servertest.Dial(t, grpcAddr))
 	r.admin = adminv1.NewAdminClient(servertest.Dial(t, adminAddr))
 	rs.list = append(rs.list, r)
-}
-
-// eventually polls cond every 20ms until it holds or timeout passes.
-func eventually(t *testing.T, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", timeout, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 }
 
 // scrapeValue reads one series from a replica's /metrics: a counter's or
@@ -319,12 +308,12 @@ const clockSkew = time.Second
 func (rs *replicaSet) waitShared(t *testing.T) {
 	t.Helper()
 	for _, r := range rs.list {
-		eventually(t, 20*time.Second, r.name+" subscribed with the breaker closed", func() bool {
+		testwait.Within(t, 20*time.Second, r.name+" subscribed with the breaker closed", func() bool {
 			return r.metric(t, "ory_ext_authz_redis_breaker_state", map[string]string{"state": "closed"}) == 1 &&
 				r.redisOps(t, redistier.OpSubscribe, redistier.ResultOK) >= 1
 		})
 	}
-	eventually(t, 20*time.Second, "every replica a subscriber in Redis", func() bool {
+	testwait.Within(t, 20*time.Second, "every replica a subscriber in Redis", func() bool {
 		reply, err := rs.redis.Do("PUBSUB", "NUMSUB", redistier.DefaultChannel).ToArray()
 		if err != nil || len(reply) != 2 {
 			return false
@@ -581,7 +570,7 @@ func TestReplicasInvalidation(t *testing.T) {
 	// Pub/sub delivers asynchronously: wait until B and C counted the
 	// message (it is applied right after it is counted).
 	for i, r := range rs.list {
-		eventually(t, 10*time.Second, r.name+" receiving the invalidation", func() bool {
+		testwait.For(t, r.name+" receiving the invalidation", func() bool {
 			return r.redisOps(t, redistier.OpMessage, redistier.ResultOK) > messages[i]
 		})
 	}
@@ -643,7 +632,7 @@ func TestReplicasInvalidateRedisDown(t *testing.T) {
 	resp, err := a.check(t, s, faultBound)
 	denied(t, resp, err, codes.Unauthenticated, http.StatusUnauthorized)
 
-	eventually(t, 20*time.Second, "B noticing the lost subscription", func() bool {
+	testwait.Within(t, 20*time.Second, "B noticing the lost subscription", func() bool {
 		return strings.Contains(b.logs.String(), "invalidation subscription lost")
 	})
 	resp, err = b.check(t, s, faultBound)
@@ -752,13 +741,13 @@ func TestReplicasRedisFaults(t *testing.T) {
 			}
 
 			for _, r := range rs.list {
-				eventually(t, 30*time.Second, r.name+"'s tier healthy again", r.tier.Healthy)
+				testwait.Within(t, 30*time.Second, r.name+"'s tier healthy again", r.tier.Healthy)
 			}
 			// Values reach Redis again: B and C take A's JWT from it. For
 			// clockSkew after its subscription is back a replica takes no
 			// value from Redis and asks Kratos itself; hence a new session
 			// per attempt.
-			eventually(t, 30*time.Second, "a session shared through Redis again", func() bool {
+			testwait.Within(t, 30*time.Second, "a session shared through Redis again", func() bool {
 				s := rs.login(t, u, false)
 				raw, _ := rs.allow(t, a, s, faultBound)
 				same := true

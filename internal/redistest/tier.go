@@ -4,6 +4,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ory-ext-authz/ory-ext-authz/internal/testwait"
 	"github.com/ory-ext-authz/ory-ext-authz/pkg/redistier"
 )
 
@@ -28,12 +29,6 @@ func Tier(t testing.TB, url string, edit func(*redistier.Options)) *redistier.Ti
 		t.Fatalf("redistest: redistier.New: %v", err)
 	}
 	t.Cleanup(tier.Close)
-	deadline := time.Now().Add(10 * time.Second)
-	for !tier.Healthy() {
-		if time.Now().After(deadline) {
-			t.Fatal("redistest: the tier did not connect to Redis within 10s")
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	testwait.For(t, "the tier to connect to Redis", tier.Healthy)
 	return tier
 }

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/ory-ext-authz/ory-ext-authz/internal/redistest"
+	"github.com/ory-ext-authz/ory-ext-authz/internal/testwait"
 	"github.com/ory-ext-authz/ory-ext-authz/pkg/redistier"
 )
 
@@ -165,13 +166,13 @@ func TestKilledConnectionsAndEmptyRestartRecover(t *testing.T) {
 		t.Fatal(err)
 	}
 	srv.KillClients("TYPE", "normal")
-	eventually(t, 10*time.Second, "a Get after CLIENT KILL", func() bool {
+	testwait.For(t, "a Get after CLIENT KILL", func() bool {
 		v, ok, err := env.tier.Get(t.Context(), k)
 		return err == nil && ok && string(v) == "v"
 	})
 
 	srv.Restart()
-	eventually(t, 10*time.Second, "the tier to work after the restart", func() bool {
+	testwait.For(t, "the tier to work after the restart", func() bool {
 		_, _, err := env.tier.Get(t.Context(), k)
 		return err == nil && env.tier.Healthy()
 	})
@@ -236,7 +237,7 @@ func TestRedisHungAtStart(t *testing.T) {
 			}
 		})
 	}
-	eventually(t, 10*time.Second, "a probe to fail", func() bool {
+	testwait.For(t, "a probe to fail", func() bool {
 		return env.obs.count("probe/error")+env.obs.count("probe/timeout") > 0
 	})
 	other := newTier(t, srv, func(o *redistier.Options) { o.DialTimeout = 200 * time.Millisecond })
@@ -251,7 +252,7 @@ func TestRedisHungAtStart(t *testing.T) {
 func TestWrongPasswordFailsFastAndClearly(t *testing.T) {
 	srv := redistest.Start(t, redistest.Options{Password: "right-password-value"})
 	env := newTier(t, srv, func(o *redistier.Options) { o.Password = "wrong-password-value" })
-	eventually(t, 10*time.Second, "a probe to fail", func() bool { return env.obs.count("probe/error") > 0 })
+	testwait.For(t, "a probe to fail", func() bool { return env.obs.count("probe/error") > 0 })
 	for _, err := range everyOp(t, env.tier, 0) {
 		if !errors.Is(err, redistier.ErrUnavailable) || !strings.Contains(err.Error(), "WRONGPASS") {
 			t.Fatalf("operation with a wrong password: %v, want ErrUnavailable naming WRONGPASS", err)
@@ -290,7 +291,7 @@ func TestTLSClientCertACLUser(t *testing.T) {
 		o.CAFile = srv.CAFile
 		o.Username, o.Password = "ext-authz", "right-password-value"
 	})
-	eventually(t, 10*time.Second, "a probe to fail", func() bool { return noCert.obs.count("probe/error") > 0 })
+	testwait.For(t, "a probe to fail", func() bool { return noCert.obs.count("probe/error") > 0 })
 	if _, _, err := noCert.tier.Get(t.Context(), key("k")); !errors.Is(err, redistier.ErrUnavailable) {
 		t.Fatalf("Get without a client certificate: %v", err)
 	}
@@ -332,7 +333,7 @@ func TestNotRedisOnThePort(t *testing.T) {
 				}
 			})
 			env := newTier(t, nil, func(o *redistier.Options) { o.URL = "redis://" + l.Addr().String() })
-			eventually(t, 10*time.Second, "a probe to fail", func() bool {
+			testwait.For(t, "a probe to fail", func() bool {
 				return env.obs.count("probe/error")+env.obs.count("probe/timeout") > 0
 			})
 			for _, err := range everyOp(t, env.tier, 0) {

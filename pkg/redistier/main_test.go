@@ -12,6 +12,7 @@ import (
 
 	"github.com/ory-ext-authz/ory-ext-authz/internal/logcapture"
 	"github.com/ory-ext-authz/ory-ext-authz/internal/redistest"
+	"github.com/ory-ext-authz/ory-ext-authz/internal/testwait"
 	"github.com/ory-ext-authz/ory-ext-authz/pkg/redistier"
 )
 
@@ -111,19 +112,7 @@ func newTier(t *testing.T, srv *redistest.Server, edit func(*redistier.Options))
 // healthy waits (bounded) until tier is healthy.
 func healthy(t *testing.T, tier *redistier.Tier) {
 	t.Helper()
-	eventually(t, 10*time.Second, "the tier to become healthy", tier.Healthy)
-}
-
-// eventually polls cond every 10ms until it holds or timeout passes.
-func eventually(t *testing.T, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", timeout, what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	testwait.For(t, "the tier to become healthy", tier.Healthy)
 }
 
 func key(s string) [32]byte {

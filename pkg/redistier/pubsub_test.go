@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/ory-ext-authz/ory-ext-authz/internal/redistest"
+	"github.com/ory-ext-authz/ory-ext-authz/internal/testwait"
 	"github.com/ory-ext-authz/ory-ext-authz/pkg/redistier"
 )
 
@@ -72,7 +73,7 @@ func (s *subscriber) waitEvents(t *testing.T, want ...string) {
 			t.Logf("subscription events: %q", s.eventList())
 		}
 	}()
-	eventually(t, 15*time.Second, "subscription events "+strings.Join(want, ","), func() bool {
+	testwait.Within(t, 15*time.Second, "subscription events "+strings.Join(want, ","), func() bool {
 		got := s.eventList()
 		if len(got) != len(want) {
 			return false
@@ -103,7 +104,7 @@ func TestInvalidateReachesEverySubscriber(t *testing.T) {
 	}
 	want := invalidation{redistier.KindSession, "sess-1", at}
 	for name, s := range map[string]*subscriber{"a": subA, "b": subB} {
-		eventually(t, 5*time.Second, name+" to get the invalidation", func() bool { return len(s.invalidations()) == 1 })
+		testwait.Within(t, 5*time.Second, name+" to get the invalidation", func() bool { return len(s.invalidations()) == 1 })
 		if got := s.invalidations()[0]; got.kind != want.kind || got.id != want.id || !got.at.Equal(want.at) {
 			t.Fatalf("%s got %+v, want %+v", name, got, want)
 		}
@@ -134,7 +135,7 @@ func TestInvalidateReachesEverySubscriber(t *testing.T) {
 			t.Fatalf("InvalidatedAt(%s) after purge = %v, %v, %v; want %v", q.kind, got, ok, err, purge)
 		}
 	}
-	eventually(t, 5*time.Second, "the purge to reach b", func() bool { return len(subB.invalidations()) == 3 })
+	testwait.Within(t, 5*time.Second, "the purge to reach b", func() bool { return len(subB.invalidations()) == 3 })
 	if got := subB.invalidations()[2]; got.kind != redistier.KindPurge || got.id != "" {
 		t.Fatalf("b got %+v", got)
 	}
@@ -144,7 +145,7 @@ func TestInvalidateReachesEverySubscriber(t *testing.T) {
 	if _, err := admin.tier.Invalidate(t.Context(), redistier.KindIdentity, "ident-2", at); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 5*time.Second, "the next invalidation to reach a", func() bool { return len(subA.invalidations()) == 4 })
+	testwait.Within(t, 5*time.Second, "the next invalidation to reach a", func() bool { return len(subA.invalidations()) == 4 })
 	if got := subA.invalidations()[3]; got.id != "ident-2" {
 		t.Fatalf("a got %+v after a forged message", got)
 	}
@@ -172,11 +173,11 @@ func TestSubscriptionLossAndRestore(t *testing.T) {
 	s.waitEvents(t, "restored", "lost", "restored", "lost", "restored")
 
 	healthy(t, pub.tier)
-	eventually(t, 10*time.Second, "an invalidation to get through after the restart", func() bool {
+	testwait.For(t, "an invalidation to get through after the restart", func() bool {
 		n, err := pub.tier.Invalidate(t.Context(), redistier.KindSession, "after-restart", time.Now())
 		return err == nil && n == 1
 	})
-	eventually(t, 5*time.Second, "the subscriber to get it", func() bool { return len(s.invalidations()) >= 1 })
+	testwait.Within(t, 5*time.Second, "the subscriber to get it", func() bool { return len(s.invalidations()) >= 1 })
 }
 
 // Close ends a running Subscribe.

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/ory-ext-authz/ory-ext-authz/internal/redistest"
+	"github.com/ory-ext-authz/ory-ext-authz/internal/testwait"
 	"github.com/ory-ext-authz/ory-ext-authz/pkg/redistier"
 	"github.com/ory-ext-authz/ory-ext-authz/pkg/tokencache"
 )
@@ -268,7 +269,7 @@ func TestLockOneWinnerUnlockOnlyByHolderExpiry(t *testing.T) {
 		t.Fatal("short Lock not acquired")
 	}
 	var unlockNew func()
-	eventually(t, 5*time.Second, "the short lock to expire", func() bool {
+	testwait.Within(t, 5*time.Second, "the short lock to expire", func() bool {
 		u, ok, _ := b.tier.Lock(t.Context(), k, time.Minute)
 		unlockNew = u
 		return ok
