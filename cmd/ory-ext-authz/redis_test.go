@@ -1,8 +1,6 @@
 package main
 
 import (
-	"io"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -26,29 +24,6 @@ func secretFile(t *testing.T, content string) string {
 		t.Fatal(err)
 	}
 	return p
-}
-
-// unusedAddr is a loopback address nothing listens on.
-func unusedAddr(t *testing.T) string {
-	t.Helper()
-	l := servertest.Listen(t)
-	addr := l.Addr().String()
-	_ = l.Close()
-	return addr
-}
-
-func scrape(t *testing.T, httpAddr string) string {
-	t.Helper()
-	resp, err := http.Get("http://" + httpAddr + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return string(b)
 }
 
 // TestServeSharedTier runs `serve` with the --redis-* flags: with a
@@ -109,7 +84,7 @@ func TestServeSharedTier(t *testing.T) {
 	t.Run("Redis down", func(t *testing.T) {
 		// A port nothing listens on: startServe waits for /readyz, so
 		// serve is ready without Redis.
-		s := startServe(t, fake, "--redis-url", "redis://"+unusedAddr(t), "--redis-secret-file", secret)
+		s := startServe(t, fake, "--redis-url", "redis://"+servertest.FreeAddr(t), "--redis-secret-file", secret)
 		client := authv3.NewAuthorizationClient(servertest.Dial(t, s.grpcAddr))
 		sess := fake.NewSession()
 		if checkCached(t, client, sess) || !checkCached(t, client, sess) {
@@ -133,7 +108,7 @@ func TestServeSharedTier(t *testing.T) {
 	})
 
 	t.Run("short secret", func(t *testing.T) {
-		code, _, errOut := runCLI(t, "serve", "--ory-url", fake.URL, "--tokenize-as", "mesh", "--grpc-addr", unusedAddr(t), "--http-addr", unusedAddr(t), "--admin-addr", "",
+		code, _, errOut := runCLI(t, "serve", "--ory-url", fake.URL, "--tokenize-as", "mesh", "--grpc-addr", servertest.FreeAddr(t), "--http-addr", servertest.FreeAddr(t), "--admin-addr", "",
 			"--redis-url", "redis://127.0.0.1:1", "--redis-secret-file", secretFile(t, "short"))
 		if code != 1 || !strings.Contains(errOut, "--redis-secret-file: ") || !strings.Contains(errOut, "holds 5 bytes") {
 			t.Fatalf("exit %d, want 1 naming --redis-secret-file\n%s", code, errOut)

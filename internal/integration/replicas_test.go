@@ -13,9 +13,6 @@ import (
 	"time"
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
-	dto "github.com/prometheus/client_model/go"
-	"github.com/prometheus/common/expfmt"
-	"github.com/prometheus/common/model"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -166,15 +163,6 @@ func tail(s string, n int) string {
 	return strings.Join(lines[max(0, len(lines)-n):], "\n")
 }
 
-// loopbackAddr is a free 127.0.0.1 address for a child process to listen on.
-func loopbackAddr(t *testing.T) string {
-	t.Helper()
-	l := servertest.Listen(t)
-	addr := l.Addr().String()
-	_ = l.Close()
-	return addr
-}
-
 // buildServer builds cmd/ory-ext-authz into a temporary directory, as
 // `make build` does. Not with -race: the in-process replicas run the same
 // code under the race detector; the binary is here to prove the flags and
@@ -209,8 +197,8 @@ func buildServer(t *testing.T) string {
 func (rs *replicaSet) startBinary(t *testing.T, bin string, args []string, env map[string]string) {
 	t.Helper()
 	r := &replica{name: fmt.Sprintf("replica %d (serve)", len(rs.list)), logs: &logcapture.Buffer{}}
-	grpcAddr, adminAddr := loopbackAddr(t), loopbackAddr(t)
-	r.httpAddr = loopbackAddr(t)
+	grpcAddr, adminAddr := servertest.FreeAddr(t), servertest.FreeAddr(t)
+	r.httpAddr = servertest.FreeAddr(t)
 	full := append([]string{"serve", "--ory-url", rs.proxy.URL(), "--tokenize-as", kratosdev.MeshTemplate,
 		"--grpc-addr", grpcAddr, "--http-addr", r.httpAddr, "--admin-addr", adminAddr, "--log-level", "debug"}, args...)
 	cmd := exec.Command(bin, full...)
@@ -249,44 +237,12 @@ func (rs *replicaSet) startBinary(t *testing.T, bin string, args []string, env m
 	rs.list = append(rs.list, r)
 }
 
-// scrapeValue reads one series from a replica's /metrics: a counter's or
-// gauge's value, 0 if the series is absent.
-func scrapeValue(t *testing.T, httpAddr, name string, labels map[string]string) float64 {
-	t.Helper()
-	resp, err := http.Get("http://" + httpAddr + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	parser := expfmt.NewTextParser(model.UTF8Validation)
-	families, err := parser.TextToMetricFamilies(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, m := range families[name].GetMetric() {
-		if hasLabels(m, labels) {
-			if c := m.GetCounter(); c != nil {
-				return c.GetValue()
-			}
-			return m.GetGauge().GetValue()
-		}
-	}
-	return 0
-}
-
-func hasLabels(m *dto.Metric, labels map[string]string) bool {
-	n := 0
-	for _, l := range m.GetLabel() {
-		if v, ok := labels[l.GetName()]; ok && v == l.GetValue() {
-			n++
-		}
-	}
-	return n == len(labels)
-}
-
+// metric reads one series from r's /metrics (see servertest.Families.Value):
+// 0 while the series is absent.
 func (r *replica) metric(t *testing.T, name string, labels map[string]string) float64 {
 	t.Helper()
-	return scrapeValue(t, r.httpAddr, name, labels)
+	v, _ := servertest.Metrics(t, r.httpAddr).Lookup(name, labels)
+	return v
 }
 
 // redisOps is the count of one operation result on the replica.
