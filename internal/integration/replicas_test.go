@@ -169,21 +169,13 @@ func tail(s string, n int) string {
 // the wiring of serve itself.
 func buildServer(t *testing.T) string {
 	t.Helper()
-	wd, err := os.Getwd()
-	if err != nil {
-		t.Fatal(err)
-	}
-	root, err := kratosdev.FindRoot(wd)
-	if err != nil {
-		t.Fatal(err)
-	}
 	goBin, err := exec.LookPath("go")
 	if err != nil {
 		t.Fatalf("the go command is needed to build the server: %v", err)
 	}
 	out := filepath.Join(t.TempDir(), "ory-ext-authz")
 	cmd := exec.CommandContext(t.Context(), goBin, "build", "-o", out, "./cmd/ory-ext-authz")
-	cmd.Dir = root
+	cmd.Dir = kratostest.Root(t)
 	if b, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("go build ./cmd/ory-ext-authz: %v\n%s", err, b)
 	}
