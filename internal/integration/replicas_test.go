@@ -285,22 +285,21 @@ func (rs *replicaSet) login(t *testing.T, u user, browser bool) session {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), callTimeout)
 	defer cancel()
+	login, header := rs.k.APILogin, "X-Session-Token"
 	if browser {
-		cookie, sid, err := rs.k.BrowserLoginSession(ctx, u.email, password)
-		if err != nil {
-			t.Fatal(err)
-		}
-		rs.secrets.addCookie(cookie)
-		rs.ids.add(sid)
-		return session{headers: map[string]string{"cookie": cookie}, header: "Cookie", value: cookie, sid: sid}
+		login, header = rs.k.BrowserLoginSession, "Cookie"
 	}
-	token, sid, err := rs.k.APILogin(ctx, u.email, password)
+	value, sid, err := login(ctx, u.email, password)
 	if err != nil {
 		t.Fatal(err)
 	}
-	rs.secrets.add(token)
+	if browser {
+		rs.secrets.addCookie(value) // the cookie's value too
+	} else {
+		rs.secrets.add(value)
+	}
 	rs.ids.add(sid)
-	return session{headers: map[string]string{"x-session-token": token}, header: "X-Session-Token", value: token, sid: sid}
+	return session{headers: map[string]string{strings.ToLower(header): value}, header: header, value: value, sid: sid}
 }
 
 // calls counts the whoami calls of s that reached Kratos.
