@@ -82,30 +82,27 @@ type tierEnv struct {
 	log  *logcapture.Buffer
 }
 
-// newTier starts a Tier on srv (nil: edit sets the URL) with secretA,
-// edited by edit, closed when the test ends (healthy waits for it).
+// newTier starts a Tier on srv (nil: edit sets the URL) as
+// redistest.NewTier does, but with secretA, testTimeout, this test's
+// observer and a log that must show no secret, edited by edit (healthy
+// waits for it).
 func newTier(t *testing.T, srv *redistest.Server, edit func(*redistier.Options)) tierEnv {
 	t.Helper()
 	obs := newObserver()
 	log, buf := logcapture.Logger(t, func() []string {
 		return []string{string(secretA), string(secretB), "wrong-password-value", "right-password-value"}
 	})
-	o := redistier.Options{
-		Secrets: [][]byte{secretA}, Timeout: testTimeout,
-		MinBackoff: 20 * time.Millisecond, MaxBackoff: 200 * time.Millisecond,
-		WarnEvery: time.Millisecond, Logger: log, Observer: obs,
-	}
+	url := ""
 	if srv != nil {
-		o.URL = srv.URL()
+		url = srv.URL()
 	}
-	if edit != nil {
-		edit(&o)
-	}
-	tier, err := redistier.New(t.Context(), o)
-	if err != nil {
-		t.Fatalf("New: %v", err)
-	}
-	t.Cleanup(tier.Close)
+	tier := redistest.NewTier(t, url, func(o *redistier.Options) {
+		o.Secrets, o.Timeout = [][]byte{secretA}, testTimeout
+		o.WarnEvery, o.Logger, o.Observer = time.Millisecond, log, obs
+		if edit != nil {
+			edit(o)
+		}
+	})
 	return tierEnv{tier: tier, obs: obs, log: buf}
 }
 
