@@ -19,15 +19,11 @@ func TestCluster(t *testing.T) {
 	cl := redistest.StartCluster(t, 3)
 	url := func(o *redistier.Options) { o.URL = cl.URL() }
 	rotating := func(o *redistier.Options) { url(o); o.Secrets = [][]byte{secretB, secretA} }
-	a, b := newTier(t, cl.Nodes[0], url), newTier(t, cl.Nodes[0], rotating)
-	healthy(t, a.tier)
-	healthy(t, b.tier)
+	a, b := healthyTier(t, cl.Nodes[0], url), healthyTier(t, cl.Nodes[0], rotating)
 
 	const n = 30
 	for i := range n {
-		if err := a.tier.Set(t.Context(), key(fmt.Sprint("k", i)), []byte(fmt.Sprint("v", i)), time.Minute); err != nil {
-			t.Fatal(err)
-		}
+		mustSet(t, a.tier, key(fmt.Sprint("k", i)), []byte(fmt.Sprint("v", i)))
 	}
 	perNode := []int{}
 	for _, s := range cl.Nodes {
@@ -49,10 +45,7 @@ func TestCluster(t *testing.T) {
 	}
 
 	k := key("locked")
-	unlock, ok, err := a.tier.Lock(t.Context(), k, time.Minute)
-	if !ok || err != nil {
-		t.Fatalf("Lock = %v, %v", ok, err)
-	}
+	unlock := mustLock(t, a.tier, k, time.Minute)
 	if _, ok, _ := newTier(t, cl.Nodes[0], url).tier.Lock(t.Context(), k, time.Minute); ok {
 		t.Fatal("second Lock acquired")
 	}

@@ -69,13 +69,7 @@ func everyOp(t *testing.T, tier *redistier.Tier, bound time.Duration) []error {
 // of Timeout, the breaker opens and then fails fast without the network,
 // and after SIGCONT the Tier recovers by itself.
 func TestHungRedisBreakerOpensAndRecovers(t *testing.T) {
-	srv := redistest.Start(t, redistest.Options{})
-	env := newTier(t, srv, func(o *redistier.Options) { o.Timeout = faultTimeout })
-	healthy(t, env.tier)
-	k := key("warm")
-	if err := env.tier.Set(t.Context(), k, []byte("v"), time.Minute); err != nil {
-		t.Fatal(err)
-	}
+	srv, env, k := storedValue(t, "warm", func(o *redistier.Options) { o.Timeout = faultTimeout })
 	srv.Pause()
 	failed := 0
 	for i := range 20 {
@@ -123,13 +117,7 @@ func TestHungRedisBreakerOpensAndRecovers(t *testing.T) {
 // Writes refused under maxmemory noeviction fail cleanly; reads go on and
 // the breaker stays closed.
 func TestOOMWritesFailCleanly(t *testing.T) {
-	srv := redistest.Start(t, redistest.Options{})
-	env := newTier(t, srv, nil)
-	healthy(t, env.tier)
-	k := key("before")
-	if err := env.tier.Set(t.Context(), k, []byte("v"), time.Minute); err != nil {
-		t.Fatal(err)
-	}
+	srv, env, k := storedValue(t, "before", nil)
 	srv.ConfigSet("maxmemory-policy", "noeviction")
 	srv.ConfigSet("maxmemory", "1")
 	for range 10 {
@@ -158,13 +146,7 @@ func TestOOMWritesFailCleanly(t *testing.T) {
 // on its own (a failed operation or two at most), and a restarted Redis is
 // simply empty.
 func TestKilledConnectionsAndEmptyRestartRecover(t *testing.T) {
-	srv := redistest.Start(t, redistest.Options{})
-	env := newTier(t, srv, nil)
-	healthy(t, env.tier)
-	k := key("k")
-	if err := env.tier.Set(t.Context(), k, []byte("v"), time.Minute); err != nil {
-		t.Fatal(err)
-	}
+	srv, env, k := storedValue(t, "k", nil)
 	srv.KillClients("TYPE", "normal")
 	testwait.For(t, "a Get after CLIENT KILL", func() bool {
 		v, ok, err := env.tier.Get(t.Context(), k)
@@ -177,9 +159,7 @@ func TestKilledConnectionsAndEmptyRestartRecover(t *testing.T) {
 		return err == nil && env.tier.Healthy()
 	})
 	mustMiss(t, env.tier, k) // restarted empty
-	if err := env.tier.Set(t.Context(), k, []byte("v2"), time.Minute); err != nil {
-		t.Fatal(err)
-	}
+	mustSet(t, env.tier, k, []byte("v2"))
 	mustGet(t, env.tier, k, []byte("v2"))
 	// Lock is the one write rueidis does not retry over a new connection
 	// (SET NX is not idempotent): each connection broken by the restart
@@ -276,14 +256,11 @@ func TestWrongPasswordFailsFastAndClearly(t *testing.T) {
 // TLS with a client certificate and an ACL user, all from Options.
 func TestTLSClientCertACLUser(t *testing.T) {
 	srv := redistest.Start(t, redistest.Options{TLS: true, ClientCerts: true, User: "ext-authz", UserPassword: "right-password-value"})
-	env := newTier(t, srv, func(o *redistier.Options) {
+	env := healthyTier(t, srv, func(o *redistier.Options) {
 		o.CAFile, o.CertFile, o.KeyFile = srv.CAFile, srv.CertFile, srv.KeyFile
 		o.Username, o.Password = "ext-authz", "right-password-value"
 	})
-	healthy(t, env.tier)
-	if err := env.tier.Set(t.Context(), key("k"), []byte("over TLS"), time.Minute); err != nil {
-		t.Fatal(err)
-	}
+	mustSet(t, env.tier, key("k"), []byte("over TLS"))
 	mustGet(t, env.tier, key("k"), []byte("over TLS"))
 
 	// Without the client certificate the server refuses the handshake.

@@ -112,6 +112,26 @@ func healthy(t *testing.T, tier *redistier.Tier) {
 	testwait.For(t, "the tier to become healthy", tier.Healthy)
 }
 
+// healthyTier is newTier, once healthy.
+func healthyTier(t *testing.T, srv *redistest.Server, edit func(*redistier.Options)) tierEnv {
+	t.Helper()
+	env := newTier(t, srv, edit)
+	healthy(t, env.tier)
+	return env
+}
+
+// storedValue starts a redis-server and a healthy Tier on it (newTier's,
+// edited by edit) that has stored "v" under key(name): where a fault test
+// starts from.
+func storedValue(t *testing.T, name string, edit func(*redistier.Options)) (*redistest.Server, tierEnv, [32]byte) {
+	t.Helper()
+	srv := redistest.Start(t, redistest.Options{})
+	env := healthyTier(t, srv, edit)
+	k := key(name)
+	mustSet(t, env.tier, k, []byte("v"))
+	return srv, env, k
+}
+
 func key(s string) [32]byte {
 	var k [32]byte
 	copy(k[:], fmt.Sprintf("%-32s", s))
@@ -128,6 +148,24 @@ func valueKeys(t *testing.T, srv *redistest.Server) []string {
 		}
 	}
 	return out
+}
+
+// mustSet stores v under k for a minute.
+func mustSet(t *testing.T, tier *redistier.Tier, k [32]byte, v []byte) {
+	t.Helper()
+	if err := tier.Set(t.Context(), k, v, time.Minute); err != nil {
+		t.Fatalf("Set: %v", err)
+	}
+}
+
+// mustLock takes k's fill lock for ttl and returns its unlock.
+func mustLock(t *testing.T, tier *redistier.Tier, k [32]byte, ttl time.Duration) (unlock func()) {
+	t.Helper()
+	unlock, ok, err := tier.Lock(t.Context(), k, ttl)
+	if err != nil || !ok {
+		t.Fatalf("Lock = %v, %v; want it acquired", ok, err)
+	}
+	return unlock
 }
 
 func mustGet(t *testing.T, tier *redistier.Tier, k [32]byte, want []byte) {

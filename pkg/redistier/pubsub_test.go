@@ -89,10 +89,7 @@ func (s *subscriber) waitEvents(t *testing.T, want ...string) {
 
 func TestInvalidateReachesEverySubscriber(t *testing.T) {
 	srv := redistest.Start(t, redistest.Options{})
-	a, b, admin := newTier(t, srv, nil), newTier(t, srv, nil), newTier(t, srv, nil)
-	for _, e := range []tierEnv{a, b, admin} {
-		healthy(t, e.tier)
-	}
+	a, b, admin := healthyTier(t, srv, nil), healthyTier(t, srv, nil), healthyTier(t, srv, nil)
 	subA, subB := subscribe(t, a.tier), subscribe(t, b.tier)
 	subA.waitEvents(t, "restored")
 	subB.waitEvents(t, "restored")
@@ -158,9 +155,7 @@ func TestInvalidateReachesEverySubscriber(t *testing.T) {
 // onLost then onRestored, and invalidations flow again afterwards.
 func TestSubscriptionLossAndRestore(t *testing.T) {
 	srv := redistest.Start(t, redistest.Options{})
-	sub, pub := newTier(t, srv, nil), newTier(t, srv, nil)
-	healthy(t, sub.tier)
-	healthy(t, pub.tier)
+	sub, pub := healthyTier(t, srv, nil), healthyTier(t, srv, nil)
 	s := subscribe(t, sub.tier)
 	s.waitEvents(t, "restored")
 
@@ -183,8 +178,7 @@ func TestSubscriptionLossAndRestore(t *testing.T) {
 // Close ends a running Subscribe.
 func TestCloseEndsSubscribe(t *testing.T) {
 	srv := redistest.Start(t, redistest.Options{})
-	env := newTier(t, srv, nil)
-	healthy(t, env.tier)
+	env := healthyTier(t, srv, nil)
 	s := subscribe(t, env.tier)
 	s.waitEvents(t, "restored")
 	env.tier.Close()

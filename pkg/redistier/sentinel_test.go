@@ -24,13 +24,10 @@ func TestSentinelFailover(t *testing.T) {
 		return strings.Contains(info, "master_link_status:up")
 	})
 	sentinel := redistest.StartSentinel(t, master, 1)
-	env := newTier(t, master, func(o *redistier.Options) {
+	env := healthyTier(t, master, func(o *redistier.Options) {
 		o.URL = fmt.Sprintf("redis://%s?master_set=%s", sentinel.Addr(), redistest.SentinelMaster)
 	})
-	healthy(t, env.tier)
-	if err := env.tier.Set(t.Context(), key("before"), []byte("v1"), time.Minute); err != nil {
-		t.Fatal(err)
-	}
+	mustSet(t, env.tier, key("before"), []byte("v1"))
 	mustGet(t, env.tier, key("before"), []byte("v1"))
 	testwait.For(t, "the write to reach the replica", func() bool {
 		n, _ := replica.Do("DBSIZE").AsInt64()
