@@ -185,46 +185,39 @@ func TestKilledConnectionsAndEmptyRestartRecover(t *testing.T) {
 	}
 }
 
-// Redis down when New runs: New succeeds, operations fail fast, and the
-// Tier connects once Redis is up.
-func TestRedisDownAtStart(t *testing.T) {
-	srv := redistest.Start(t, redistest.Options{})
-	srv.Stop()
-	env := newTier(t, srv, nil)
-	for range 3 {
-		within(t, "an operation with Redis down", 20*testTimeout, func() {
-			if _, _, err := env.tier.Get(t.Context(), key("k")); !errors.Is(err, redistier.ErrUnavailable) {
-				t.Fatalf("Get with Redis down: %v, want ErrUnavailable", err)
+// Redis down or hung (accepting connections, never answering) when New
+// runs: New succeeds, operations fail fast, probes fail, Close returns,
+// and once Redis is back (restarted, SIGCONT) the Tier connects.
+func TestRedisSickAtStart(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		on, off func(*redistest.Server)
+	}{
+		{"down", (*redistest.Server).Stop, (*redistest.Server).Restart},
+		{"hung", (*redistest.Server).Pause, (*redistest.Server).Resume},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			srv := redistest.Start(t, redistest.Options{})
+			tc.on(srv)
+			dialTimeout := func(o *redistier.Options) { o.DialTimeout = 200 * time.Millisecond }
+			env := newTier(t, srv, dialTimeout)
+			for range 3 {
+				within(t, "an operation with Redis "+tc.name, 20*testTimeout, func() {
+					if _, _, err := env.tier.Get(t.Context(), key("k")); !errors.Is(err, redistier.ErrUnavailable) {
+						t.Fatalf("Get with Redis %s: %v, want ErrUnavailable", tc.name, err)
+					}
+				})
 			}
+			testwait.For(t, "a probe to fail", func() bool {
+				return env.obs.count("probe/error")+env.obs.count("probe/timeout") > 0
+			})
+			other := newTier(t, srv, dialTimeout)
+			within(t, "Close with Redis "+tc.name, 10*time.Second, other.tier.Close)
+			tc.off(srv)
+			healthy(t, env.tier)
+			mustMiss(t, env.tier, key("k"))
 		})
 	}
-	srv.Restart()
-	healthy(t, env.tier)
-	mustMiss(t, env.tier, key("k"))
-}
-
-// A Redis that hangs from the start (accepts connections, never answers):
-// New succeeds, operations fail fast, Close returns, and SIGCONT brings the
-// Tier up.
-func TestRedisHungAtStart(t *testing.T) {
-	srv := redistest.Start(t, redistest.Options{})
-	srv.Pause()
-	env := newTier(t, srv, func(o *redistier.Options) { o.DialTimeout = 200 * time.Millisecond })
-	for range 3 {
-		within(t, "an operation with Redis hung", 20*testTimeout, func() {
-			if _, _, err := env.tier.Get(t.Context(), key("k")); !errors.Is(err, redistier.ErrUnavailable) {
-				t.Fatalf("Get with Redis hung: %v, want ErrUnavailable", err)
-			}
-		})
-	}
-	testwait.For(t, "a probe to fail", func() bool {
-		return env.obs.count("probe/error")+env.obs.count("probe/timeout") > 0
-	})
-	other := newTier(t, srv, func(o *redistier.Options) { o.DialTimeout = 200 * time.Millisecond })
-	within(t, "Close with Redis hung", 10*time.Second, other.tier.Close)
-	srv.Resume()
-	healthy(t, env.tier)
-	mustMiss(t, env.tier, key("k"))
 }
 
 // A wrong password: New succeeds, operations fail fast and say why, nothing
