@@ -74,7 +74,7 @@ func TestCluster(t *testing.T) {
 		t.Fatalf("Invalidate = %d, %v; want 2 receivers", got, err)
 	}
 	for _, s := range []*subscriber{subA, subB} {
-		testwait.Within(t, 5*time.Second, "the invalidation to arrive", func() bool { return len(s.invalidations()) == 1 })
+		testwait.Within(t, 5*time.Second, "the invalidation to arrive", func() bool { return len(s.got.all()) == 1 })
 	}
 	if _, err := a.tier.Invalidate(t.Context(), redistier.KindPurge, "", at.Add(time.Second)); err != nil {
 		t.Fatal(err)
