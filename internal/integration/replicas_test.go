@@ -333,13 +333,7 @@ func (rs *replicaSet) allow(t *testing.T, r *replica, s session, timeout time.Du
 func (rs *replicaSet) assertRedisClean(t *testing.T) {
 	t.Helper()
 	dump := rs.redis.Dump()
-	values := 0
-	for k := range dump {
-		if strings.HasSuffix(k, "}v") {
-			values++
-		}
-	}
-	if values == 0 {
+	if len(redistest.Values(dump)) == 0 {
 		t.Error("Redis holds no value: the replicas did not use it")
 	}
 	for _, s := range append(rs.secrets.all(), rs.ids.all()...) {

@@ -1,6 +1,7 @@
 package redistest
 
 import (
+	"strings"
 	"testing"
 	"time"
 
@@ -40,4 +41,16 @@ func NewTier(t testing.TB, url string, edit func(*redistier.Options)) *redistier
 	}
 	t.Cleanup(tier.Close)
 	return tier
+}
+
+// Values are the names in dump (a Server's or Cluster's Dump) of the
+// values tiers stored: they end in "}v" (pkg/redistier's key names).
+func Values(dump map[string][]byte) []string {
+	var out []string
+	for k := range dump {
+		if strings.HasSuffix(k, "}v") {
+			out = append(out, k)
+		}
+	}
+	return out
 }

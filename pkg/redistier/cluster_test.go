@@ -2,7 +2,6 @@ package redistier_test
 
 import (
 	"fmt"
-	"strings"
 	"testing"
 	"time"
 
@@ -27,13 +26,7 @@ func TestCluster(t *testing.T) {
 	}
 	perNode := []int{}
 	for _, s := range cl.Nodes {
-		c := 0
-		for k := range s.Dump() {
-			if strings.HasSuffix(k, "}v") {
-				c++
-			}
-		}
-		perNode = append(perNode, c)
+		perNode = append(perNode, len(redistest.Values(s.Dump())))
 	}
 	for i, c := range perNode {
 		if c == 0 {

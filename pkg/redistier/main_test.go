@@ -3,7 +3,6 @@ package redistier_test
 import (
 	"bytes"
 	"fmt"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -136,18 +135,6 @@ func key(s string) [32]byte {
 	var k [32]byte
 	copy(k[:], fmt.Sprintf("%-32s", s))
 	return k
-}
-
-// valueKeys returns the Redis names of stored values (they end in "}v").
-func valueKeys(t *testing.T, srv *redistest.Server) []string {
-	t.Helper()
-	var out []string
-	for k := range srv.Dump() {
-		if strings.HasSuffix(k, "}v") {
-			out = append(out, k)
-		}
-	}
-	return out
 }
 
 // mustSet stores v under k for a minute.
