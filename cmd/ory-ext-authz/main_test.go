@@ -258,20 +258,27 @@ func TestServeMetrics(t *testing.T) {
 	fake := fakeory.New()
 	defer fake.Close()
 	s := startServe(t, fake)
-	resp, err := http.Get("http://" + s.httpAddr + "/metrics")
+	body := scrape(t, s.httpAddr)
+	for _, series := range []string{`ory_ext_authz_grpc_panics_total{server="ext_authz"} 0`, `ory_ext_authz_grpc_panics_total{server="admin"} 0`} {
+		if !strings.Contains(body, series+"\n") {
+			t.Errorf("/metrics has no %s", series)
+		}
+	}
+}
+
+// scrape is the text of serve's /metrics at httpAddr.
+func scrape(t *testing.T, httpAddr string) string {
+	t.Helper()
+	resp, err := http.Get("http://" + httpAddr + "/metrics")
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
+	b, err := io.ReadAll(resp.Body)
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, series := range []string{`ory_ext_authz_grpc_panics_total{server="ext_authz"} 0`, `ory_ext_authz_grpc_panics_total{server="admin"} 0`} {
-		if !strings.Contains(string(body), series+"\n") {
-			t.Errorf("/metrics has no %s", series)
-		}
-	}
+	return string(b)
 }
 
 // TestToolConvention: check, admin and jwks follow internal/cli's

@@ -1,19 +1,17 @@
 package main
 
 import (
-	"io"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 
 	"github.com/ory-ext-authz/ory-ext-authz/internal/fakeory"
 	"github.com/ory-ext-authz/ory-ext-authz/internal/redistest"
 	"github.com/ory-ext-authz/ory-ext-authz/internal/servertest"
+	"github.com/ory-ext-authz/ory-ext-authz/internal/testwait"
 )
 
 const redisPassword = "cmd-redis-Pa55-w0rd"
@@ -26,41 +24,6 @@ func secretFile(t *testing.T, content string) string {
 		t.Fatal(err)
 	}
 	return p
-}
-
-// unusedAddr is a loopback address nothing listens on.
-func unusedAddr(t *testing.T) string {
-	t.Helper()
-	l := servertest.Listen(t)
-	addr := l.Addr().String()
-	_ = l.Close()
-	return addr
-}
-
-// eventually polls cond for up to 10s.
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
-func scrape(t *testing.T, httpAddr string) string {
-	t.Helper()
-	resp, err := http.Get("http://" + httpAddr + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return string(b)
 }
 
 // TestServeSharedTier runs `serve` with the --redis-* flags: with a
@@ -84,14 +47,7 @@ func TestServeSharedTier(t *testing.T) {
 			t.Fatal("the first check was cached")
 		}
 		// The fill writes to Redis after answering; wait for the value.
-		eventually(t, "a value in Redis", func() bool {
-			for k := range srv.Dump() {
-				if strings.HasSuffix(k, "}v") {
-					return true
-				}
-			}
-			return false
-		})
+		testwait.For(t, "a value in Redis", func() bool { return len(redistest.Values(srv.Dump())) > 0 })
 		for k, v := range srv.Dump() {
 			for _, secret := range fake.Secrets() {
 				if secret != "" && (strings.Contains(k, secret) || strings.Contains(string(v), secret)) {
@@ -121,7 +77,7 @@ func TestServeSharedTier(t *testing.T) {
 	t.Run("Redis down", func(t *testing.T) {
 		// A port nothing listens on: startServe waits for /readyz, so
 		// serve is ready without Redis.
-		s := startServe(t, fake, "--redis-url", "redis://"+unusedAddr(t), "--redis-secret-file", secret)
+		s := startServe(t, fake, "--redis-url", "redis://"+servertest.FreeAddr(t), "--redis-secret-file", secret)
 		client := authv3.NewAuthorizationClient(servertest.Dial(t, s.grpcAddr))
 		sess := fake.NewSession()
 		if checkCached(t, client, sess) || !checkCached(t, client, sess) {
@@ -145,7 +101,7 @@ func TestServeSharedTier(t *testing.T) {
 	})
 
 	t.Run("short secret", func(t *testing.T) {
-		code, _, errOut := runCLI(t, "serve", "--ory-url", fake.URL, "--tokenize-as", "mesh", "--grpc-addr", unusedAddr(t), "--http-addr", unusedAddr(t), "--admin-addr", "",
+		code, _, errOut := runCLI(t, "serve", "--ory-url", fake.URL, "--tokenize-as", "mesh", "--grpc-addr", servertest.FreeAddr(t), "--http-addr", servertest.FreeAddr(t), "--admin-addr", "",
 			"--redis-url", "redis://127.0.0.1:1", "--redis-secret-file", secretFile(t, "short"))
 		if code != 1 || !strings.Contains(errOut, "--redis-secret-file: ") || !strings.Contains(errOut, "holds 5 bytes") {
 			t.Fatalf("exit %d, want 1 naming --redis-secret-file\n%s", code, errOut)

@@ -13,9 +13,6 @@ import (
 	"time"
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
-	dto "github.com/prometheus/client_model/go"
-	"github.com/prometheus/common/expfmt"
-	"github.com/prometheus/common/model"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -28,6 +25,7 @@ import (
 	"github.com/ory-ext-authz/ory-ext-authz/internal/procgroup"
 	"github.com/ory-ext-authz/ory-ext-authz/internal/redistest"
 	"github.com/ory-ext-authz/ory-ext-authz/internal/servertest"
+	"github.com/ory-ext-authz/ory-ext-authz/internal/testwait"
 	"github.com/ory-ext-authz/ory-ext-authz/pkg/admin"
 	"github.com/ory-ext-authz/ory-ext-authz/pkg/authz"
 	"github.com/ory-ext-authz/ory-ext-authz/pkg/metrics"
@@ -165,36 +163,19 @@ func tail(s string, n int) string {
 	return strings.Join(lines[max(0, len(lines)-n):], "\n")
 }
 
-// loopbackAddr is a free 127.0.0.1 address for a child process to listen on.
-func loopbackAddr(t *testing.T) string {
-	t.Helper()
-	l := servertest.Listen(t)
-	addr := l.Addr().String()
-	_ = l.Close()
-	return addr
-}
-
 // buildServer builds cmd/ory-ext-authz into a temporary directory, as
 // `make build` does. Not with -race: the in-process replicas run the same
 // code under the race detector; the binary is here to prove the flags and
 // the wiring of serve itself.
 func buildServer(t *testing.T) string {
 	t.Helper()
-	wd, err := os.Getwd()
-	if err != nil {
-		t.Fatal(err)
-	}
-	root, err := kratosdev.FindRoot(wd)
-	if err != nil {
-		t.Fatal(err)
-	}
 	goBin, err := exec.LookPath("go")
 	if err != nil {
 		t.Fatalf("the go command is needed to build the server: %v", err)
 	}
 	out := filepath.Join(t.TempDir(), "ory-ext-authz")
 	cmd := exec.CommandContext(t.Context(), goBin, "build", "-o", out, "./cmd/ory-ext-authz")
-	cmd.Dir = root
+	cmd.Dir = kratostest.Root(t)
 	if b, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("go build ./cmd/ory-ext-authz: %v\n%s", err, b)
 	}
@@ -208,8 +189,8 @@ func buildServer(t *testing.T) string {
 func (rs *replicaSet) startBinary(t *testing.T, bin string, args []string, env map[string]string) {
 	t.Helper()
 	r := &replica{name: fmt.Sprintf("replica %d (serve)", len(rs.list)), logs: &logcapture.Buffer{}}
-	grpcAddr, adminAddr := loopbackAddr(t), loopbackAddr(t)
-	r.httpAddr = loopbackAddr(t)
+	grpcAddr, adminAddr := servertest.FreeAddr(t), servertest.FreeAddr(t)
+	r.httpAddr = servertest.FreeAddr(t)
 	full := append([]string{"serve", "--ory-url", rs.proxy.URL(), "--tokenize-as", kratosdev.MeshTemplate,
 		"--grpc-addr", grpcAddr, "--http-addr", r.httpAddr, "--admin-addr", adminAddr, "--log-level", "debug"}, args...)
 	cmd := exec.Command(bin, full...)
@@ -230,7 +211,7 @@ func (rs *replicaSet) startBinary(t *testing.T, bin string, args []string, env m
 		}
 		logcapture.AssertNoSecrets(t, r.logs.String(), rs.secrets.all())
 	})
-	eventually(t, 20*time.Second, r.name+" ready", func() bool {
+	testwait.Within(t, 20*time.Second, r.name+" ready", func() bool {
 		select {
 		case <-p.Exited():
 			t.Fatalf("%s exited: %v; log:\n%s", r.name, p.Err(), r.logs.String())
@@ -248,56 +229,12 @@ func (rs *replicaSet) startBinary(t *testing.T, bin string, args []string, env m
 	rs.list = append(rs.list, r)
 }
 
-// eventually polls cond every 20ms until it holds or timeout passes.
-func eventually(t *testing.T, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", timeout, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
-// scrapeValue reads one series from a replica's /metrics: a counter's or
-// gauge's value, 0 if the series is absent.
-func scrapeValue(t *testing.T, httpAddr, name string, labels map[string]string) float64 {
-	t.Helper()
-	resp, err := http.Get("http://" + httpAddr + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	parser := expfmt.NewTextParser(model.UTF8Validation)
-	families, err := parser.TextToMetricFamilies(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, m := range families[name].GetMetric() {
-		if hasLabels(m, labels) {
-			if c := m.GetCounter(); c != nil {
-				return c.GetValue()
-			}
-			return m.GetGauge().GetValue()
-		}
-	}
-	return 0
-}
-
-func hasLabels(m *dto.Metric, labels map[string]string) bool {
-	n := 0
-	for _, l := range m.GetLabel() {
-		if v, ok := labels[l.GetName()]; ok && v == l.GetValue() {
-			n++
-		}
-	}
-	return n == len(labels)
-}
-
+// metric reads one series from r's /metrics (see servertest.Families.Value):
+// 0 while the series is absent.
 func (r *replica) metric(t *testing.T, name string, labels map[string]string) float64 {
 	t.Helper()
-	return scrapeValue(t, r.httpAddr, name, labels)
+	v, _ := servertest.Metrics(t, r.httpAddr).Lookup(name, labels)
+	return v
 }
 
 // redisOps is the count of one operation result on the replica.
@@ -319,12 +256,12 @@ const clockSkew = time.Second
 func (rs *replicaSet) waitShared(t *testing.T) {
 	t.Helper()
 	for _, r := range rs.list {
-		eventually(t, 20*time.Second, r.name+" subscribed with the breaker closed", func() bool {
+		testwait.Within(t, 20*time.Second, r.name+" subscribed with the breaker closed", func() bool {
 			return r.metric(t, "ory_ext_authz_redis_breaker_state", map[string]string{"state": "closed"}) == 1 &&
 				r.redisOps(t, redistier.OpSubscribe, redistier.ResultOK) >= 1
 		})
 	}
-	eventually(t, 20*time.Second, "every replica a subscriber in Redis", func() bool {
+	testwait.Within(t, 20*time.Second, "every replica a subscriber in Redis", func() bool {
 		reply, err := rs.redis.Do("PUBSUB", "NUMSUB", redistier.DefaultChannel).ToArray()
 		if err != nil || len(reply) != 2 {
 			return false
@@ -348,22 +285,21 @@ func (rs *replicaSet) login(t *testing.T, u user, browser bool) session {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), callTimeout)
 	defer cancel()
+	login, header := rs.k.APILogin, "X-Session-Token"
 	if browser {
-		cookie, sid, err := rs.k.BrowserLoginSession(ctx, u.email, password)
-		if err != nil {
-			t.Fatal(err)
-		}
-		rs.secrets.addCookie(cookie)
-		rs.ids.add(sid)
-		return session{headers: map[string]string{"cookie": cookie}, header: "Cookie", value: cookie, sid: sid}
+		login, header = rs.k.BrowserLoginSession, "Cookie"
 	}
-	token, sid, err := rs.k.APILogin(ctx, u.email, password)
+	value, sid, err := login(ctx, u.email, password)
 	if err != nil {
 		t.Fatal(err)
 	}
-	rs.secrets.add(token)
+	if browser {
+		rs.secrets.addCookie(value) // the cookie's value too
+	} else {
+		rs.secrets.add(value)
+	}
 	rs.ids.add(sid)
-	return session{headers: map[string]string{"x-session-token": token}, header: "X-Session-Token", value: token, sid: sid}
+	return session{headers: map[string]string{strings.ToLower(header): value}, header: header, value: value, sid: sid}
 }
 
 // calls counts the whoami calls of s that reached Kratos.
@@ -397,13 +333,7 @@ func (rs *replicaSet) allow(t *testing.T, r *replica, s session, timeout time.Du
 func (rs *replicaSet) assertRedisClean(t *testing.T) {
 	t.Helper()
 	dump := rs.redis.Dump()
-	values := 0
-	for k := range dump {
-		if strings.HasSuffix(k, "}v") {
-			values++
-		}
-	}
-	if values == 0 {
+	if len(redistest.Values(dump)) == 0 {
 		t.Error("Redis holds no value: the replicas did not use it")
 	}
 	for _, s := range append(rs.secrets.all(), rs.ids.all()...) {
@@ -581,7 +511,7 @@ func TestReplicasInvalidation(t *testing.T) {
 	// Pub/sub delivers asynchronously: wait until B and C counted the
 	// message (it is applied right after it is counted).
 	for i, r := range rs.list {
-		eventually(t, 10*time.Second, r.name+" receiving the invalidation", func() bool {
+		testwait.For(t, r.name+" receiving the invalidation", func() bool {
 			return r.redisOps(t, redistier.OpMessage, redistier.ResultOK) > messages[i]
 		})
 	}
@@ -643,7 +573,7 @@ func TestReplicasInvalidateRedisDown(t *testing.T) {
 	resp, err := a.check(t, s, faultBound)
 	denied(t, resp, err, codes.Unauthenticated, http.StatusUnauthorized)
 
-	eventually(t, 20*time.Second, "B noticing the lost subscription", func() bool {
+	testwait.Within(t, 20*time.Second, "B noticing the lost subscription", func() bool {
 		return strings.Contains(b.logs.String(), "invalidation subscription lost")
 	})
 	resp, err = b.check(t, s, faultBound)
@@ -752,13 +682,13 @@ func TestReplicasRedisFaults(t *testing.T) {
 			}
 
 			for _, r := range rs.list {
-				eventually(t, 30*time.Second, r.name+"'s tier healthy again", r.tier.Healthy)
+				testwait.Within(t, 30*time.Second, r.name+"'s tier healthy again", r.tier.Healthy)
 			}
 			// Values reach Redis again: B and C take A's JWT from it. For
 			// clockSkew after its subscription is back a replica takes no
 			// value from Redis and asks Kratos itself; hence a new session
 			// per attempt.
-			eventually(t, 30*time.Second, "a session shared through Redis again", func() bool {
+			testwait.Within(t, 30*time.Second, "a session shared through Redis again", func() bool {
 				s := rs.login(t, u, false)
 				raw, _ := rs.allow(t, a, s, faultBound)
 				same := true

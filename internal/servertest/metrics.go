@@ -33,25 +33,33 @@ func Metrics(t testing.TB, httpAddr string) Families {
 // fails t when there is no such series.
 func (f Families) Value(t testing.TB, name string, labels map[string]string) float64 {
 	t.Helper()
-	fam, ok := f[name]
-	if !ok {
+	if _, ok := f[name]; !ok {
 		t.Fatalf("no metric %s on /metrics", name)
 	}
-	for _, m := range fam.GetMetric() {
+	v, ok := f.Lookup(name, labels)
+	if !ok {
+		t.Fatalf("no %s%v on /metrics", name, labels)
+	}
+	return v
+}
+
+// Lookup is Value for a series that may be absent (not yet observed): ok
+// tells whether there is one.
+func (f Families) Lookup(name string, labels map[string]string) (v float64, ok bool) {
+	for _, m := range f[name].GetMetric() {
 		if !hasLabels(m, labels) {
 			continue
 		}
 		switch {
 		case m.GetCounter() != nil:
-			return m.GetCounter().GetValue()
+			return m.GetCounter().GetValue(), true
 		case m.GetGauge() != nil:
-			return m.GetGauge().GetValue()
+			return m.GetGauge().GetValue(), true
 		case m.GetHistogram() != nil:
-			return float64(m.GetHistogram().GetSampleCount())
+			return float64(m.GetHistogram().GetSampleCount()), true
 		}
 	}
-	t.Fatalf("no %s%v on /metrics", name, labels)
-	return 0
+	return 0, false
 }
 
 func hasLabels(m *dto.Metric, labels map[string]string) bool {

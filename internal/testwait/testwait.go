@@ -19,10 +19,18 @@ const interval = 5 * time.Millisecond
 // when it still does not after Timeout.
 func For(t testing.TB, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(Timeout)
+	Within(t, Timeout, what, cond)
+}
+
+// Within is For with another bound than Timeout: for a wait known to take
+// longer (a Redis failover, a child process starting) or one that should
+// be over sooner.
+func Within(t testing.TB, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
 	for !cond() {
 		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
+			t.Fatalf("timed out after %v waiting for %s", timeout, what)
 		}
 		time.Sleep(interval)
 	}

@@ -2,11 +2,11 @@ package redistier_test
 
 import (
 	"fmt"
-	"strings"
 	"testing"
 	"time"
 
 	"github.com/ory-ext-authz/ory-ext-authz/internal/redistest"
+	"github.com/ory-ext-authz/ory-ext-authz/internal/testwait"
 	"github.com/ory-ext-authz/ory-ext-authz/pkg/redistier"
 )
 
@@ -18,25 +18,15 @@ func TestCluster(t *testing.T) {
 	cl := redistest.StartCluster(t, 3)
 	url := func(o *redistier.Options) { o.URL = cl.URL() }
 	rotating := func(o *redistier.Options) { url(o); o.Secrets = [][]byte{secretB, secretA} }
-	a, b := newTier(t, cl.Nodes[0], url), newTier(t, cl.Nodes[0], rotating)
-	healthy(t, a.tier)
-	healthy(t, b.tier)
+	a, b := healthyTier(t, cl.Nodes[0], url), healthyTier(t, cl.Nodes[0], rotating)
 
 	const n = 30
 	for i := range n {
-		if err := a.tier.Set(t.Context(), key(fmt.Sprint("k", i)), []byte(fmt.Sprint("v", i)), time.Minute); err != nil {
-			t.Fatal(err)
-		}
+		mustSet(t, a.tier, key(fmt.Sprint("k", i)), []byte(fmt.Sprint("v", i)))
 	}
 	perNode := []int{}
 	for _, s := range cl.Nodes {
-		c := 0
-		for k := range s.Dump() {
-			if strings.HasSuffix(k, "}v") {
-				c++
-			}
-		}
-		perNode = append(perNode, c)
+		perNode = append(perNode, len(redistest.Values(s.Dump())))
 	}
 	for i, c := range perNode {
 		if c == 0 {
@@ -48,10 +38,7 @@ func TestCluster(t *testing.T) {
 	}
 
 	k := key("locked")
-	unlock, ok, err := a.tier.Lock(t.Context(), k, time.Minute)
-	if !ok || err != nil {
-		t.Fatalf("Lock = %v, %v", ok, err)
-	}
+	unlock := mustLock(t, a.tier, k, time.Minute)
 	if _, ok, _ := newTier(t, cl.Nodes[0], url).tier.Lock(t.Context(), k, time.Minute); ok {
 		t.Fatal("second Lock acquired")
 	}
@@ -80,7 +67,7 @@ func TestCluster(t *testing.T) {
 		t.Fatalf("Invalidate = %d, %v; want 2 receivers", got, err)
 	}
 	for _, s := range []*subscriber{subA, subB} {
-		eventually(t, 5*time.Second, "the invalidation to arrive", func() bool { return len(s.invalidations()) == 1 })
+		testwait.Within(t, 5*time.Second, "the invalidation to arrive", func() bool { return len(s.got.all()) == 1 })
 	}
 	if _, err := a.tier.Invalidate(t.Context(), redistier.KindPurge, "", at.Add(time.Second)); err != nil {
 		t.Fatal(err)

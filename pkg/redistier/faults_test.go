@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/ory-ext-authz/ory-ext-authz/internal/redistest"
+	"github.com/ory-ext-authz/ory-ext-authz/internal/testwait"
 	"github.com/ory-ext-authz/ory-ext-authz/pkg/redistier"
 )
 
@@ -68,13 +69,7 @@ func everyOp(t *testing.T, tier *redistier.Tier, bound time.Duration) []error {
 // of Timeout, the breaker opens and then fails fast without the network,
 // and after SIGCONT the Tier recovers by itself.
 func TestHungRedisBreakerOpensAndRecovers(t *testing.T) {
-	srv := redistest.Start(t, redistest.Options{})
-	env := newTier(t, srv, func(o *redistier.Options) { o.Timeout = faultTimeout })
-	healthy(t, env.tier)
-	k := key("warm")
-	if err := env.tier.Set(t.Context(), k, []byte("v"), time.Minute); err != nil {
-		t.Fatal(err)
-	}
+	srv, env, k := storedValue(t, "warm", func(o *redistier.Options) { o.Timeout = faultTimeout })
 	srv.Pause()
 	failed := 0
 	for i := range 20 {
@@ -122,13 +117,7 @@ func TestHungRedisBreakerOpensAndRecovers(t *testing.T) {
 // Writes refused under maxmemory noeviction fail cleanly; reads go on and
 // the breaker stays closed.
 func TestOOMWritesFailCleanly(t *testing.T) {
-	srv := redistest.Start(t, redistest.Options{})
-	env := newTier(t, srv, nil)
-	healthy(t, env.tier)
-	k := key("before")
-	if err := env.tier.Set(t.Context(), k, []byte("v"), time.Minute); err != nil {
-		t.Fatal(err)
-	}
+	srv, env, k := storedValue(t, "before", nil)
 	srv.ConfigSet("maxmemory-policy", "noeviction")
 	srv.ConfigSet("maxmemory", "1")
 	for range 10 {
@@ -157,28 +146,20 @@ func TestOOMWritesFailCleanly(t *testing.T) {
 // on its own (a failed operation or two at most), and a restarted Redis is
 // simply empty.
 func TestKilledConnectionsAndEmptyRestartRecover(t *testing.T) {
-	srv := redistest.Start(t, redistest.Options{})
-	env := newTier(t, srv, nil)
-	healthy(t, env.tier)
-	k := key("k")
-	if err := env.tier.Set(t.Context(), k, []byte("v"), time.Minute); err != nil {
-		t.Fatal(err)
-	}
+	srv, env, k := storedValue(t, "k", nil)
 	srv.KillClients("TYPE", "normal")
-	eventually(t, 10*time.Second, "a Get after CLIENT KILL", func() bool {
+	testwait.For(t, "a Get after CLIENT KILL", func() bool {
 		v, ok, err := env.tier.Get(t.Context(), k)
 		return err == nil && ok && string(v) == "v"
 	})
 
 	srv.Restart()
-	eventually(t, 10*time.Second, "the tier to work after the restart", func() bool {
+	testwait.For(t, "the tier to work after the restart", func() bool {
 		_, _, err := env.tier.Get(t.Context(), k)
 		return err == nil && env.tier.Healthy()
 	})
 	mustMiss(t, env.tier, k) // restarted empty
-	if err := env.tier.Set(t.Context(), k, []byte("v2"), time.Minute); err != nil {
-		t.Fatal(err)
-	}
+	mustSet(t, env.tier, k, []byte("v2"))
 	mustGet(t, env.tier, k, []byte("v2"))
 	// Lock is the one write rueidis does not retry over a new connection
 	// (SET NX is not idempotent): each connection broken by the restart
@@ -204,46 +185,39 @@ func TestKilledConnectionsAndEmptyRestartRecover(t *testing.T) {
 	}
 }
 
-// Redis down when New runs: New succeeds, operations fail fast, and the
-// Tier connects once Redis is up.
-func TestRedisDownAtStart(t *testing.T) {
-	srv := redistest.Start(t, redistest.Options{})
-	srv.Stop()
-	env := newTier(t, srv, nil)
-	for range 3 {
-		within(t, "an operation with Redis down", 20*testTimeout, func() {
-			if _, _, err := env.tier.Get(t.Context(), key("k")); !errors.Is(err, redistier.ErrUnavailable) {
-				t.Fatalf("Get with Redis down: %v, want ErrUnavailable", err)
+// Redis down or hung (accepting connections, never answering) when New
+// runs: New succeeds, operations fail fast, probes fail, Close returns,
+// and once Redis is back (restarted, SIGCONT) the Tier connects.
+func TestRedisSickAtStart(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		on, off func(*redistest.Server)
+	}{
+		{"down", (*redistest.Server).Stop, (*redistest.Server).Restart},
+		{"hung", (*redistest.Server).Pause, (*redistest.Server).Resume},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			srv := redistest.Start(t, redistest.Options{})
+			tc.on(srv)
+			dialTimeout := func(o *redistier.Options) { o.DialTimeout = 200 * time.Millisecond }
+			env := newTier(t, srv, dialTimeout)
+			for range 3 {
+				within(t, "an operation with Redis "+tc.name, 20*testTimeout, func() {
+					if _, _, err := env.tier.Get(t.Context(), key("k")); !errors.Is(err, redistier.ErrUnavailable) {
+						t.Fatalf("Get with Redis %s: %v, want ErrUnavailable", tc.name, err)
+					}
+				})
 			}
+			testwait.For(t, "a probe to fail", func() bool {
+				return env.obs.count("probe/error")+env.obs.count("probe/timeout") > 0
+			})
+			other := newTier(t, srv, dialTimeout)
+			within(t, "Close with Redis "+tc.name, 10*time.Second, other.tier.Close)
+			tc.off(srv)
+			healthy(t, env.tier)
+			mustMiss(t, env.tier, key("k"))
 		})
 	}
-	srv.Restart()
-	healthy(t, env.tier)
-	mustMiss(t, env.tier, key("k"))
-}
-
-// A Redis that hangs from the start (accepts connections, never answers):
-// New succeeds, operations fail fast, Close returns, and SIGCONT brings the
-// Tier up.
-func TestRedisHungAtStart(t *testing.T) {
-	srv := redistest.Start(t, redistest.Options{})
-	srv.Pause()
-	env := newTier(t, srv, func(o *redistier.Options) { o.DialTimeout = 200 * time.Millisecond })
-	for range 3 {
-		within(t, "an operation with Redis hung", 20*testTimeout, func() {
-			if _, _, err := env.tier.Get(t.Context(), key("k")); !errors.Is(err, redistier.ErrUnavailable) {
-				t.Fatalf("Get with Redis hung: %v, want ErrUnavailable", err)
-			}
-		})
-	}
-	eventually(t, 10*time.Second, "a probe to fail", func() bool {
-		return env.obs.count("probe/error")+env.obs.count("probe/timeout") > 0
-	})
-	other := newTier(t, srv, func(o *redistier.Options) { o.DialTimeout = 200 * time.Millisecond })
-	within(t, "Close with Redis hung", 10*time.Second, other.tier.Close)
-	srv.Resume()
-	healthy(t, env.tier)
-	mustMiss(t, env.tier, key("k"))
 }
 
 // A wrong password: New succeeds, operations fail fast and say why, nothing
@@ -251,7 +225,7 @@ func TestRedisHungAtStart(t *testing.T) {
 func TestWrongPasswordFailsFastAndClearly(t *testing.T) {
 	srv := redistest.Start(t, redistest.Options{Password: "right-password-value"})
 	env := newTier(t, srv, func(o *redistier.Options) { o.Password = "wrong-password-value" })
-	eventually(t, 10*time.Second, "a probe to fail", func() bool { return env.obs.count("probe/error") > 0 })
+	testwait.For(t, "a probe to fail", func() bool { return env.obs.count("probe/error") > 0 })
 	for _, err := range everyOp(t, env.tier, 0) {
 		if !errors.Is(err, redistier.ErrUnavailable) || !strings.Contains(err.Error(), "WRONGPASS") {
 			t.Fatalf("operation with a wrong password: %v, want ErrUnavailable naming WRONGPASS", err)
@@ -275,14 +249,11 @@ func TestWrongPasswordFailsFastAndClearly(t *testing.T) {
 // TLS with a client certificate and an ACL user, all from Options.
 func TestTLSClientCertACLUser(t *testing.T) {
 	srv := redistest.Start(t, redistest.Options{TLS: true, ClientCerts: true, User: "ext-authz", UserPassword: "right-password-value"})
-	env := newTier(t, srv, func(o *redistier.Options) {
+	env := healthyTier(t, srv, func(o *redistier.Options) {
 		o.CAFile, o.CertFile, o.KeyFile = srv.CAFile, srv.CertFile, srv.KeyFile
 		o.Username, o.Password = "ext-authz", "right-password-value"
 	})
-	healthy(t, env.tier)
-	if err := env.tier.Set(t.Context(), key("k"), []byte("over TLS"), time.Minute); err != nil {
-		t.Fatal(err)
-	}
+	mustSet(t, env.tier, key("k"), []byte("over TLS"))
 	mustGet(t, env.tier, key("k"), []byte("over TLS"))
 
 	// Without the client certificate the server refuses the handshake.
@@ -290,7 +261,7 @@ func TestTLSClientCertACLUser(t *testing.T) {
 		o.CAFile = srv.CAFile
 		o.Username, o.Password = "ext-authz", "right-password-value"
 	})
-	eventually(t, 10*time.Second, "a probe to fail", func() bool { return noCert.obs.count("probe/error") > 0 })
+	testwait.For(t, "a probe to fail", func() bool { return noCert.obs.count("probe/error") > 0 })
 	if _, _, err := noCert.tier.Get(t.Context(), key("k")); !errors.Is(err, redistier.ErrUnavailable) {
 		t.Fatalf("Get without a client certificate: %v", err)
 	}
@@ -332,7 +303,7 @@ func TestNotRedisOnThePort(t *testing.T) {
 				}
 			})
 			env := newTier(t, nil, func(o *redistier.Options) { o.URL = "redis://" + l.Addr().String() })
-			eventually(t, 10*time.Second, "a probe to fail", func() bool {
+			testwait.For(t, "a probe to fail", func() bool {
 				return env.obs.count("probe/error")+env.obs.count("probe/timeout") > 0
 			})
 			for _, err := range everyOp(t, env.tier, 0) {

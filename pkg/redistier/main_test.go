@@ -3,7 +3,6 @@ package redistier_test
 import (
 	"bytes"
 	"fmt"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -12,6 +11,7 @@ import (
 
 	"github.com/ory-ext-authz/ory-ext-authz/internal/logcapture"
 	"github.com/ory-ext-authz/ory-ext-authz/internal/redistest"
+	"github.com/ory-ext-authz/ory-ext-authz/internal/testwait"
 	"github.com/ory-ext-authz/ory-ext-authz/pkg/redistier"
 )
 
@@ -81,49 +81,54 @@ type tierEnv struct {
 	log  *logcapture.Buffer
 }
 
-// newTier starts a Tier on srv (nil: edit sets the URL) with secretA,
-// edited by edit, closed when the test ends (healthy waits for it).
+// newTier starts a Tier on srv (nil: edit sets the URL) as
+// redistest.NewTier does, but with secretA, testTimeout, this test's
+// observer and a log that must show no secret, edited by edit (healthy
+// waits for it).
 func newTier(t *testing.T, srv *redistest.Server, edit func(*redistier.Options)) tierEnv {
 	t.Helper()
 	obs := newObserver()
 	log, buf := logcapture.Logger(t, func() []string {
 		return []string{string(secretA), string(secretB), "wrong-password-value", "right-password-value"}
 	})
-	o := redistier.Options{
-		Secrets: [][]byte{secretA}, Timeout: testTimeout,
-		MinBackoff: 20 * time.Millisecond, MaxBackoff: 200 * time.Millisecond,
-		WarnEvery: time.Millisecond, Logger: log, Observer: obs,
-	}
+	url := ""
 	if srv != nil {
-		o.URL = srv.URL()
+		url = srv.URL()
 	}
-	if edit != nil {
-		edit(&o)
-	}
-	tier, err := redistier.New(t.Context(), o)
-	if err != nil {
-		t.Fatalf("New: %v", err)
-	}
-	t.Cleanup(tier.Close)
+	tier := redistest.NewTier(t, url, func(o *redistier.Options) {
+		o.Secrets, o.Timeout = [][]byte{secretA}, testTimeout
+		o.WarnEvery, o.Logger, o.Observer = time.Millisecond, log, obs
+		if edit != nil {
+			edit(o)
+		}
+	})
 	return tierEnv{tier: tier, obs: obs, log: buf}
 }
 
 // healthy waits (bounded) until tier is healthy.
 func healthy(t *testing.T, tier *redistier.Tier) {
 	t.Helper()
-	eventually(t, 10*time.Second, "the tier to become healthy", tier.Healthy)
+	testwait.For(t, "the tier to become healthy", tier.Healthy)
 }
 
-// eventually polls cond every 10ms until it holds or timeout passes.
-func eventually(t *testing.T, timeout time.Duration, what string, cond func() bool) {
+// healthyTier is newTier, once healthy.
+func healthyTier(t *testing.T, srv *redistest.Server, edit func(*redistier.Options)) tierEnv {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", timeout, what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	env := newTier(t, srv, edit)
+	healthy(t, env.tier)
+	return env
+}
+
+// storedValue starts a redis-server and a healthy Tier on it (newTier's,
+// edited by edit) that has stored "v" under key(name): where a fault test
+// starts from.
+func storedValue(t *testing.T, name string, edit func(*redistier.Options)) (*redistest.Server, tierEnv, [32]byte) {
+	t.Helper()
+	srv := redistest.Start(t, redistest.Options{})
+	env := healthyTier(t, srv, edit)
+	k := key(name)
+	mustSet(t, env.tier, k, []byte("v"))
+	return srv, env, k
 }
 
 func key(s string) [32]byte {
@@ -132,16 +137,22 @@ func key(s string) [32]byte {
 	return k
 }
 
-// valueKeys returns the Redis names of stored values (they end in "}v").
-func valueKeys(t *testing.T, srv *redistest.Server) []string {
+// mustSet stores v under k for a minute.
+func mustSet(t *testing.T, tier *redistier.Tier, k [32]byte, v []byte) {
 	t.Helper()
-	var out []string
-	for k := range srv.Dump() {
-		if strings.HasSuffix(k, "}v") {
-			out = append(out, k)
-		}
+	if err := tier.Set(t.Context(), k, v, time.Minute); err != nil {
+		t.Fatalf("Set: %v", err)
 	}
-	return out
+}
+
+// mustLock takes k's fill lock for ttl and returns its unlock.
+func mustLock(t *testing.T, tier *redistier.Tier, k [32]byte, ttl time.Duration) (unlock func()) {
+	t.Helper()
+	unlock, ok, err := tier.Lock(t.Context(), k, ttl)
+	if err != nil || !ok {
+		t.Fatalf("Lock = %v, %v; want it acquired", ok, err)
+	}
+	return unlock
 }
 
 func mustGet(t *testing.T, tier *redistier.Tier, k [32]byte, want []byte) {

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/ory-ext-authz/ory-ext-authz/internal/redistest"
+	"github.com/ory-ext-authz/ory-ext-authz/internal/testwait"
 	"github.com/ory-ext-authz/ory-ext-authz/pkg/redistier"
 )
 
@@ -18,10 +19,27 @@ type invalidation struct {
 
 // subscriber runs Subscribe on a Tier and records what its callbacks saw.
 type subscriber struct {
-	mu     sync.Mutex
-	got    []invalidation
-	events []string // "lost", "restored"
+	got    record[invalidation]
+	events record[string] // "lost", "restored"
 	done   chan struct{}
+}
+
+// record is what a callback appended, read by the test meanwhile.
+type record[T any] struct {
+	mu   sync.Mutex
+	list []T
+}
+
+func (r *record[T]) add(v T) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.list = append(r.list, v)
+}
+
+func (r *record[T]) all() []T {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]T(nil), r.list...)
 }
 
 func subscribe(t *testing.T, tier *redistier.Tier) *subscriber {
@@ -31,13 +49,9 @@ func subscribe(t *testing.T, tier *redistier.Tier) *subscriber {
 	go func() {
 		defer close(s.done)
 		tier.Subscribe(ctx,
-			func(kind, id string, at time.Time) {
-				s.mu.Lock()
-				defer s.mu.Unlock()
-				s.got = append(s.got, invalidation{kind, id, at})
-			},
-			func() { s.event("lost") },
-			func() { s.event("restored") })
+			func(kind, id string, at time.Time) { s.got.add(invalidation{kind, id, at}) },
+			func() { s.events.add("lost") },
+			func() { s.events.add("restored") })
 	}()
 	t.Cleanup(func() {
 		cancel()
@@ -46,34 +60,16 @@ func subscribe(t *testing.T, tier *redistier.Tier) *subscriber {
 	return s
 }
 
-func (s *subscriber) event(e string) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.events = append(s.events, e)
-}
-
-func (s *subscriber) eventList() []string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return append([]string(nil), s.events...)
-}
-
-func (s *subscriber) invalidations() []invalidation {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return append([]invalidation(nil), s.got...)
-}
-
 // waitEvents waits until the events seen are want (in order).
 func (s *subscriber) waitEvents(t *testing.T, want ...string) {
 	t.Helper()
 	defer func() {
 		if t.Failed() {
-			t.Logf("subscription events: %q", s.eventList())
+			t.Logf("subscription events: %q", s.events.all())
 		}
 	}()
-	eventually(t, 15*time.Second, "subscription events "+strings.Join(want, ","), func() bool {
-		got := s.eventList()
+	testwait.Within(t, 15*time.Second, "subscription events "+strings.Join(want, ","), func() bool {
+		got := s.events.all()
 		if len(got) != len(want) {
 			return false
 		}
@@ -88,10 +84,7 @@ func (s *subscriber) waitEvents(t *testing.T, want ...string) {
 
 func TestInvalidateReachesEverySubscriber(t *testing.T) {
 	srv := redistest.Start(t, redistest.Options{})
-	a, b, admin := newTier(t, srv, nil), newTier(t, srv, nil), newTier(t, srv, nil)
-	for _, e := range []tierEnv{a, b, admin} {
-		healthy(t, e.tier)
-	}
+	a, b, admin := healthyTier(t, srv, nil), healthyTier(t, srv, nil), healthyTier(t, srv, nil)
 	subA, subB := subscribe(t, a.tier), subscribe(t, b.tier)
 	subA.waitEvents(t, "restored")
 	subB.waitEvents(t, "restored")
@@ -103,8 +96,8 @@ func TestInvalidateReachesEverySubscriber(t *testing.T) {
 	}
 	want := invalidation{redistier.KindSession, "sess-1", at}
 	for name, s := range map[string]*subscriber{"a": subA, "b": subB} {
-		eventually(t, 5*time.Second, name+" to get the invalidation", func() bool { return len(s.invalidations()) == 1 })
-		if got := s.invalidations()[0]; got.kind != want.kind || got.id != want.id || !got.at.Equal(want.at) {
+		testwait.Within(t, 5*time.Second, name+" to get the invalidation", func() bool { return len(s.got.all()) == 1 })
+		if got := s.got.all()[0]; got.kind != want.kind || got.id != want.id || !got.at.Equal(want.at) {
 			t.Fatalf("%s got %+v, want %+v", name, got, want)
 		}
 	}
@@ -134,8 +127,8 @@ func TestInvalidateReachesEverySubscriber(t *testing.T) {
 			t.Fatalf("InvalidatedAt(%s) after purge = %v, %v, %v; want %v", q.kind, got, ok, err, purge)
 		}
 	}
-	eventually(t, 5*time.Second, "the purge to reach b", func() bool { return len(subB.invalidations()) == 3 })
-	if got := subB.invalidations()[2]; got.kind != redistier.KindPurge || got.id != "" {
+	testwait.Within(t, 5*time.Second, "the purge to reach b", func() bool { return len(subB.got.all()) == 3 })
+	if got := subB.got.all()[2]; got.kind != redistier.KindPurge || got.id != "" {
 		t.Fatalf("b got %+v", got)
 	}
 
@@ -144,8 +137,8 @@ func TestInvalidateReachesEverySubscriber(t *testing.T) {
 	if _, err := admin.tier.Invalidate(t.Context(), redistier.KindIdentity, "ident-2", at); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 5*time.Second, "the next invalidation to reach a", func() bool { return len(subA.invalidations()) == 4 })
-	if got := subA.invalidations()[3]; got.id != "ident-2" {
+	testwait.Within(t, 5*time.Second, "the next invalidation to reach a", func() bool { return len(subA.got.all()) == 4 })
+	if got := subA.got.all()[3]; got.id != "ident-2" {
 		t.Fatalf("a got %+v after a forged message", got)
 	}
 	if a.obs.count("message/forged") != 1 {
@@ -157,9 +150,7 @@ func TestInvalidateReachesEverySubscriber(t *testing.T) {
 // onLost then onRestored, and invalidations flow again afterwards.
 func TestSubscriptionLossAndRestore(t *testing.T) {
 	srv := redistest.Start(t, redistest.Options{})
-	sub, pub := newTier(t, srv, nil), newTier(t, srv, nil)
-	healthy(t, sub.tier)
-	healthy(t, pub.tier)
+	sub, pub := healthyTier(t, srv, nil), healthyTier(t, srv, nil)
 	s := subscribe(t, sub.tier)
 	s.waitEvents(t, "restored")
 
@@ -172,18 +163,17 @@ func TestSubscriptionLossAndRestore(t *testing.T) {
 	s.waitEvents(t, "restored", "lost", "restored", "lost", "restored")
 
 	healthy(t, pub.tier)
-	eventually(t, 10*time.Second, "an invalidation to get through after the restart", func() bool {
+	testwait.For(t, "an invalidation to get through after the restart", func() bool {
 		n, err := pub.tier.Invalidate(t.Context(), redistier.KindSession, "after-restart", time.Now())
 		return err == nil && n == 1
 	})
-	eventually(t, 5*time.Second, "the subscriber to get it", func() bool { return len(s.invalidations()) >= 1 })
+	testwait.Within(t, 5*time.Second, "the subscriber to get it", func() bool { return len(s.got.all()) >= 1 })
 }
 
 // Close ends a running Subscribe.
 func TestCloseEndsSubscribe(t *testing.T) {
 	srv := redistest.Start(t, redistest.Options{})
-	env := newTier(t, srv, nil)
-	healthy(t, env.tier)
+	env := healthyTier(t, srv, nil)
 	s := subscribe(t, env.tier)
 	s.waitEvents(t, "restored")
 	env.tier.Close()

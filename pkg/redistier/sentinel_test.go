@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/ory-ext-authz/ory-ext-authz/internal/redistest"
+	"github.com/ory-ext-authz/ory-ext-authz/internal/testwait"
 	"github.com/ory-ext-authz/ory-ext-authz/pkg/redistier"
 )
 
@@ -18,35 +19,32 @@ func TestSentinelFailover(t *testing.T) {
 	// No 5 s wait before the replica's first sync.
 	master := redistest.Start(t, redistest.Options{Args: []string{"--repl-diskless-sync-delay", "0"}})
 	replica := redistest.Start(t, redistest.Options{Args: []string{"--replicaof", "127.0.0.1", strconv.Itoa(master.Port())}})
-	eventually(t, 15*time.Second, "the replica to sync", func() bool {
+	testwait.Within(t, 15*time.Second, "the replica to sync", func() bool {
 		info, _ := replica.Do("INFO", "replication").ToString()
 		return strings.Contains(info, "master_link_status:up")
 	})
 	sentinel := redistest.StartSentinel(t, master, 1)
-	env := newTier(t, master, func(o *redistier.Options) {
+	env := healthyTier(t, master, func(o *redistier.Options) {
 		o.URL = fmt.Sprintf("redis://%s?master_set=%s", sentinel.Addr(), redistest.SentinelMaster)
 	})
-	healthy(t, env.tier)
-	if err := env.tier.Set(t.Context(), key("before"), []byte("v1"), time.Minute); err != nil {
-		t.Fatal(err)
-	}
+	mustSet(t, env.tier, key("before"), []byte("v1"))
 	mustGet(t, env.tier, key("before"), []byte("v1"))
-	eventually(t, 10*time.Second, "the write to reach the replica", func() bool {
+	testwait.For(t, "the write to reach the replica", func() bool {
 		n, _ := replica.Do("DBSIZE").AsInt64()
 		return n == 1
 	})
 
 	// NOGOODSLAVE until the sentinel has heard from the replica itself.
-	eventually(t, 30*time.Second, "the sentinel to accept the failover", func() bool {
+	testwait.Within(t, 30*time.Second, "the sentinel to accept the failover", func() bool {
 		c := sentinel.Client()
 		return c.Do(t.Context(), c.B().Arbitrary("SENTINEL", "FAILOVER", redistest.SentinelMaster).Build()).Error() == nil
 	})
-	eventually(t, 30*time.Second, "the replica to be promoted", func() bool {
+	testwait.Within(t, 30*time.Second, "the replica to be promoted", func() bool {
 		role, _ := replica.Do("ROLE").ToArray()
 		s, _ := role[0].ToString()
 		return s == "master"
 	})
-	eventually(t, 30*time.Second, "a write to reach the promoted replica", func() bool {
+	testwait.Within(t, 30*time.Second, "a write to reach the promoted replica", func() bool {
 		if err := env.tier.Set(t.Context(), key("after"), []byte("v2"), time.Minute); err != nil {
 			return false
 		}

@@ -390,18 +390,26 @@ func (t *Tier) begin(ctx context.Context, bypass bool) (c rueidis.Client, opCtx 
 // (the time left to the value's hard expiry; ttl under a millisecond
 // stores nothing).
 func (t *Tier) Set(ctx context.Context, key [32]byte, plaintext []byte, ttl time.Duration) error {
+	return t.write(ctx, OpSet, ttl, func(opCtx context.Context, c rueidis.Client) error {
+		name := t.entryTag(t.keys.current(), key) + "v"
+		sealed := t.keys.current().seal(name, plaintext)
+		return c.Do(opCtx, c.B().Set().Key(name).Value(rueidis.BinaryString(sealed)).Px(ttl).Build().ToRetryable()).Error()
+	})
+}
+
+// write runs op, a write of something that lives for ttl: nothing at all
+// under a millisecond (Redis' PX cannot hold it), else do within Timeout,
+// recorded by done.
+func (t *Tier) write(ctx context.Context, op string, ttl time.Duration, do func(opCtx context.Context, c rueidis.Client) error) error {
 	if ttl < time.Millisecond {
 		return nil
 	}
-	c, ctx2, cancel, start, err := t.begin(ctx, false)
+	c, opCtx, cancel, start, err := t.begin(ctx, false)
 	defer cancel()
 	if err != nil {
-		return t.done(OpSet, ctx, start, "", err)
+		return t.done(op, ctx, start, "", err)
 	}
-	name := t.entryTag(t.keys.current(), key) + "v"
-	sealed := t.keys.current().seal(name, plaintext)
-	err = c.Do(ctx2, c.B().Set().Key(name).Value(rueidis.BinaryString(sealed)).Px(ttl).Build().ToRetryable()).Error()
-	return t.done(OpSet, ctx, start, ResultOK, err)
+	return t.done(op, ctx, start, ResultOK, do(opCtx, c))
 }
 
 // Lock takes the fill lock of key for ttl (SET NX PX with a random token),
@@ -536,18 +544,11 @@ func (t *Tier) recordFailure(op string, err error) {
 // The caller caps until (Retry-After can be anything).
 func (t *Tier) Pause(ctx context.Context, until time.Time) error {
 	d := until.Sub(t.o.Now())
-	if d < time.Millisecond {
-		return nil
-	}
-	c, ctx2, cancel, start, err := t.begin(ctx, false)
-	defer cancel()
-	if err != nil {
-		return t.done(OpPause, ctx, start, "", err)
-	}
-	sealed := t.keys.oldest().seal(t.pause, binary.BigEndian.AppendUint64(nil, uint64(until.UnixNano())))
-	px := strconv.FormatInt(d.Milliseconds(), 10)
-	err = pauseScript.Exec(ctx2, c, []string{t.pause}, []string{string(sealed), px}).Error()
-	return t.done(OpPause, ctx, start, ResultOK, err)
+	return t.write(ctx, OpPause, d, func(opCtx context.Context, c rueidis.Client) error {
+		sealed := t.keys.oldest().seal(t.pause, binary.BigEndian.AppendUint64(nil, uint64(until.UnixNano())))
+		px := strconv.FormatInt(d.Milliseconds(), 10)
+		return pauseScript.Exec(opCtx, c, []string{t.pause}, []string{string(sealed), px}).Error()
+	})
 }
 
 // PausedUntil returns the shared pause, or the zero time if none is set.

@@ -11,23 +11,21 @@ import (
 	"time"
 
 	"github.com/ory-ext-authz/ory-ext-authz/internal/redistest"
+	"github.com/ory-ext-authz/ory-ext-authz/internal/testwait"
 	"github.com/ory-ext-authz/ory-ext-authz/pkg/redistier"
 	"github.com/ory-ext-authz/ory-ext-authz/pkg/tokencache"
 )
 
 func TestSetGetRoundTrip(t *testing.T) {
 	srv := redistest.Start(t, redistest.Options{})
-	env := newTier(t, srv, nil)
-	healthy(t, env.tier)
+	env := healthyTier(t, srv, nil)
 	k := key("alice")
 	mustMiss(t, env.tier, k)
-	if err := env.tier.Set(t.Context(), k, []byte("Bearer jwt-of-alice"), time.Minute); err != nil {
-		t.Fatal(err)
-	}
+	mustSet(t, env.tier, k, []byte("Bearer jwt-of-alice"))
 	mustGet(t, env.tier, k, []byte("Bearer jwt-of-alice"))
 	mustMiss(t, env.tier, key("bob"))
 
-	names := valueKeys(t, srv)
+	names := redistest.Values(srv.Dump())
 	if len(names) != 1 {
 		t.Fatalf("value keys in Redis: %q, want one", names)
 	}
@@ -49,15 +47,12 @@ func TestSetGetRoundTrip(t *testing.T) {
 // replaced by another type is a miss with a warning, never served.
 func TestTamperedValueIsAMissNeverServed(t *testing.T) {
 	srv := redistest.Start(t, redistest.Options{})
-	env := newTier(t, srv, nil)
-	healthy(t, env.tier)
+	env := healthyTier(t, srv, nil)
 	alice, bob := key("alice"), key("bob")
 	for _, k := range [][32]byte{alice, bob} {
-		if err := env.tier.Set(t.Context(), k, []byte("Bearer jwt-of-"+string(k[:5])), time.Minute); err != nil {
-			t.Fatal(err)
-		}
+		mustSet(t, env.tier, k, []byte("Bearer jwt-of-"+string(k[:5])))
 	}
-	names := valueKeys(t, srv)
+	names := redistest.Values(srv.Dump())
 	if len(names) != 2 {
 		t.Fatalf("value keys: %q", names)
 	}
@@ -111,31 +106,22 @@ func TestTamperedValueIsAMissNeverServed(t *testing.T) {
 // an error).
 func TestRotationReadsThePreviousSecret(t *testing.T) {
 	srv := redistest.Start(t, redistest.Options{})
-	old := newTier(t, srv, nil)
-	rotating := newTier(t, srv, func(o *redistier.Options) { o.Secrets = [][]byte{secretB, secretA} })
-	rotated := newTier(t, srv, func(o *redistier.Options) { o.Secrets = [][]byte{secretB} })
-	for _, e := range []tierEnv{old, rotating, rotated} {
-		healthy(t, e.tier)
-	}
+	old := healthyTier(t, srv, nil)
+	rotating := healthyTier(t, srv, func(o *redistier.Options) { o.Secrets = [][]byte{secretB, secretA} })
+	rotated := healthyTier(t, srv, func(o *redistier.Options) { o.Secrets = [][]byte{secretB} })
 	k1, k2 := key("written-by-old"), key("written-by-rotating")
-	if err := old.tier.Set(t.Context(), k1, []byte("v1"), time.Minute); err != nil {
-		t.Fatal(err)
-	}
+	mustSet(t, old.tier, k1, []byte("v1"))
 	mustGet(t, rotating.tier, k1, []byte("v1"))
 	mustMiss(t, rotated.tier, k1)
 
-	if err := rotating.tier.Set(t.Context(), k2, []byte("v2"), time.Minute); err != nil {
-		t.Fatal(err)
-	}
+	mustSet(t, rotating.tier, k2, []byte("v2"))
 	mustGet(t, rotating.tier, k2, []byte("v2"))
 	mustGet(t, rotated.tier, k2, []byte("v2"))
 	mustMiss(t, old.tier, k2)
 
 	// Both names present (old's and rotating's value of one key): the
 	// current one wins.
-	if err := old.tier.Set(t.Context(), k2, []byte("stale"), time.Minute); err != nil {
-		t.Fatal(err)
-	}
+	mustSet(t, old.tier, k2, []byte("stale"))
 	mustGet(t, rotating.tier, k2, []byte("v2"))
 
 	// Invalidations and pauses from a rotating replica reach the old one.
@@ -162,8 +148,7 @@ func TestRotationReadsThePreviousSecret(t *testing.T) {
 // cache key, the JWT, session and identity ids, in plain, hex or base64.
 func TestRedisHoldsNoPlaintext(t *testing.T) {
 	srv := redistest.Start(t, redistest.Options{})
-	env := newTier(t, srv, nil)
-	healthy(t, env.tier)
+	env := healthyTier(t, srv, nil)
 	cookie := "ory_kratos_session=MTcwMDAwMDAwMHxzZWNyZXQtY29va2llLXZhbHVl"
 	jwt := "eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiJpZGVudGl0eS0xMjMifQ.c2lnbmF0dXJlLWJ5dGVz"
 	sid, iid := "session-7f3a9c-secret-id", "identity-42b1e0-secret-id"
@@ -172,9 +157,7 @@ func TestRedisHoldsNoPlaintext(t *testing.T) {
 	if err := env.tier.Set(ctx, k, []byte("Bearer "+jwt+" sid="+sid+" iid="+iid), time.Minute); err != nil {
 		t.Fatal(err)
 	}
-	if _, ok, err := env.tier.Lock(ctx, k, time.Minute); err != nil || !ok {
-		t.Fatalf("Lock: %v %v", ok, err)
-	}
+	mustLock(t, env.tier, k, time.Minute)
 	for kind, id := range map[string]string{redistier.KindSession: sid, redistier.KindIdentity: iid} {
 		if _, err := env.tier.Invalidate(ctx, kind, id, time.Now()); err != nil {
 			t.Fatal(err)
@@ -220,9 +203,7 @@ func TestRedisHoldsNoPlaintext(t *testing.T) {
 
 func TestLockOneWinnerUnlockOnlyByHolderExpiry(t *testing.T) {
 	srv := redistest.Start(t, redistest.Options{})
-	a, b := newTier(t, srv, nil), newTier(t, srv, nil)
-	healthy(t, a.tier)
-	healthy(t, b.tier)
+	a, b := healthyTier(t, srv, nil), healthyTier(t, srv, nil)
 	k := key("contended")
 
 	var won atomic.Int32
@@ -255,20 +236,13 @@ func TestLockOneWinnerUnlockOnlyByHolderExpiry(t *testing.T) {
 		t.Fatal("lock acquired again while held")
 	}
 	(<-unlocks)()
-	unlockB, ok, err := b.tier.Lock(t.Context(), k, time.Minute)
-	if err != nil || !ok {
-		t.Fatalf("Lock after unlock = %v, %v", ok, err)
-	}
-	unlockB()
+	mustLock(t, b.tier, k, time.Minute)() // free again after the unlock
 
 	// Expiry: a short lock is free again after its ttl, and the holder's
 	// late unlock does not delete the new holder's lock.
-	lateUnlock, ok, _ := a.tier.Lock(t.Context(), k, 50*time.Millisecond)
-	if !ok {
-		t.Fatal("short Lock not acquired")
-	}
+	lateUnlock := mustLock(t, a.tier, k, 50*time.Millisecond)
 	var unlockNew func()
-	eventually(t, 5*time.Second, "the short lock to expire", func() bool {
+	testwait.Within(t, 5*time.Second, "the short lock to expire", func() bool {
 		u, ok, _ := b.tier.Lock(t.Context(), k, time.Minute)
 		unlockNew = u
 		return ok
@@ -285,16 +259,11 @@ func TestLockOneWinnerUnlockOnlyByHolderExpiry(t *testing.T) {
 
 func TestWaitFor(t *testing.T) {
 	srv := redistest.Start(t, redistest.Options{})
-	holder, waiter := newTier(t, srv, nil), newTier(t, srv, nil)
-	healthy(t, holder.tier)
-	healthy(t, waiter.tier)
+	holder, waiter := healthyTier(t, srv, nil), healthyTier(t, srv, nil)
 
 	t.Run("value set by the holder", func(t *testing.T) {
 		k := key("filled")
-		unlock, ok, _ := holder.tier.Lock(t.Context(), k, time.Minute)
-		if !ok {
-			t.Fatal("Lock not acquired")
-		}
+		unlock := mustLock(t, holder.tier, k, time.Minute)
 		started := make(chan struct{})
 		go func() {
 			<-started
@@ -312,10 +281,7 @@ func TestWaitFor(t *testing.T) {
 	})
 	t.Run("bound passes while the lock is held", func(t *testing.T) {
 		k := key("never filled")
-		unlock, ok, _ := holder.tier.Lock(t.Context(), k, time.Minute)
-		if !ok {
-			t.Fatal("Lock not acquired")
-		}
+		unlock := mustLock(t, holder.tier, k, time.Minute)
 		defer unlock()
 		const bound = 150 * time.Millisecond
 		start := time.Now()
@@ -329,10 +295,7 @@ func TestWaitFor(t *testing.T) {
 	})
 	t.Run("lock released without a value", func(t *testing.T) {
 		k := key("holder failed")
-		unlock, ok, _ := holder.tier.Lock(t.Context(), k, time.Minute)
-		if !ok {
-			t.Fatal("Lock not acquired")
-		}
+		unlock := mustLock(t, holder.tier, k, time.Minute)
 		go func() {
 			time.Sleep(30 * time.Millisecond)
 			unlock() // Ory failed: no value
@@ -353,9 +316,7 @@ func TestWaitFor(t *testing.T) {
 
 func TestPauseSharedBetweenTiers(t *testing.T) {
 	srv := redistest.Start(t, redistest.Options{})
-	a, b := newTier(t, srv, nil), newTier(t, srv, nil)
-	healthy(t, a.tier)
-	healthy(t, b.tier)
+	a, b := healthyTier(t, srv, nil), healthyTier(t, srv, nil)
 	ctx := t.Context()
 	if got, err := b.tier.PausedUntil(ctx); err != nil || !got.IsZero() {
 		t.Fatalf("PausedUntil before any pause = %v, %v", got, err)
@@ -436,8 +397,7 @@ func TestBadOptions(t *testing.T) {
 
 func TestInvalidationKindsChecked(t *testing.T) {
 	srv := redistest.Start(t, redistest.Options{})
-	env := newTier(t, srv, nil)
-	healthy(t, env.tier)
+	env := healthyTier(t, srv, nil)
 	for _, tc := range []struct{ kind, id string }{
 		{"bogus", "x"}, {redistier.KindSession, ""}, {redistier.KindPurge, "x"},
 	} {

@@ -11,14 +11,15 @@ import (
 	"github.com/ory-ext-authz/ory-ext-authz/internal/testclock"
 )
 
-// replicas builds n caches, as n replicas would run them, sharing one
-// origin (Ory) and, each through its own connection, one real
-// redis-server.
-func replicas(t *testing.T, n int, url string) ([]*Cache[string, string], *taggedOrigin, *testclock.Clock) {
+// replicas starts a redis-server and builds n caches, as n replicas would
+// run them, sharing one origin (Ory) and, each through its own connection,
+// that server.
+func replicas(t *testing.T, n int) (*redistest.Server, []*Cache[string, string], *taggedOrigin, *testclock.Clock) {
 	t.Helper()
+	srv := redistest.Start(t, redistest.Options{})
 	clk := testclock.New(time.Now())
 	o := &taggedOrigin{clk: clk}
-	return moreReplicas(t, n, url, o), o, clk
+	return srv, moreReplicas(t, n, srv.URL(), o), o, clk
 }
 
 // moreReplicas adds replicas of the same origin (and its clock).
@@ -48,8 +49,7 @@ func moreReplicas(t *testing.T, n int, url string, o *taggedOrigin) []*Cache[str
 // replicas make exactly one origin call per session, and every replica
 // answers with that one value.
 func TestSharedColdStorm(t *testing.T) {
-	srv := redistest.Start(t, redistest.Options{})
-	cs, o, _ := replicas(t, 3, srv.URL())
+	_, cs, o, _ := replicas(t, 3)
 	const sessions = 40
 	var wg sync.WaitGroup
 	got := make([][]string, sessions)
@@ -94,8 +94,7 @@ func TestSharedColdStorm(t *testing.T) {
 // reaching its own refresh point takes the newer value from the tier
 // instead of asking the origin.
 func TestSharedRefresh(t *testing.T) {
-	srv := redistest.Start(t, redistest.Options{})
-	cs, o, clk := replicas(t, 2, srv.URL())
+	_, cs, o, clk := replicas(t, 2)
 	a, b := cs[0], cs[1]
 	req := "s1 i1"
 	key := NewKey("mesh", 2, req)
@@ -129,8 +128,7 @@ func TestSharedRefresh(t *testing.T) {
 // invalidation, recorded in the tier by another replica or received here,
 // is never served; a value fetched after it is.
 func TestSharedInvalidationRecords(t *testing.T) {
-	srv := redistest.Start(t, redistest.Options{})
-	cs, o, clk := replicas(t, 2, srv.URL())
+	srv, cs, o, clk := replicas(t, 2)
 	a, b := cs[0], cs[1]
 	tier := redistest.Tier(t, srv.URL(), nil)
 	get := func(c *Cache[string, string], req string) Source {
@@ -182,8 +180,7 @@ func TestSharedInvalidationRecords(t *testing.T) {
 // TestSharedTierDown: with the tier's Redis stopped, or hung (SIGSTOP),
 // misses go to the origin and succeed; the tier never fails a Get.
 func TestSharedTierDown(t *testing.T) {
-	srv := redistest.Start(t, redistest.Options{})
-	cs, o, _ := replicas(t, 1, srv.URL())
+	srv, cs, o, _ := replicas(t, 1)
 	c := cs[0]
 	for i, fault := range []struct {
 		name        string
@@ -210,8 +207,7 @@ func TestSharedTierDown(t *testing.T) {
 // (checked against the tier's records, which it did not miss): a new or
 // resubscribed replica is not blind to the tier.
 func TestVoidLocalKeepsTheTier(t *testing.T) {
-	srv := redistest.Start(t, redistest.Options{})
-	cs, o, clk := replicas(t, 2, srv.URL())
+	_, cs, o, clk := replicas(t, 2)
 	a, b := cs[0], cs[1]
 	req := "s1 i1"
 	key := NewKey("mesh", 2, req)

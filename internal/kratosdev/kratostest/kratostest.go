@@ -32,13 +32,7 @@ const (
 func Start(t testing.TB, opts kratosdev.Options) *kratosdev.Kratos {
 	t.Helper()
 	if opts.RootDir == "" {
-		wd, err := os.Getwd()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if opts.RootDir, err = kratosdev.FindRoot(wd); err != nil {
-			t.Fatal(err)
-		}
+		opts.RootDir = Root(t)
 	}
 	if opts.Binary == "" {
 		opts.Binary = binary(t, opts.RootDir)
@@ -66,6 +60,13 @@ func Start(t testing.TB, opts kratosdev.Options) *kratosdev.Kratos {
 // themselves (see Start for where it is looked for), or skips (or fails) t.
 func Binary(t testing.TB) string {
 	t.Helper()
+	return binary(t, Root(t))
+}
+
+// Root is the repository root above the test's working directory
+// (kratosdev.FindRoot).
+func Root(t testing.TB) string {
+	t.Helper()
 	wd, err := os.Getwd()
 	if err != nil {
 		t.Fatal(err)
@@ -74,7 +75,7 @@ func Binary(t testing.TB) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return binary(t, root)
+	return root
 }
 
 // binary finds the Kratos binary or skips (or fails) t.
