@@ -107,9 +107,10 @@ run: build kratos
 
 # Performance harness: the server against a no-op baseline over loopback
 # gRPC with ghz (pinned), a cold start, expiry under load, memory per cached
-# session and the hit-path Go benchmarks; one markdown table on stdout.
-# About 3 minutes; only 127.0.0.1 is used.
-bench: build
+# session, the hit-path Go benchmarks, and many replicas sharing a
+# redis-server (debian-packages); one markdown table on stdout.
+# About 6 minutes; only 127.0.0.1 is used.
+bench: build debian-packages
 	$(GO) run ./internal/bench/cmd/bench --server bin/ory-ext-authz --ghz $(GHZ)
 
 # Build output, dev state, and what test and profiling runs leave behind.

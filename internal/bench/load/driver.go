@@ -27,20 +27,30 @@ type Pool struct {
 
 // Dial opens n plaintext connections to addr, which must be a loopback
 // address: the harness never sends load anywhere else.
-func Dial(addr string, n int) (*Pool, error) {
-	if !strings.HasPrefix(addr, "127.0.0.1:") {
-		return nil, fmt.Errorf("load: refusing non-loopback target %q", addr)
+func Dial(addr string, n int) (*Pool, error) { return DialAll([]string{addr}, n) }
+
+// DialAll opens n connections to each of addrs (the replicas of one
+// service), interleaved so that Client(i) is a connection to
+// addrs[i mod len(addrs)]: requests spread round-robin over the replicas, as
+// a load balancer in front of them would.
+func DialAll(addrs []string, n int) (*Pool, error) {
+	for _, addr := range addrs {
+		if !strings.HasPrefix(addr, "127.0.0.1:") {
+			return nil, fmt.Errorf("load: refusing non-loopback target %q", addr)
+		}
 	}
 	p := &Pool{}
 	for range max(n, 1) {
-		cc, err := grpc.NewClient("passthrough:///"+addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
-		if err != nil {
-			p.Close()
-			return nil, err
+		for _, addr := range addrs {
+			cc, err := grpc.NewClient("passthrough:///"+addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+			if err != nil {
+				p.Close()
+				return nil, err
+			}
+			cc.Connect()
+			p.conns = append(p.conns, cc)
+			p.clients = append(p.clients, authv3.NewAuthorizationClient(cc))
 		}
-		cc.Connect()
-		p.conns = append(p.conns, cc)
-		p.clients = append(p.clients, authv3.NewAuthorizationClient(cc))
 	}
 	return p, nil
 }
@@ -100,6 +110,16 @@ type Call struct {
 	// Exp is the exp claim of the JWT in the answer's authorization header
 	// (unix seconds), 0 when there was none.
 	Exp int64
+	// SessionID is the answer's dynamic_metadata "session_id" (the Ory
+	// session id an admin invalidation names).
+	SessionID string
+}
+
+// Once sends one check and records it; its Start counts from t0.
+func Once(ctx context.Context, client authv3.AuthorizationClient, req *authv3.CheckRequest, t0 time.Time, timeout time.Duration) Call {
+	var c Call
+	check(ctx, client, req, t0, timeout, &c)
+	return c
 }
 
 // check sends req and records the call in c: its latency, its start after
@@ -124,7 +144,9 @@ func record(c *Call, resp *authv3.CheckResponse, err error) {
 		c.Err = fmt.Errorf("check status %d", code)
 		return
 	}
-	c.Cached = resp.GetDynamicMetadata().GetFields()["cached"].GetBoolValue()
+	md := resp.GetDynamicMetadata().GetFields()
+	c.Cached = md["cached"].GetBoolValue()
+	c.SessionID = md["session_id"].GetStringValue()
 	for _, h := range resp.GetOkResponse().GetHeaders() {
 		if h.GetHeader().GetKey() == "authorization" {
 			c.Exp = jwtExp(h.GetHeader().GetValue())

@@ -108,3 +108,25 @@ func TestProtoset(t *testing.T) {
 		t.Error("external_auth.proto missing")
 	}
 }
+
+// TestDialAll: Client(i) goes to the replicas in turn, and a non-loopback
+// replica is refused before anything is dialled.
+func TestDialAll(t *testing.T) {
+	replicas := []string{"127.0.0.1:1", "127.0.0.1:2", "127.0.0.1:3"}
+	p, err := DialAll(replicas, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	if len(p.conns) != 6 {
+		t.Fatalf("%d connections, want 6", len(p.conns))
+	}
+	for i, cc := range p.conns {
+		if want := "passthrough:///" + replicas[i%3]; cc.Target() != want {
+			t.Errorf("connection %d goes to %s, want %s", i, cc.Target(), want)
+		}
+	}
+	if _, err := DialAll([]string{"127.0.0.1:1", "10.0.0.1:2"}, 1); err == nil {
+		t.Error("DialAll dialled a non-loopback replica")
+	}
+}

@@ -9,6 +9,7 @@ import (
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 
+	"github.com/ory-ext-authz/ory-ext-authz/internal/bench"
 	"github.com/ory-ext-authz/ory-ext-authz/internal/bench/load"
 )
 
@@ -22,62 +23,12 @@ const nearWindow = time.Second
 // points is that of the rest of the run.
 func (h *harness) expiry(ctx context.Context) error {
 	o := h.opt
-	// Ory runs on other machines in production; here it shares the cores
-	// with the server and the load, and the CPU of its signing in the
-	// refresh seconds (ES256, most of its CPU) would be measured as the
-	// server's latency near expiry. At a high nice level it takes the cores
-	// when the others leave them idle. (Not in the cold start: there the
-	// cores are saturated and Ory's own latency is part of the scenario.)
-	ory, err := h.startFakeOry("fakeory-expiry", o.oryLatency, o.expiryTTL, o.sessions, o.oryNice)
+	run, err := h.runExpiry(ctx, "expiry", 1, "")
 	if err != nil {
 		return err
 	}
-	addr, srv, err := h.startServer(ctx, "server-expiry", ory, "--expiry-leeway", o.expiryLeeway.String())
-	if err != nil {
-		return err
-	}
-	reqs := make([]*authv3.CheckRequest, len(ory.cookies))
-	for i, c := range ory.cookies {
-		reqs[i] = load.CheckRequest(c)
-	}
-	p, err := load.Dial(addr, 2)
-	if err != nil {
-		return err
-	}
-	defer p.Close()
-	// Fill: one check per session, all at once; the sessions whose check
-	// failed (the server may shed a burst of whoami calls, see
-	// --ory-max-inflight) are tried again, a bounded number of times.
-	pending := reqs
-	for attempt := 0; len(pending) > 0; attempt++ {
-		if attempt == 10 {
-			return fmt.Errorf("fill: %d sessions still failing after %d attempts", len(pending), attempt)
-		}
-		fill := load.Burst(ctx, p, pending, func(i int) int { return i }, 30*time.Second)
-		var failed []*authv3.CheckRequest
-		for i, c := range fill {
-			if c.Err != nil {
-				failed = append(failed, pending[i])
-			}
-		}
-		pending = failed
-	}
-	if err := ory.reset(ctx); err != nil {
-		return err
-	}
-	logf("expiry: ttl %s, leeway %s, %.0f checks/s for %s over %d sessions", o.expiryTTL, o.expiryLeeway, o.expiryRate, o.expiryFor, o.sessions)
-	cctx, cancel := context.WithTimeout(ctx, o.expiryFor+30*time.Second)
-	defer cancel()
-	srvCPU, oryCPU := srv.cpuTime(), ory.proc.cpuTime()
-	calls, t0, err := load.Paced(cctx, p, reqs, o.expiryRate, o.expiryFor, 64, 5*time.Second)
-	srvCPU, oryCPU = srv.cpuTime()-srvCPU, ory.proc.cpuTime()-oryCPU
-	if err != nil {
-		return err
-	}
-	st, err := ory.stats(ctx)
-	if err != nil {
-		return err
-	}
+	h.expiryPerTTL = run.perTTL
+	calls, t0, st := run.calls, run.t0, run.st
 
 	// The points of each session: its whoami calls (refreshes) and the hard
 	// expiry (exp - leeway) of every JWT it was served.
@@ -160,6 +111,116 @@ func (h *harness) expiry(ctx context.Context) error {
 		timeline = append(timeline, fmt.Sprintf("%d:%s/%d", sec, ms(load.Percentile(ls, 99)), callsPerSec[sec]))
 	}
 	logf("expiry: per second p99/whoami calls: %s", strings.Join(timeline, " "))
+	nearS, restS := load.Summarize(nearLat), load.Summarize(restLat)
+	// The lower bound of calls per ttl: an entry is served only until
+	// exp - leeway, so even a refresh at the last moment costs ttl/(ttl-leeway).
+	floor := o.expiryTTL.Seconds() / (o.expiryTTL - o.expiryLeeway).Seconds()
+	// Refresh-ahead refreshes at 75% of the lifetime (this leeway is under a
+	// quarter of the ttl), so steady traffic costs ttl/(0.75 ttl) = 1.33,
+	// plus the one early first refresh per session of the refresh jitter.
+	scen := "expiry under load"
+	h.table.add(scen, "setup", fmt.Sprintf("template ttl %s, --expiry-leeway %s (the default 5s is over a quarter of a 10s ttl), %.0f checks/s for %s over %d sessions, Ory latency %s, all sessions filled at once so their refreshes coincide",
+		o.expiryTTL, o.expiryLeeway, o.expiryRate, o.expiryFor, o.sessions, o.oryLatency), "", "", "")
+	h.table.add(scen, "whoami calls per session per ttl period", fmt.Sprintf("%.2f (%d calls, %.1f periods)", run.perTTL, st.Calls-st.Unknown, run.periods), "",
+		fmt.Sprintf("<= 1 (literal): not reachable while no JWT is served past exp - leeway, the floor is ttl/(ttl-leeway) = %.2f; refresh at 75%% gives 1.33", floor), yes(run.perTTL <= 1.0))
+	h.addGapRow(scen, st)
+	h.table.add(scen, "checks that waited on Ory (cached=false) / failed", fmt.Sprintf("%d / %d of %d", waited, errs, len(calls)), "", "0 / 0", yes(waited == 0 && errs == 0))
+	h.table.add(scen, fmt.Sprintf("p50 / p99 within ±%s of a refresh or expiry (n)", nearWindow), fmt.Sprintf("%s / %s (%d)", ms(nearS.P50), ms(nearS.P99), nearS.N),
+		ratio(float64(nearS.P99), float64(restS.P99)), "p99 near <= 1.25x rest", yes(float64(nearS.P99) <= 1.25*float64(restS.P99)))
+	h.table.add(scen, "p50 / p99 the rest of the run (n)", fmt.Sprintf("%s / %s (%d)", ms(restS.P50), ms(restS.P99), restS.N), "1.00x", "", "")
+	stormS, quietS := load.Summarize(stormLat), load.Summarize(quietLat)
+	h.table.add(scen, fmt.Sprintf("p50 / p99 in the seconds with >= %d whoami calls (the refresh waves) (n)", o.sessions/20), fmt.Sprintf("%s / %s (%d)", ms(stormS.P50), ms(stormS.P99), stormS.N),
+		ratio(float64(stormS.P99), float64(quietS.P99)), "p99 <= 1.25x other seconds", yes(float64(stormS.P99) <= 1.25*float64(quietS.P99)))
+	h.table.add(scen, "p50 / p99 in the other seconds (n)", fmt.Sprintf("%s / %s (%d)", ms(quietS.P50), ms(quietS.P99), quietS.N), "1.00x", "", "")
+	h.table.add(scen, "CPU used during the run: server / fake Ory (same 2 cores)", fmt.Sprintf("%.1f s / %.1f s of %.0f s", run.srvCPU.Seconds(), run.oryCPU.Seconds(), run.runFor.Seconds()), "", "", "")
+	h.table.add(scen, "worst one-second p99 vs median one-second p99", fmt.Sprintf("%s at second %d vs %s", ms(worst), worstSec, ms(time.Duration(load.Median(p99s)))),
+		ratio(float64(worst), load.Median(p99s)), "", "")
+	return nil
+}
+
+// expiryRun is one run of the steady expiry load: its checks, the fake
+// Ory's calls and what they cost.
+type expiryRun struct {
+	calls          []load.Call
+	t0             time.Time
+	st             bench.FakeOryStats
+	srvCPU, oryCPU time.Duration // srvCPU: of every replica
+	runFor         time.Duration
+	// periods is the run's length in ttl periods, perTTL the whoami calls
+	// per session per period.
+	periods, perTTL float64
+}
+
+// runExpiry runs the steady load of the expiry scenario (ttl, leeway,
+// rate, duration of the options) over replicas servers, sharing the Redis
+// at redisURL unless it is empty.
+func (h *harness) runExpiry(ctx context.Context, name string, replicas int, redisURL string) (expiryRun, error) {
+	o := h.opt
+	var run expiryRun
+	// Ory runs on other machines in production; here it shares the cores
+	// with the server and the load, and the CPU of its signing in the
+	// refresh seconds (ES256, most of its CPU) would be measured as the
+	// server's latency near expiry. At a high nice level it takes the cores
+	// when the others leave them idle. (Not in the cold start: there the
+	// cores are saturated and Ory's own latency is part of the scenario.)
+	ory, err := h.startFakeOry("fakeory-"+name, o.oryLatency, o.expiryTTL, o.sessions, o.oryNice)
+	if err != nil {
+		return run, err
+	}
+	srvs, err := h.startReplicas(ctx, "server-"+name, ory, replicas, redisURL, "--expiry-leeway", o.expiryLeeway.String())
+	if err != nil {
+		return run, err
+	}
+	reqs := make([]*authv3.CheckRequest, len(ory.cookies))
+	for i, c := range ory.cookies {
+		reqs[i] = load.CheckRequest(c)
+	}
+	p, err := load.DialAll(addrs(srvs), 2)
+	if err != nil {
+		return run, err
+	}
+	defer p.Close()
+	// Fill: one check per session, all at once; the sessions whose check
+	// failed (the server may shed a burst of whoami calls, see
+	// --ory-max-inflight) are tried again, a bounded number of times.
+	pending := reqs
+	for attempt := 0; len(pending) > 0; attempt++ {
+		if attempt == 10 {
+			return run, fmt.Errorf("fill: %d sessions still failing after %d attempts", len(pending), attempt)
+		}
+		fill := load.Burst(ctx, p, pending, func(i int) int { return i }, 30*time.Second)
+		var failed []*authv3.CheckRequest
+		for i, c := range fill {
+			if c.Err != nil {
+				failed = append(failed, pending[i])
+			}
+		}
+		pending = failed
+	}
+	if err := ory.reset(ctx); err != nil {
+		return run, err
+	}
+	logf("%s: %d replicas, ttl %s, leeway %s, %.0f checks/s for %s over %d sessions", name, replicas, o.expiryTTL, o.expiryLeeway, o.expiryRate, o.expiryFor, o.sessions)
+	cctx, cancel := context.WithTimeout(ctx, o.expiryFor+30*time.Second)
+	defer cancel()
+	srvCPU, oryCPU := cpuTime(srvs), ory.proc.cpuTime()
+	run.calls, run.t0, err = load.Paced(cctx, p, reqs, o.expiryRate, o.expiryFor, 64, 5*time.Second)
+	run.srvCPU, run.oryCPU = cpuTime(srvs)-srvCPU, ory.proc.cpuTime()-oryCPU
+	if err != nil {
+		return run, err
+	}
+	if run.st, err = ory.stats(ctx); err != nil {
+		return run, err
+	}
+	run.runFor = run.calls[len(run.calls)-1].Start
+	run.periods = run.runFor.Seconds() / o.expiryTTL.Seconds()
+	run.perTTL = float64(run.st.Calls-run.st.Unknown) / float64(o.sessions) / run.periods
+	return run, nil
+}
+
+// addGapRow reports the gaps between the whoami calls of each session: one
+// call per refresh leaves none near 0.
+func (h *harness) addGapRow(scen string, st bench.FakeOryStats) {
 	var gaps []float64
 	minGap := time.Duration(-1)
 	for _, ts := range st.Times {
@@ -171,33 +232,6 @@ func (h *harness) expiry(ctx context.Context) error {
 			}
 		}
 	}
-	runFor := calls[len(calls)-1].Start
-	periods := runFor.Seconds() / o.expiryTTL.Seconds()
-	perSessionPerTTL := float64(st.Calls-st.Unknown) / float64(o.sessions) / periods
-	nearS, restS := load.Summarize(nearLat), load.Summarize(restLat)
-	// The lower bound of calls per ttl: an entry is served only until
-	// exp - leeway, so even a refresh at the last moment costs ttl/(ttl-leeway).
-	floor := o.expiryTTL.Seconds() / (o.expiryTTL - o.expiryLeeway).Seconds()
-	// Refresh-ahead refreshes at 75% of the lifetime (this leeway is under a
-	// quarter of the ttl), so steady traffic costs ttl/(0.75 ttl) = 1.33,
-	// plus the one early first refresh per session of the refresh jitter.
-	scen := "expiry under load"
-	h.table.add(scen, "setup", fmt.Sprintf("template ttl %s, --expiry-leeway %s (the default 5s is over a quarter of a 10s ttl), %.0f checks/s for %s over %d sessions, Ory latency %s, all sessions filled at once so their refreshes coincide",
-		o.expiryTTL, o.expiryLeeway, o.expiryRate, o.expiryFor, o.sessions, o.oryLatency), "", "", "")
-	h.table.add(scen, "whoami calls per session per ttl period", fmt.Sprintf("%.2f (%d calls, %.1f periods)", perSessionPerTTL, st.Calls-st.Unknown, periods), "",
-		fmt.Sprintf("<= 1 (literal): not reachable while no JWT is served past exp - leeway, the floor is ttl/(ttl-leeway) = %.2f; refresh at 75%% gives 1.33", floor), yes(perSessionPerTTL <= 1.0))
 	h.table.add(scen, "refresh interval per session: median / shortest gap between calls", fmt.Sprintf("%.2f s / %.2f s", load.Median(gaps)/1e9, minGap.Seconds()), "",
-		"one call per refresh: no gap near 0", yes(minGap > o.expiryTTL/4))
-	h.table.add(scen, "checks that waited on Ory (cached=false) / failed", fmt.Sprintf("%d / %d of %d", waited, errs, len(calls)), "", "0 / 0", yes(waited == 0 && errs == 0))
-	h.table.add(scen, fmt.Sprintf("p50 / p99 within ±%s of a refresh or expiry (n)", nearWindow), fmt.Sprintf("%s / %s (%d)", ms(nearS.P50), ms(nearS.P99), nearS.N),
-		ratio(float64(nearS.P99), float64(restS.P99)), "p99 near <= 1.25x rest", yes(float64(nearS.P99) <= 1.25*float64(restS.P99)))
-	h.table.add(scen, "p50 / p99 the rest of the run (n)", fmt.Sprintf("%s / %s (%d)", ms(restS.P50), ms(restS.P99), restS.N), "1.00x", "", "")
-	stormS, quietS := load.Summarize(stormLat), load.Summarize(quietLat)
-	h.table.add(scen, fmt.Sprintf("p50 / p99 in the seconds with >= %d whoami calls (the refresh waves) (n)", o.sessions/20), fmt.Sprintf("%s / %s (%d)", ms(stormS.P50), ms(stormS.P99), stormS.N),
-		ratio(float64(stormS.P99), float64(quietS.P99)), "p99 <= 1.25x other seconds", yes(float64(stormS.P99) <= 1.25*float64(quietS.P99)))
-	h.table.add(scen, "p50 / p99 in the other seconds (n)", fmt.Sprintf("%s / %s (%d)", ms(quietS.P50), ms(quietS.P99), quietS.N), "1.00x", "", "")
-	h.table.add(scen, "CPU used during the run: server / fake Ory (same 2 cores)", fmt.Sprintf("%.1f s / %.1f s of %.0f s", srvCPU.Seconds(), oryCPU.Seconds(), runFor.Seconds()), "", "", "")
-	h.table.add(scen, "worst one-second p99 vs median one-second p99", fmt.Sprintf("%s at second %d vs %s", ms(worst), worstSec, ms(time.Duration(load.Median(p99s)))),
-		ratio(float64(worst), load.Median(p99s)), "", "")
-	return nil
+		"one call per refresh: no gap near 0", yes(minGap > h.opt.expiryTTL/4))
 }

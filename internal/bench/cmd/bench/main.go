@@ -15,7 +15,22 @@
 //     per session per ttl, p99 near each expiry/refresh against the rest;
 //   - memory: 100k cached sessions, heap and RSS per session beyond the JWT,
 //     and the --cache-max-bytes bound;
-//   - go: the Go benchmarks of the hit path (allocs/op).
+//   - go: the Go benchmarks of the hit path (allocs/op);
+//
+// and with many replicas: serve processes sharing one redis-server per
+// scenario (started here on a free port of 127.0.0.1, persistence off):
+//
+//   - replicas-cold: the cold storm spread over --replicas servers, with
+//     Redis and without: whoami calls per session;
+//   - replicas-expiry: the expiry load spread over --replicas servers:
+//     calls per session per ttl against the single replica's of the same
+//     run (expiry);
+//   - redis-warm: warm A/B rounds (Go driver), a server with --redis-url
+//     against one without: rps and p99 ratios;
+//   - redis-l2: sessions filled on replica A, checked on B: an L1 miss
+//     served from Redis against an L1 hit, p50 and p99;
+//   - invalidation: an admin invalidation on A, B polled until it enforces
+//     it: p50, p99 and max of the delay over one per session.
 //
 // Nothing here asserts a wall-clock number: every latency and throughput
 // figure is reported next to the baseline measured in the same run.
@@ -56,6 +71,7 @@ type options struct {
 	oryNice      int
 	keep         bool
 	driverCheck  bool
+	replicas     int
 }
 
 type bins struct{ noop, fakeory, memory string }
@@ -67,6 +83,11 @@ type harness struct {
 	bins   bins
 	procs  *procs
 	table  *table
+	// secretFile is the Redis tier's secret of every replica (startRedis).
+	secretFile string
+	// expiryPerTTL is the single replica's whoami calls per session per
+	// ttl of this run (expiry), which replicas-expiry is held to.
+	expiryPerTTL float64
 }
 
 func main() {
@@ -86,7 +107,8 @@ func main() {
 	flag.IntVar(&o.oryNice, "ory-nice", 19, "expiry: run the fake Ory at this nice level (0: as the others), so that its signing takes the cores only when the server and the load leave them idle")
 	flag.IntVar(&o.memSessions, "memory-sessions", 100_000, "memory: sessions cached")
 	flag.Int64Var(&o.memBound, "memory-bound", 8<<20, "memory: the small --cache-max-bytes whose bound is shown")
-	flag.StringVar(&o.only, "only", "", "comma-separated scenarios to run (warm,cold,expiry,memory,go); empty runs all")
+	flag.StringVar(&o.only, "only", "", "comma-separated scenarios to run (warm,cold,expiry,memory,go,replicas-cold,replicas-expiry,redis-warm,redis-l2,invalidation); empty runs all. replicas-expiry's target compares with expiry's figure of the same run")
+	flag.IntVar(&o.replicas, "replicas", 3, "replicas-cold and replicas-expiry: serve processes sharing one Redis")
 	flag.BoolVar(&o.keep, "keep", false, "keep the work dir (logs, ghz reports) instead of removing it")
 	flag.BoolVar(&o.driverCheck, "driver-check", true, "warm: also run the A/B rounds with the in-repo Go driver, as a cross-check of ghz")
 	flag.Parse()
@@ -131,9 +153,6 @@ func run(ctx context.Context, o options) error {
 		return err
 	}
 	h.machine()
-	want := func(name string) bool {
-		return o.only == "" || strings.Contains(","+o.only+",", ","+name+",")
-	}
 	for _, sc := range []struct {
 		name string
 		run  func(context.Context) error
@@ -143,8 +162,13 @@ func run(ctx context.Context, o options) error {
 		{"expiry", h.expiry},
 		{"memory", h.memory},
 		{"go", h.goBench},
+		{"replicas-cold", h.replicasCold},
+		{"replicas-expiry", h.replicasExpiry},
+		{"redis-warm", h.redisWarm},
+		{"redis-l2", h.redisL2},
+		{"invalidation", h.invalidation},
 	} {
-		if !want(sc.name) {
+		if !h.want(sc.name) {
 			continue
 		}
 		t0 := time.Now()
@@ -171,7 +195,7 @@ func (h *harness) build(ctx context.Context) error {
 		return fmt.Errorf("go build: %w", err)
 	}
 	h.bins = bins{noop: filepath.Join(h.dir, "noop"), fakeory: filepath.Join(h.dir, "fakeory"), memory: filepath.Join(h.dir, "memory")}
-	if h.opt.only == "" || strings.Contains(h.opt.only, "warm") {
+	if h.want("warm") {
 		logf("building %s (go run)", h.opt.ghz)
 		cmd = exec.CommandContext(ctx, "go", "run", h.opt.ghz, "--version")
 		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
@@ -180,6 +204,11 @@ func (h *harness) build(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// want tells whether --only selects the scenario.
+func (h *harness) want(name string) bool {
+	return h.opt.only == "" || strings.Contains(","+h.opt.only+",", ","+name+",")
 }
 
 func logf(format string, args ...any) {

@@ -172,38 +172,47 @@ func (f *fakeOry) reset(ctx context.Context) error {
 	return nil
 }
 
+// server is a running `serve`: its gRPC, HTTP (/metrics) and admin
+// addresses.
+type server struct {
+	*proc
+	addr, http, admin string
+}
+
 // startServer starts the real server against the fake Ory, with extra flags,
-// and waits until its gRPC health is SERVING.
-func (h *harness) startServer(ctx context.Context, name string, ory *fakeOry, extra ...string) (string, *proc, error) {
-	gp, err := freePort()
-	if err != nil {
-		return "", nil, err
+// and waits until its gRPC health is SERVING. Every listener is on a free
+// port of its own, so that replicas (and other programs) never collide.
+func (h *harness) startServer(ctx context.Context, name string, ory *fakeOry, extra ...string) (*server, error) {
+	var ports [3]string
+	for i := range ports {
+		p, err := freePort()
+		if err != nil {
+			return nil, err
+		}
+		ports[i] = "127.0.0.1:" + p
 	}
-	hp, err := freePort()
-	if err != nil {
-		return "", nil, err
-	}
-	addr := "127.0.0.1:" + gp
-	args := append([]string{"serve", "--grpc-addr", addr, "--http-addr", "127.0.0.1:" + hp,
+	s := &server{addr: ports[0], http: ports[1], admin: ports[2]}
+	args := append([]string{"serve", "--grpc-addr", s.addr, "--http-addr", s.http, "--admin-addr", s.admin,
 		"--ory-url", ory.url, "--tokenize-as", "mesh", "--log-level", "warn"}, extra...)
 	p, err := h.procs.start(name, nil, h.server, args...)
 	if err != nil {
-		return "", nil, err
+		return nil, err
 	}
-	if err := h.waitServing(ctx, p, addr); err != nil {
-		return "", nil, err
+	s.proc = p
+	if err := h.waitServing(ctx, p, s.addr); err != nil {
+		return nil, err
 	}
-	return addr, p, nil
+	return s, nil
 }
 
 // startPair starts the two sides of a comparison against ory: the real
 // server (as name) and the baseline with a JWT as long as ory's.
-func (h *harness) startPair(ctx context.Context, name string, ory *fakeOry) (realAddr string, real *proc, noopAddr string, err error) {
-	realAddr, real, err = h.startServer(ctx, name, ory)
+func (h *harness) startPair(ctx context.Context, name string, ory *fakeOry) (real *server, noopAddr string, err error) {
+	real, err = h.startServer(ctx, name, ory)
 	if err == nil {
 		noopAddr, _, err = h.startNoop(ctx, ory.jwtBytes)
 	}
-	return realAddr, real, noopAddr, err
+	return real, noopAddr, err
 }
 
 // startNoop starts the baseline with a JWT as long as the fake Ory's.

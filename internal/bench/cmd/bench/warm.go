@@ -106,10 +106,11 @@ func (h *harness) warm(ctx context.Context) error {
 	if err := load.WriteGhzData(data, ory.cookies); err != nil {
 		return err
 	}
-	realAddr, _, noopAddr, err := h.startPair(ctx, "server-warm", ory)
+	srv, noopAddr, err := h.startPair(ctx, "server-warm", ory)
 	if err != nil {
 		return err
 	}
+	realAddr := srv.addr
 
 	// Fill the cache through ghz itself: 2 x sessions checks on a cold
 	// cache must cost exactly one whoami per session. That also proves ghz
@@ -165,7 +166,7 @@ func (h *harness) warm(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	h.addWarmRows("warm (ghz)", fmt.Sprintf("%s, c=%d, 2 connections, %d checks per round over %d sessions, %d rounds each, A B A B", strings.TrimPrefix(o.ghz, "github.com/bojand/ghz/cmd/"), o.concurrency, n, o.sessions, o.rounds), real, base)
+	h.addWarmRows("warm (ghz)", fmt.Sprintf("%s, c=%d, 2 connections, %d checks per round over %d sessions, %d rounds each, A B A B", strings.TrimPrefix(o.ghz, "github.com/bojand/ghz/cmd/"), o.concurrency, n, o.sessions, o.rounds), vsBaseline, real, base)
 	h.table.add("warm (ghz)", "whoami calls during the rounds", strconv.FormatInt(st.Calls, 10), "", "0 (all hits)", yes(st.Calls == 0))
 
 	if o.driverCheck {
@@ -181,48 +182,72 @@ func (h *harness) warm(ctx context.Context) error {
 // the server and its own cost shows more.
 func (h *harness) warmDriver(ctx context.Context, realAddr, noopAddr string, ory *fakeOry, n int) error {
 	o := h.opt
+	n2 := n * 2
+	real, base, err := h.driverRounds(ctx, "warm driver", vsBaseline, realAddr, noopAddr, ory, o.rounds, n2, 30*time.Second)
+	if err != nil {
+		return err
+	}
+	h.addWarmRows("warm (Go driver)", fmt.Sprintf("internal/bench/load, c=%d, 2 connections, up to %d checks or 30s per round, %d rounds each, A B A B", o.concurrency, n2, o.rounds), vsBaseline, real, base)
+	return nil
+}
+
+// sides names the two servers of an A/B comparison, as the table calls
+// them, and the targets of A against B: A's rps at least minRps times B's,
+// its p99 at most maxP99 times B's.
+type sides struct {
+	a, b           string
+	minRps, maxP99 float64
+}
+
+// vsBaseline: the real server against the no-op baseline.
+var vsBaseline = sides{a: "ory-ext-authz", b: "baseline (no-op)", minRps: 0.90, maxP99: 1.25}
+
+// driverRounds warms up addrA and addrB with 5000 checks of ory's sessions
+// each, then runs rounds rounds on each in turn (A B A B) with the Go
+// driver at o.concurrency over 2 connections; a round ends after total
+// checks or maxTime.
+func (h *harness) driverRounds(ctx context.Context, label string, sd sides, addrA, addrB string, ory *fakeOry, rounds, total int, maxTime time.Duration) (a, b []measurement, err error) {
+	o := h.opt
 	reqs := make([]*authv3.CheckRequest, len(ory.cookies))
 	for i, c := range ory.cookies {
 		reqs[i] = load.CheckRequest(c)
 	}
-	pools := map[string]*load.Pool{}
-	for name, addr := range map[string]string{"real": realAddr, "noop": noopAddr} {
+	sideList := []struct {
+		name string
+		pool *load.Pool
+		into *[]measurement
+	}{{name: sd.a, into: &a}, {name: sd.b, into: &b}}
+	for i, addr := range []string{addrA, addrB} {
 		p, err := load.Dial(addr, 2)
 		if err != nil {
-			return err
+			return nil, nil, err
 		}
 		defer p.Close()
-		pools[name] = p
+		sideList[i].pool = p
 		// warm-up
 		load.Closed(ctx, p, reqs, 5000, o.concurrency, 30*time.Second, 5*time.Second)
 	}
-	var real, base []measurement
-	n2 := n * 2
-	for r := range o.rounds {
-		for _, s := range []struct {
-			name string
-			into *[]measurement
-		}{{"real", &real}, {"noop", &base}} {
-			calls, elapsed := load.Closed(ctx, pools[s.name], reqs, n2, o.concurrency, 30*time.Second, 5*time.Second)
+	for r := range rounds {
+		for _, s := range sideList {
+			calls, elapsed := load.Closed(ctx, s.pool, reqs, total, o.concurrency, maxTime, 5*time.Second)
 			lat, errs := load.Latencies(calls)
 			if errs > 0 {
-				return fmt.Errorf("driver round %d %s: %d errors: %v", r+1, s.name, errs, load.Errors(calls))
+				return nil, nil, fmt.Errorf("%s round %d %s: %d errors: %v", label, r+1, s.name, errs, load.Errors(calls))
 			}
 			sum := load.Summarize(lat)
 			m := measurement{rps: float64(len(calls)) / elapsed.Seconds(), p50: sum.P50, p99: sum.P99, n: len(calls)}
-			logf("warm driver: round %d %-4s %8.0f rps  p50 %s  p99 %s", r+1, s.name, m.rps, ms(m.p50), ms(m.p99))
+			logf("%s: round %d %-16s %8.0f rps  p50 %s  p99 %s", label, r+1, s.name, m.rps, ms(m.p50), ms(m.p99))
 			*s.into = append(*s.into, m)
 		}
 	}
-	h.addWarmRows("warm (Go driver)", fmt.Sprintf("internal/bench/load, c=%d, 2 connections, up to %d checks or 30s per round, %d rounds each, A B A B", o.concurrency, n2, o.rounds), real, base)
-	return nil
+	return a, b, nil
 }
 
-// addWarmRows reports the medians over the rounds and, as the ratio to the
-// baseline, the median of the per-round ratios: round i pairs the real
-// server's run with the baseline's run right after it, so slow drifts of a
-// shared, noisy machine cancel out of each ratio.
-func (h *harness) addWarmRows(scenario, setup string, real, base []measurement) {
+// addWarmRows reports the medians over the rounds and, as the ratio of A
+// to B, the median of the per-round ratios: round i pairs A's run with B's
+// run right after it, so slow drifts of a shared, noisy machine cancel out
+// of each ratio.
+func (h *harness) addWarmRows(scenario, setup string, sd sides, a, b []measurement) {
 	med := func(f func(m measurement) float64, ms []measurement) float64 {
 		xs := make([]float64, len(ms))
 		for i, m := range ms {
@@ -231,9 +256,9 @@ func (h *harness) addWarmRows(scenario, setup string, real, base []measurement) 
 		return load.Median(xs)
 	}
 	paired := func(f func(m measurement) float64) float64 {
-		xs := make([]float64, len(real))
-		for i := range real {
-			xs[i] = f(real[i]) / f(base[i])
+		xs := make([]float64, len(a))
+		for i := range a {
+			xs[i] = f(a[i]) / f(b[i])
 		}
 		return load.Median(xs)
 	}
@@ -241,15 +266,15 @@ func (h *harness) addWarmRows(scenario, setup string, real, base []measurement) 
 	p50 := func(m measurement) float64 { return float64(m.p50) }
 	p99 := func(m measurement) float64 { return float64(m.p99) }
 	h.table.add(scenario, "setup", setup, "", "", "")
-	h.table.add(scenario, "baseline (no-op) rps / p50 / p99, median of rounds",
-		fmt.Sprintf("%.0f / %s / %s", med(rps, base), ms(time.Duration(med(p50, base))), ms(time.Duration(med(p99, base)))), "1.00x", "", "")
+	h.table.add(scenario, sd.b+" rps / p50 / p99, median of rounds",
+		fmt.Sprintf("%.0f / %s / %s", med(rps, b), ms(time.Duration(med(p50, b))), ms(time.Duration(med(p99, b)))), "1.00x", "", "")
 	rr, r50, r99 := paired(rps), paired(p50), paired(p99)
-	h.table.add(scenario, "ory-ext-authz throughput (rps), median of rounds", fmt.Sprintf("%.0f", med(rps, real)), fmt.Sprintf("%.2fx", rr), ">= 0.90x", yes(rr >= 0.9))
-	h.table.add(scenario, "ory-ext-authz p50, median of rounds", ms(time.Duration(med(p50, real))), fmt.Sprintf("%.2fx", r50), "", "")
-	h.table.add(scenario, "ory-ext-authz p99, median of rounds", ms(time.Duration(med(p99, real))), fmt.Sprintf("%.2fx", r99), "<= 1.25x", yes(r99 <= 1.25))
+	h.table.add(scenario, sd.a+" throughput (rps), median of rounds", fmt.Sprintf("%.0f", med(rps, a)), fmt.Sprintf("%.2fx", rr), fmt.Sprintf(">= %.2fx", sd.minRps), yes(rr >= sd.minRps))
+	h.table.add(scenario, sd.a+" p50, median of rounds", ms(time.Duration(med(p50, a))), fmt.Sprintf("%.2fx", r50), "", "")
+	h.table.add(scenario, sd.a+" p99, median of rounds", ms(time.Duration(med(p99, a))), fmt.Sprintf("%.2fx", r99), fmt.Sprintf("<= %.2fx", sd.maxP99), yes(r99 <= sd.maxP99))
 	var per []string
-	for i := range real {
-		per = append(per, fmt.Sprintf("%s/%s", ratio(real[i].rps, base[i].rps), ratio(float64(real[i].p99), float64(base[i].p99))))
+	for i := range a {
+		per = append(per, fmt.Sprintf("%s/%s", ratio(a[i].rps, b[i].rps), ratio(float64(a[i].p99), float64(b[i].p99))))
 	}
 	h.table.add(scenario, "each round: rps ratio / p99 ratio", strings.Join(per, ", "), "", "", "")
 }
