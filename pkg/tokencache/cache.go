@@ -377,16 +377,19 @@ func (c *Cache[R, V]) fill(parent context.Context, key Key, req R, current int64
 		}
 		return nil, err
 	}
-	e, cached := c.keep(key, v, meta, started, startedAt, now, refresh)
+	e, cached := c.keep(key, v, meta, started, startedAt, now, refresh, time.Time{})
 	if cached && c.cfg.Shared != nil {
-		c.toShared(ctx, key, v, meta, startedAt, time.Unix(0, e.hard).Sub(now))
+		c.toShared(ctx, key, v, meta, startedAt, time.Unix(0, e.nextRefresh.Load()), time.Unix(0, e.hard).Sub(now))
 	}
 	return e, nil
 }
 
 // keep makes the entry of a fetched value and stores it unless it expires
-// within the leeway; cached tells which.
-func (c *Cache[R, V]) keep(key Key, v V, meta Meta, started uint64, startedAt, now time.Time, refresh bool) (*entry[V], bool) {
+// within the leeway; cached tells which. soft, when not zero, is the
+// refresh point the replica that fetched the value chose (a value from the
+// shared tier keeps its phase, moved by the small refresh jitter only, so
+// that replicas do not refresh it early one after the other).
+func (c *Cache[R, V]) keep(key Key, v V, meta Meta, started uint64, startedAt, now time.Time, refresh bool, soft time.Time) (*entry[V], bool) {
 	hard := meta.Expiry.Add(-c.cfg.Leeway)
 	e := &entry[V]{rest: [len(Key{}) - 8]byte(key[8:]), value: v, hard: hard.UnixNano(), fetched: started}
 	if !hard.After(now) {
@@ -394,10 +397,12 @@ func (c *Cache[R, V]) keep(key Key, v V, meta Meta, started uint64, startedAt, n
 			"key", key.Short(), "expires_in", meta.Expiry.Sub(now).Round(time.Millisecond).String(), "leeway", c.cfg.Leeway.String())
 		return e, false
 	}
-	soft := softExpiry(meta, now, hard)
 	jitter := c.cfg.FirstJitter
-	if refresh {
+	if refresh || !soft.IsZero() {
 		jitter = c.cfg.RefreshJitter
+	}
+	if soft.IsZero() || !soft.After(now) || !soft.Before(hard) {
+		soft = softExpiry(meta, now, hard)
 	}
 	if j := int64(float64(soft.Sub(now)) * jitter); j > 0 {
 		soft = soft.Add(-time.Duration(rand.Int64N(j)))

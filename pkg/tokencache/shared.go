@@ -37,45 +37,48 @@ const (
 // more call to Ory, voiding too little would serve a revoked session.
 const clockSkew = time.Second
 
-// sharedVersion starts every record this package writes to the tier.
-const sharedVersion = 1
+// sharedVersion starts every record this package writes to the tier; a
+// record of another version is a miss.
+const sharedVersion = 2
 
 // A record in the shared tier: version, expiry, issued at, fetched at (the
 // wall clock when the fetch that made the value started, for the
-// invalidation records), cost, then the value's own encoding.
-const sharedHeader = 1 + 4*8
+// invalidation records), cost, the refresh point the fetching replica
+// chose, then the value's own encoding.
+const sharedHeader = 1 + 5*8
 
 var errSharedRecord = errors.New("tokencache: not a record of the shared tier")
 
-func encodeShared(value []byte, meta Meta, fetchedAt time.Time) []byte {
+func encodeShared(value []byte, meta Meta, fetchedAt, soft time.Time) []byte {
 	b := make([]byte, 0, sharedHeader+len(value))
 	b = append(b, sharedVersion)
 	b = binary.BigEndian.AppendUint64(b, uint64(meta.Expiry.UnixNano()))
 	b = binary.BigEndian.AppendUint64(b, uint64(meta.IssuedAt.UnixNano()))
 	b = binary.BigEndian.AppendUint64(b, uint64(fetchedAt.UnixNano()))
 	b = binary.BigEndian.AppendUint64(b, uint64(meta.Cost))
+	b = binary.BigEndian.AppendUint64(b, uint64(soft.UnixNano()))
 	return append(b, value...)
 }
 
-func decodeShared(b []byte) (value []byte, meta Meta, fetchedAt time.Time, err error) {
+func decodeShared(b []byte) (value []byte, meta Meta, fetchedAt, soft time.Time, err error) {
 	if len(b) < sharedHeader || b[0] != sharedVersion {
-		return nil, Meta{}, time.Time{}, errSharedRecord
+		return nil, Meta{}, time.Time{}, time.Time{}, errSharedRecord
 	}
 	u := func(i int) int64 { return int64(binary.BigEndian.Uint64(b[1+8*i:])) }
 	meta = Meta{Expiry: time.Unix(0, u(0)), IssuedAt: time.Unix(0, u(1)), Cost: u(3)}
 	if meta.IssuedAt.UnixNano() == 0 {
 		meta.IssuedAt = time.Time{}
 	}
-	return b[sharedHeader:], meta, time.Unix(0, u(2)), nil
+	return b[sharedHeader:], meta, time.Unix(0, u(2)), time.Unix(0, u(4)), nil
 }
 
 // toShared writes a value fetched from Ory to the shared tier, to live
 // until its hard expiry.
-func (c *Cache[R, V]) toShared(ctx context.Context, key Key, v V, meta Meta, fetchedAt time.Time, ttl time.Duration) {
+func (c *Cache[R, V]) toShared(ctx context.Context, key Key, v V, meta Meta, fetchedAt, soft time.Time, ttl time.Duration) {
 	if ttl <= 0 {
 		return
 	}
-	_ = c.cfg.Shared.Set(ctx, key, encodeShared(c.cfg.EncodeValue(v), meta, fetchedAt), ttl)
+	_ = c.cfg.Shared.Set(ctx, key, encodeShared(c.cfg.EncodeValue(v), meta, fetchedAt, soft), ttl)
 }
 
 // fromShared looks for the key's value in the shared tier: on a miss
@@ -95,7 +98,7 @@ func (c *Cache[R, V]) fromShared(ctx context.Context, key Key, started uint64, c
 // the tier) and keeps it as the key's entry. It returns nil when the record
 // cannot be used; the fill then asks Ory.
 func (c *Cache[R, V]) sharedEntry(ctx context.Context, key Key, b []byte, started uint64, current int64) *entry[V] {
-	raw, meta, fetchedAt, err := decodeShared(b)
+	raw, meta, fetchedAt, soft, err := decodeShared(b)
 	if err != nil {
 		c.log.Warn("shared tier: unreadable record, asking Ory", "key", key.Short(), "error", err.Error())
 		return nil
@@ -114,7 +117,7 @@ func (c *Cache[R, V]) sharedEntry(ctx context.Context, key Key, b []byte, starte
 		return nil
 	}
 	meta.Cost = max(meta.Cost, int64(len(raw)))
-	e, cached := c.keep(key, v, meta, started, fetchedAt, now, current != 0)
+	e, cached := c.keep(key, v, meta, started, fetchedAt, now, current != 0, soft)
 	if !cached {
 		return nil
 	}

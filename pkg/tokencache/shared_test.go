@@ -30,6 +30,7 @@ func moreReplicas(t *testing.T, n int, url string, o *taggedOrigin) []*Cache[str
 	for range n {
 		c, err := New(Config[string, string]{
 			MaxBytes: 1 << 20, Leeway: 5 * time.Second, FetchTimeout: 2 * time.Second,
+			FirstJitter: 2.0 / 3, RefreshJitter: 0.05, // as pkg/authz sets them
 			Fetch: o.fetch, Classify: func(error) Outcome { return Transient }, Now: clk.Now,
 			IDs:         func(v string) ([]byte, []byte) { sid, iid := taggedIDs(v); return []byte(sid), []byte(iid) },
 			Shared:      redistest.Tier(t, url, nil),
@@ -224,5 +225,33 @@ func TestVoidLocalKeepsTheTier(t *testing.T) {
 	}
 	if n := o.calls.Load(); n != 1 {
 		t.Fatalf("origin calls = %d: after VoidLocal the value in the tier was not taken", n)
+	}
+}
+
+// TestSharedKeepsTheRefreshPhase: a value taken from the tier keeps the
+// refresh point the replica that fetched it chose (moved earlier by the
+// small refresh jitter at most), instead of drawing a first-fill jitter of
+// its own: otherwise each replica would refresh early in turn, and the
+// tier would hold nothing newer for them (more whoami calls per ttl).
+func TestSharedKeepsTheRefreshPhase(t *testing.T) {
+	_, cs, _, clk := replicas(t, 2)
+	a, b := cs[0], cs[1]
+	for i := range 20 {
+		req := fmt.Sprintf("s%d i%d", i, i)
+		key := NewKey("mesh", 2, req)
+		if _, _, err := a.Get(t.Context(), key, req); err != nil {
+			t.Fatal(err)
+		}
+		if _, _, err := b.Get(t.Context(), key, req); err != nil {
+			t.Fatal(err)
+		}
+		ea, _ := a.lookup(key)
+		eb, _ := b.lookup(key)
+		sa, sb := ea.nextRefresh.Load(), eb.nextRefresh.Load()
+		left := sa - clk.Now().UnixNano()
+		if sb > sa || sb < sa-left/20-1 {
+			t.Fatalf("session %d: b refreshes %v after now, a %v: b must keep a's phase within the refresh jitter",
+				i, time.Duration(sb-clk.Now().UnixNano()), time.Duration(left))
+		}
 	}
 }
