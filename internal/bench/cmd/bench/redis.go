@@ -89,16 +89,11 @@ func poll(ctx context.Context, limit time.Duration, ok func() bool, exited <-cha
 	return nil
 }
 
-// tierSkew is pkg/tokencache's clock skew margin: a replica that has voided
-// its cache (as it does when it subscribes to the invalidations) takes no
-// value from Redis that was fetched less than this after.
-const tierSkew = time.Second
-
 // startReplicas starts n servers against ory with extra flags, named
 // name-1..name-n (name alone when n is 1). With a redisURL they share that
-// Redis, and it returns once each is subscribed to the invalidations and
-// tierSkew has passed since: neither the void of a new subscription nor
-// its margin may fall into a measurement.
+// Redis, and it returns once each is subscribed to the invalidations: the
+// void of its own cache a new subscription makes may not fall into a
+// measurement.
 func (h *harness) startReplicas(ctx context.Context, name string, ory *fakeOry, n int, redisURL string, extra ...string) ([]*server, error) {
 	if redisURL != "" {
 		extra = append(slices.Clone(extra), "--redis-url", redisURL, "--redis-secret-file", h.secretFile)
@@ -121,13 +116,7 @@ func (h *harness) startReplicas(ctx context.Context, name string, ory *fakeOry, 
 		}
 		srvs = append(srvs, s)
 	}
-	if redisURL != "" {
-		select {
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		case <-time.After(tierSkew + 100*time.Millisecond):
-		}
-	}
+
 	return srvs, nil
 }
 
