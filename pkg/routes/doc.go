@@ -10,7 +10,8 @@
 // the request that must hold (authorize), identity headers for the
 // upstream (headers) and pass_client_authorization. Parse checks all of it
 // strictly, every problem with its line and column, and compiles the
-// expressions (type-checked, with a cost limit).
+// expressions (type-checked, with a cost limit); a Watcher reloads the
+// file when it changes and keeps the last good table on a bad one.
 //
 // Paths are matched as Envoy forwards them with normalize_path and
 // merge_slashes on, both of which must be set on the listener (Istio:
