@@ -119,6 +119,7 @@ func TestPathBypasses(t *testing.T) {
 		{"/admin", "protected", "normal form"},
 		{"/public/../admin", "ambiguous", "is /admin to Envoy and to an upstream that normalizes, /public/../admin to one that does not"},
 		{"/public/./x", "open", "/public/x in every reading (the raw one still starts /public/)"},
+		{"/public//../admin", "ambiguous", "/public/admin to Envoy (dot segments before merge_slashes), /admin to an upstream that merges slashes first"},
 		{"//admin", "protected", "/admin after merge_slashes, //admin as it came: both protected"},
 		{"//public/x", "ambiguous", "/public/x after merge_slashes; //public/x, which is not under /public/, as it came"},
 		{"/public%2F..%2Fadmin", "protected", "not under /public/ (no literal slash) kept escaped; /admin decoded"},

@@ -315,10 +315,9 @@ func mergeSlashes(p string) string {
 	return b.String()
 }
 
-// maxReadings bounds the readings of one path: the normal form, the path
-// as it came, each with escaped slashes decoded and fully decoded, each of
-// those without ';' parameters, and the part before a '#'.
-const maxReadings = 16
+// maxReadings bounds the readings of one path; a path with more is
+// refused (readings says not ok), never matched on some of them only.
+const maxReadings = 32
 
 // readings lists the ways an upstream may read path (query stripped): the
 // first is Envoy's normal form, what a correctly configured Envoy forwards;
@@ -335,8 +334,11 @@ const maxReadings = 16
 //   - ';' parameters dropped from every segment, as Tomcat, Jetty and
 //     Spring do ("/..;/" is "/../" to them).
 //
-// Each derived reading is normalized again. ok is false when one of them
-// is invalid (a NUL byte): Envoy refuses such a path.
+// Each derived reading is normalized twice over: as Envoy does (dot
+// segments, then merge_slashes: "/a//../b" is "/a/b") and as an upstream
+// that merges slashes first does (Go's path.Clean, nginx: "/b"). ok is
+// false when a reading is invalid (a NUL byte: Envoy refuses such a path)
+// or there are more than maxReadings.
 func readings(path string, buf *[maxReadings]string) ([]string, bool) {
 	if i := strings.IndexByte(path, '?'); i >= 0 {
 		path = path[:i]
@@ -346,36 +348,41 @@ func readings(path string, buf *[maxReadings]string) ([]string, bool) {
 		return append(rs, path), true
 	}
 	ok := true
-	add := func(r string, normalize bool) {
-		if normalize {
-			var valid bool
-			r, valid = canonicalize(r)
-			r = mergeSlashes(r)
-			ok = ok && valid
-		}
+	put := func(r string) {
 		for _, have := range rs {
 			if have == r {
 				return
 			}
 		}
-		if len(rs) < maxReadings {
-			rs = append(rs, r)
+		if len(rs) == maxReadings {
+			ok = false
+			return
 		}
+		rs = append(rs, r)
 	}
-	add(path, true)
-	add(path, false)
+	add := func(r string) {
+		n, valid := canonicalize(r)
+		put(mergeSlashes(n))
+		if strings.Contains(r, "//") || strings.IndexByte(r, '\\') >= 0 {
+			m, _ := canonicalize(mergeSlashes(strings.ReplaceAll(r, "\\", "/")))
+			put(mergeSlashes(m))
+		}
+		ok = ok && valid
+	}
+	add(path)
+	put(path)
 	if i := strings.IndexByte(path, '#'); i >= 0 {
-		add(path[:i], true)
+		add(path[:i])
 	}
 	for _, r := range rs {
 		if strings.IndexByte(r, '%') >= 0 {
-			add(unescapeSlashes(r), true)
-			add(unescapeAll(r), true)
+			add(unescapeSlashes(r))
+			add(unescapeAll(r))
 		}
 	}
 	for _, r := range rs {
 		if strings.IndexByte(r, ';') >= 0 {
-			add(stripParams(r), true)
+			add(stripParams(r))
 		}
 	}
 	return rs, ok
