@@ -3,6 +3,7 @@ package routes
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"os"
 	"strings"
 	"testing"
@@ -53,16 +54,30 @@ func validateSchema(sch *jsonschema.Schema, file []byte) error {
 	return sch.Validate(inst)
 }
 
-// shippedFiles are every routes file this repository ships.
+// shippedFiles are every routes file this repository ships: the example
+// file and each YAML block of docs/routes.md that holds a table.
 func shippedFiles(t *testing.T) map[string][]byte {
 	t.Helper()
 	files := map[string][]byte{}
-	for _, name := range []string{"../../docs/routes.example.yaml"} {
+	for _, name := range []string{"../../docs/routes.example.yaml", "../../docs/routes.md"} {
 		b, err := os.ReadFile(name)
 		if err != nil {
 			t.Fatal(err)
 		}
-		files[name] = b
+		if !strings.HasSuffix(name, ".md") {
+			files[name] = b
+			continue
+		}
+		blocks := strings.Split(string(b), "```yaml\n")
+		for i, block := range blocks[1:] {
+			block, _, _ = strings.Cut(block, "```")
+			if strings.Contains(block, "\nrules:\n") || strings.HasPrefix(block, "rules:\n") {
+				files[fmt.Sprintf("%s, YAML block %d", name, i+1)] = []byte(block)
+			}
+		}
+	}
+	if len(files) < 2 {
+		t.Fatalf("found %d routes files, want the example and docs/routes.md's", len(files))
 	}
 	return files
 }
