@@ -180,8 +180,10 @@ func (r *Rule) Index() int { return r.index }
 // Name is the rule's name in the file; may be empty.
 func (r *Rule) Name() string { return r.name }
 
-// Line and Column are where the rule starts in the file.
-func (r *Rule) Line() int   { return r.line }
+// Line is the line of the file where the rule starts.
+func (r *Rule) Line() int { return r.line }
+
+// Column is the column of the file where the rule starts.
 func (r *Rule) Column() int { return r.column }
 
 // Ambiguous tells the rule Match returns for a path it cannot match with
