@@ -153,8 +153,7 @@ func run(ctx context.Context, cmd string, args []string, stdout, stderr io.Write
 // server's refusal (exit 1).
 func callError(addr string, err error) error {
 	st := status.Convert(err)
-	switch {
-	case st.Code() == codes.Unavailable && strings.HasPrefix(st.Message(), authz.ErrNotShared.Error()):
+	if st.Code() == codes.Unavailable && strings.HasPrefix(st.Message(), authz.ErrNotShared.Error()) {
 		// The server invalidated on its own replica but could not pass it
 		// on: the call did not fail to reach it, the shared tier did.
 		return cli.Refused(fmt.Errorf("%s", st.Message()))
