@@ -31,6 +31,7 @@ Usage:
   ory-ext-authz check [flags]       send one CheckRequest as Envoy would and show the answer
   ory-ext-authz admin invalidate|stats  end cached sessions / show cache stats, over the admin API (--admin-addr)
   ory-ext-authz jwks generate|public  make a signing JWKS for Ory's tokenizer / print its public keys
+  ory-ext-authz routes check FILE   validate a routes file; --request 'GET https://host/path' shows its rule
   ory-ext-authz version             print the version
 
 Every serve flag can also be set as ORY_EXT_AUTHZ_<FLAG> (--ory-url -> ORY_EXT_AUTHZ_ORY_URL);

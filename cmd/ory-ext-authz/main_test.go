@@ -28,6 +28,7 @@ func TestCommands(t *testing.T) {
 	}{
 		{[]string{"version"}, 0, "ory-ext-authz dev", ""},
 		{[]string{"--help"}, 0, "ory-ext-authz serve", ""},
+		{[]string{"--help"}, 0, "ory-ext-authz routes check FILE", ""},
 		{nil, 2, "", "Usage:"},
 		{[]string{"bogus"}, 2, "", `unknown command "bogus"`},
 		{[]string{"serve", "--help"}, 0, "", "ORY_EXT_AUTHZ_ORY_URL"},
@@ -281,11 +282,11 @@ func scrape(t *testing.T, httpAddr string) string {
 	return string(b)
 }
 
-// TestToolConvention: check, admin and jwks follow internal/cli's
+// TestToolConvention: check, admin, jwks and routes follow internal/cli's
 // convention: -h prints the usage to stdout and exits 0; an unknown flag is
 // exit 2 with the command's name, the problem and a hint on stderr.
 func TestToolConvention(t *testing.T) {
-	for _, cmd := range [][]string{{"check"}, {"admin"}, {"admin", "invalidate"}, {"admin", "stats"}, {"jwks"}, {"jwks", "generate"}, {"jwks", "public"}} {
+	for _, cmd := range [][]string{{"check"}, {"admin"}, {"admin", "invalidate"}, {"admin", "stats"}, {"jwks"}, {"jwks", "generate"}, {"jwks", "public"}, {"routes"}, {"routes", "check"}} {
 		name := "ory-ext-authz " + strings.Join(cmd, " ")
 		t.Run(strings.Join(cmd, " "), func(t *testing.T) {
 			for _, help := range []string{"-h", "--help"} {

@@ -7,6 +7,7 @@ import (
 	"github.com/ory-ext-authz/ory-ext-authz/internal/admincli"
 	"github.com/ory-ext-authz/ory-ext-authz/internal/checkcli"
 	"github.com/ory-ext-authz/ory-ext-authz/internal/jwks"
+	"github.com/ory-ext-authz/ory-ext-authz/internal/routescli"
 )
 
 // tool is a subcommand beside serve. Each follows internal/cli's convention
@@ -14,7 +15,8 @@ import (
 type tool func(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int
 
 var tools = map[string]tool{
-	"check": checkcli.Run,
-	"admin": admincli.Run,
-	"jwks":  jwks.Run,
+	"check":  checkcli.Run,
+	"admin":  admincli.Run,
+	"jwks":   jwks.Run,
+	"routes": routescli.Run,
 }
