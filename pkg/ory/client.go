@@ -52,6 +52,10 @@ type Options struct {
 	UserAgent string
 }
 
+// pauseReadRetry is how long a failed read of the shared pause is not
+// tried again.
+const pauseReadRetry = time.Second
+
 // SharedPause is a pause of every replica's calls to Ory (*redistier.Tier).
 type SharedPause interface {
 	Pause(ctx context.Context, until time.Time) error
@@ -79,6 +83,9 @@ type Client struct {
 	// until then calls fail at once instead of adding to Ory's load.
 	backoffUntil atomic.Int64
 	sharedPause  SharedPause
+	// pauseReadFailed (unix nanos) is when reading the shared pause last
+	// failed.
+	pauseReadFailed atomic.Int64
 }
 
 // maxBackoff caps a Retry-After, so that a bogus value cannot switch the
@@ -202,10 +209,16 @@ func (c *Client) Inflight() int { return len(c.inflight) }
 // Only the credential is sent: a session token as X-Session-Token, cookies
 // as a Cookie header holding only the session cookies.
 func (c *Client) Tokenize(ctx context.Context, cred credential.Credential, template string) (Token, error) {
-	if c.sharedPause != nil && c.backoffUntil.Load() < c.now().UnixNano() {
+	if now := c.now().UnixNano(); c.sharedPause != nil && c.backoffUntil.Load() < now && now-c.pauseReadFailed.Load() >= int64(pauseReadRetry) {
 		// Another replica's 429 pauses this one too; learnt once, the
 		// pause is kept here and Redis is not asked again until it ends.
-		if until, err := c.sharedPause.PausedUntil(ctx); err == nil && until.After(c.now()) {
+		// A failed read is not retried for pauseReadRetry, so that a sick
+		// Redis costs the calls to Ory one --redis-timeout, not one each.
+		until, err := c.sharedPause.PausedUntil(ctx)
+		switch {
+		case err != nil:
+			c.pauseReadFailed.Store(now)
+		case until.After(c.now()):
 			c.backoffUntil.Store(until.UnixNano())
 		}
 	}

@@ -336,23 +336,34 @@ func (c *Cache[R, V]) fill(parent context.Context, key Key, req R, current int64
 	refresh := current != 0
 	started := c.rev.started()
 	startedAt := c.now()
+	// sharedUp: the tier answered this fill's first read. When it did not
+	// (down, hung, breaker open), the fill does not try it again: a sick
+	// Redis delays a check by one --redis-timeout at most, not by one per
+	// operation of the fill.
+	sharedUp := false
 	if c.cfg.Shared != nil {
-		if e := c.fromShared(ctx, key, started, current); e != nil {
+		e, err := c.fromShared(ctx, key, started, current)
+		if e != nil {
 			return e, nil
 		}
+		sharedUp = err == nil
+	}
+	if sharedUp {
 		unlock, acquired, err := c.cfg.Shared.Lock(ctx, key, c.cfg.FetchTimeout)
-		if err == nil && !acquired {
+		switch {
+		case err != nil:
+			sharedUp = false
+		case !acquired:
 			if b, ok := c.cfg.Shared.WaitFor(ctx, key, c.cfg.SharedWait); ok {
 				if e := c.sharedEntry(ctx, key, b, started, current); e != nil {
 					return e, nil
 				}
 			}
-		}
-		if acquired {
+		default:
 			defer unlock()
 			// The holder before us may have filled the tier between our
 			// read and our lock.
-			if e := c.fromShared(ctx, key, started, current); e != nil {
+			if e, _ := c.fromShared(ctx, key, started, current); e != nil {
 				return e, nil
 			}
 		}
@@ -378,7 +389,7 @@ func (c *Cache[R, V]) fill(parent context.Context, key Key, req R, current int64
 		return nil, err
 	}
 	e, cached := c.keep(key, v, meta, started, startedAt, now, refresh, time.Time{})
-	if cached && c.cfg.Shared != nil {
+	if cached && sharedUp {
 		c.toShared(ctx, key, v, meta, startedAt, time.Unix(0, e.nextRefresh.Load()), time.Unix(0, e.hard).Sub(now))
 	}
 	return e, nil

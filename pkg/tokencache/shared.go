@@ -84,13 +84,13 @@ func (c *Cache[R, V]) toShared(ctx context.Context, key Key, v V, meta Meta, fet
 // fromShared looks for the key's value in the shared tier: on a miss
 // (current 0) any live one, on a refresh only one newer than the entry it
 // replaces, so that a replica whose neighbour refreshed first does not ask
-// Ory again.
-func (c *Cache[R, V]) fromShared(ctx context.Context, key Key, started uint64, current int64) *entry[V] {
+// Ory again. The error is the tier's, when it could not be read.
+func (c *Cache[R, V]) fromShared(ctx context.Context, key Key, started uint64, current int64) (*entry[V], error) {
 	b, ok, err := c.cfg.Shared.Get(ctx, key)
 	if err != nil || !ok {
-		return nil
+		return nil, err
 	}
-	return c.sharedEntry(ctx, key, b, started, current)
+	return c.sharedEntry(ctx, key, b, started, current), nil
 }
 
 // sharedEntry checks a record from the shared tier exactly as a value from

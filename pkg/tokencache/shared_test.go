@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -183,6 +184,8 @@ func TestSharedInvalidationRecords(t *testing.T) {
 func TestSharedTierDown(t *testing.T) {
 	srv, cs, o, _ := replicas(t, 1)
 	c := cs[0]
+	calls := &countingShared{Shared: c.cfg.Shared}
+	c.cfg.Shared = calls
 	for i, fault := range []struct {
 		name        string
 		do, recover func()
@@ -199,8 +202,39 @@ func TestSharedTierDown(t *testing.T) {
 		if o.calls.Load() != before+1 {
 			t.Fatalf("%s: origin not asked", fault.name)
 		}
+		// One read of the tier, which failed: no lock, no wait, no write,
+		// so a sick Redis costs a check one --redis-timeout at most.
+		if n := calls.n.Swap(0); n != 1 {
+			t.Fatalf("%s: the fill made %d calls to the sick tier, want 1", fault.name, n)
+		}
 		fault.recover()
 	}
+}
+
+// countingShared counts the calls to a Shared tier.
+type countingShared struct {
+	Shared
+	n atomic.Int64
+}
+
+func (s *countingShared) Get(ctx context.Context, key [32]byte) ([]byte, bool, error) {
+	s.n.Add(1)
+	return s.Shared.Get(ctx, key)
+}
+
+func (s *countingShared) Set(ctx context.Context, key [32]byte, v []byte, ttl time.Duration) error {
+	s.n.Add(1)
+	return s.Shared.Set(ctx, key, v, ttl)
+}
+
+func (s *countingShared) Lock(ctx context.Context, key [32]byte, ttl time.Duration) (func(), bool, error) {
+	s.n.Add(1)
+	return s.Shared.Lock(ctx, key, ttl)
+}
+
+func (s *countingShared) WaitFor(ctx context.Context, key [32]byte, bound time.Duration) ([]byte, bool) {
+	s.n.Add(1)
+	return s.Shared.WaitFor(ctx, key, bound)
 }
 
 // TestVoidLocalKeepsTheTier: a replica that lost its subscription voids
