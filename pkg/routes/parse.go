@@ -274,22 +274,10 @@ func (p *parser) rule(n *yaml.Node, field string, index int) *Rule {
 		"match":       func(_, v *yaml.Node) { p.match(v, join(field, "match"), r) },
 		"tokenize_as": func(_, v *yaml.Node) { p.tokenizeAs(v, join(field, "tokenize_as"), r) },
 		"on_missing": func(_, v *yaml.Node) {
-			if s, ok := p.str(v, join(field, "on_missing")); ok {
-				m, err := ParseOnMissing(s)
-				if err != nil {
-					p.errorf(v, join(field, "on_missing"), "%v", err)
-				}
-				r.onMissing = m
-			}
+			parsed(p, v, join(field, "on_missing"), ParseOnMissing, func(m OnMissing) { r.onMissing = m })
 		},
 		"require_aal": func(_, v *yaml.Node) {
-			if s, ok := p.str(v, join(field, "require_aal")); ok {
-				a, err := ParseAAL(s)
-				if err != nil {
-					p.errorf(v, join(field, "require_aal"), "%v", err)
-				}
-				r.requireAAL = a
-			}
+			parsed(p, v, join(field, "require_aal"), ParseAAL, func(a AAL) { r.requireAAL = a })
 		},
 		"authorize": func(_, v *yaml.Node) { p.authorize(v, join(field, "authorize"), r) },
 		"headers":   func(_, v *yaml.Node) { p.headers(v, join(field, "headers"), r) },
@@ -303,6 +291,21 @@ func (p *parser) rule(n *yaml.Node, field string, index int) *Rule {
 		return nil
 	}
 	return r
+}
+
+// parsed reads the string at v with parse and hands set the value; a
+// parse error is reported at v and sets nothing (the rule is then dropped).
+func parsed[T any](p *parser, v *yaml.Node, field string, parse func(string) (T, error), set func(T)) {
+	s, ok := p.str(v, field)
+	if !ok {
+		return
+	}
+	x, err := parse(s)
+	if err != nil {
+		p.errorf(v, field, "%v", err)
+		return
+	}
+	set(x)
 }
 
 func (p *parser) tokenizeAs(v *yaml.Node, field string, r *Rule) {
@@ -324,14 +327,7 @@ func isControl(c rune) bool { return c < 0x20 || c == 0x7f }
 func (p *parser) match(n *yaml.Node, field string, r *Rule) {
 	p.mapping(n, field, map[string]func(k, v *yaml.Node){
 		"host": func(_, v *yaml.Node) {
-			if s, ok := p.str(v, join(field, "host")); ok {
-				h, err := parseHost(s)
-				if err != nil {
-					p.errorf(v, join(field, "host"), "%v", err)
-					return
-				}
-				r.host = &h
-			}
+			parsed(p, v, join(field, "host"), parseHost, func(h hostMatcher) { r.host = &h })
 		},
 		"path":    func(_, v *yaml.Node) { p.path(v, join(field, "path"), r) },
 		"methods": func(_, v *yaml.Node) { p.methods(v, join(field, "methods"), r) },

@@ -390,29 +390,21 @@ func readings(path string, buf *[maxReadings]string) ([]string, bool) {
 
 // unescapeSlashes decodes %2F and %5C (either case), nothing else.
 func unescapeSlashes(p string) string {
-	var b strings.Builder
-	for i := 0; i < len(p); i++ {
-		if p[i] == '%' && i+2 < len(p) && p[i+1] == '2' && (p[i+2] == 'F' || p[i+2] == 'f') {
-			b.WriteByte('/')
-			i += 2
-			continue
-		}
-		if p[i] == '%' && i+2 < len(p) && p[i+1] == '5' && (p[i+2] == 'C' || p[i+2] == 'c') {
-			b.WriteByte('\\')
-			i += 2
-			continue
-		}
-		b.WriteByte(p[i])
-	}
-	return b.String()
+	return unescapeWhere(p, func(c byte) bool { return c == '/' || c == '\\' })
 }
 
 // unescapeAll decodes every valid escape once; an invalid one stays.
 func unescapeAll(p string) string {
+	return unescapeWhere(p, func(byte) bool { return true })
+}
+
+// unescapeWhere decodes, once, each valid escape whose byte decode wants;
+// every other escape stays as it is.
+func unescapeWhere(p string, decode func(byte) bool) string {
 	var b strings.Builder
 	for i := 0; i < len(p); i++ {
 		if p[i] == '%' {
-			if v, ok := decodeEscaped(p, i); ok {
+			if v, ok := decodeEscaped(p, i); ok && decode(v) {
 				b.WriteByte(v)
 				i += 2
 				continue
