@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
-	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -18,6 +17,7 @@ import (
 	"github.com/ory-ext-authz/ory-ext-authz/internal/fakeory"
 	"github.com/ory-ext-authz/ory-ext-authz/internal/jwks"
 	"github.com/ory-ext-authz/ory-ext-authz/internal/servertest"
+	"github.com/ory-ext-authz/ory-ext-authz/internal/testpki"
 	"github.com/ory-ext-authz/ory-ext-authz/internal/testwait"
 	"github.com/ory-ext-authz/ory-ext-authz/pkg/jwkspub"
 )
@@ -31,14 +31,7 @@ type signingKey struct {
 
 func newSigningKey(t *testing.T, kid string) signingKey {
 	t.Helper()
-	priv, err := jwks.Generate(jwks.ES256, kid)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pub, err := jwks.Public(priv)
-	if err != nil {
-		t.Fatal(err)
-	}
+	priv, pub := testpki.KeySet(t, jwks.ES256, kid)
 	var raw struct {
 		Keys []struct {
 			D string `json:"d"`
@@ -52,12 +45,7 @@ func newSigningKey(t *testing.T, kid string) signingKey {
 
 func replaceFile(t *testing.T, path string, data []byte) {
 	t.Helper()
-	if err := os.WriteFile(path+".tmp", data, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Rename(path+".tmp", path); err != nil {
-		t.Fatal(err)
-	}
+	testpki.ReplaceFile(t, path, data)
 }
 
 // servedKids fetches the JWKS from serve's HTTP listener.

@@ -1,5 +1,7 @@
 // Package testpki makes throwaway certificate authorities and certificates
-// for TLS and mTLS tests. Certificates are valid for 127.0.0.1 and localhost.
+// for TLS and mTLS tests, and JWK Sets for the JWKS tests, and writes them
+// as a reloading server expects. Certificates are valid for 127.0.0.1 and
+// localhost.
 package testpki
 
 import (
@@ -17,6 +19,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/ory-ext-authz/ory-ext-authz/internal/jwks"
 )
 
 // CA is a test certificate authority.
@@ -114,4 +118,33 @@ func WriteFile(t testing.TB, dir, name string, data []byte) string {
 		t.Fatal(err)
 	}
 	return p
+}
+
+// ReplaceFile replaces path with data atomically, by a write and a rename
+// (as a secret mount, a ConfigMap update, cert-manager or an editor does),
+// so that a reloading reader never sees half a file.
+func ReplaceFile(t testing.TB, path string, data []byte) {
+	t.Helper()
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// KeySet is jwks.Generate(alg, kid), a private JWKS of one new key, and
+// its public JWKS.
+func KeySet(t testing.TB, alg, kid string) (private, public []byte) {
+	t.Helper()
+	private, err := jwks.Generate(alg, kid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	public, err = jwks.Public(private)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return private, public
 }

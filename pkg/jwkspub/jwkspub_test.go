@@ -20,6 +20,7 @@ import (
 	"github.com/ory-ext-authz/ory-ext-authz/internal/jwks"
 	"github.com/ory-ext-authz/ory-ext-authz/internal/logcapture"
 	"github.com/ory-ext-authz/ory-ext-authz/internal/testclock"
+	"github.com/ory-ext-authz/ory-ext-authz/internal/testpki"
 	"github.com/ory-ext-authz/ory-ext-authz/internal/testwait"
 	"github.com/ory-ext-authz/ory-ext-authz/pkg/jwkspub"
 )
@@ -36,14 +37,7 @@ type keyPair struct {
 
 func newKey(t *testing.T, alg, kid string) keyPair {
 	t.Helper()
-	priv, err := jwks.Generate(alg, kid)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pub, err := jwks.Public(priv)
-	if err != nil {
-		t.Fatal(err)
-	}
+	priv, pub := testpki.KeySet(t, alg, kid)
 	var raw struct {
 		Keys []map[string]any `json:"keys"`
 	}
@@ -83,13 +77,7 @@ func set(t *testing.T, sets ...[]byte) []byte {
 // volume or a deploy script does), so no read sees half a file.
 func write(t *testing.T, path string, data []byte) {
 	t.Helper()
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, data, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		t.Fatal(err)
-	}
+	testpki.ReplaceFile(t, path, data)
 }
 
 // countingObserver counts loads by result.

@@ -10,6 +10,7 @@ import (
 
 	"github.com/ory-ext-authz/ory-ext-authz/internal/jwks"
 	"github.com/ory-ext-authz/ory-ext-authz/internal/servertest"
+	"github.com/ory-ext-authz/ory-ext-authz/internal/testpki"
 	"github.com/ory-ext-authz/ory-ext-authz/pkg/jwkspub"
 	"github.com/ory-ext-authz/ory-ext-authz/pkg/metrics"
 	"github.com/ory-ext-authz/ory-ext-authz/pkg/server"
@@ -19,23 +20,11 @@ import (
 // /metrics, as serve wires them.
 func TestJWKSObserver(t *testing.T) {
 	m := metrics.New()
-	priv, err := jwks.Generate(jwks.ES256, "k")
-	if err != nil {
-		t.Fatal(err)
-	}
-	pub, err := jwks.Public(priv)
-	if err != nil {
-		t.Fatal(err)
-	}
+	priv, pub := testpki.KeySet(t, jwks.ES256, "k")
 	file := filepath.Join(t.TempDir(), "jwks.public.json")
 	put := func(b []byte) {
 		t.Helper()
-		if err := os.WriteFile(file+".tmp", b, 0o600); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.Rename(file+".tmp", file); err != nil {
-			t.Fatal(err)
-		}
+		testpki.ReplaceFile(t, file, b)
 	}
 	put(pub)
 	p, err := jwkspub.New(jwkspub.Options{File: file, Observer: m})

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/ory-ext-authz/ory-ext-authz/internal/logcapture"
+	"github.com/ory-ext-authz/ory-ext-authz/internal/testpki"
 	"github.com/ory-ext-authz/ory-ext-authz/internal/testwait"
 )
 
@@ -29,13 +30,7 @@ func writeFile(t *testing.T, path, content string) {
 	t.Helper()
 	// Through a temporary file and a rename, as an editor or a
 	// ConfigMap update does: a reader never sees half a file.
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, []byte(content), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		t.Fatal(err)
-	}
+	testpki.ReplaceFile(t, path, []byte(content))
 }
 
 func ruleNames(tab *Table) string {

@@ -16,6 +16,7 @@ import (
 
 	"github.com/ory-ext-authz/ory-ext-authz/internal/jwks"
 	"github.com/ory-ext-authz/ory-ext-authz/internal/servertest"
+	"github.com/ory-ext-authz/ory-ext-authz/internal/testpki"
 	"github.com/ory-ext-authz/ory-ext-authz/pkg/jwkspub"
 	"github.com/ory-ext-authz/ory-ext-authz/pkg/server"
 )
@@ -24,14 +25,7 @@ import (
 // listener, and neither the ext_authz nor the admin gRPC listener answers
 // that path, over HTTP/1.1 or HTTP/2 without TLS.
 func TestJWKSOnHTTPOnly(t *testing.T) {
-	priv, err := jwks.Generate(jwks.ES256, "served")
-	if err != nil {
-		t.Fatal(err)
-	}
-	pub, err := jwks.Public(priv)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, pub := testpki.KeySet(t, jwks.ES256, "served")
 	file := filepath.Join(t.TempDir(), "jwks.public.json")
 	if err := os.WriteFile(file, pub, 0o600); err != nil {
 		t.Fatal(err)

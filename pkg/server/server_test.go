@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
-	"os"
 	"path/filepath"
 	"testing"
 	"time"
@@ -23,17 +22,11 @@ import (
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
+// write replaces path as a secret mount or cert-manager does, so the
+// server never reads a half-written file.
 func write(t *testing.T, path string, data []byte) {
 	t.Helper()
-	// Write and rename, as a secret mount or cert-manager does, so the
-	// server never reads a half-written file.
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, data, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		t.Fatal(err)
-	}
+	testpki.ReplaceFile(t, path, data)
 }
 
 type noopAuthz struct {
