@@ -402,13 +402,22 @@ func (p *parser) regex(v *yaml.Node, field, s string, r *Rule) {
 	r.path.re = re
 }
 
-func (p *parser) methods(n *yaml.Node, field string, r *Rule) {
-	if n.Kind != yaml.SequenceNode {
-		p.errorf(n, field, "want a list of methods, not %s", describe(n))
-		return
+// nonEmpty reports whether n is a node of kind with at least one item; if
+// not, it reports at n that it wants kindWant or, for an empty one, nonEmptyWant.
+func (p *parser) nonEmpty(n *yaml.Node, field string, kind yaml.Kind, kindWant, nonEmptyWant string) bool {
+	if n.Kind != kind {
+		p.errorf(n, field, "want %s, not %s", kindWant, describe(n))
+		return false
 	}
 	if len(n.Content) == 0 {
-		p.errorf(n, field, "want at least one method (leave methods out to match every method)")
+		p.errorf(n, field, "want %s", nonEmptyWant)
+		return false
+	}
+	return true
+}
+
+func (p *parser) methods(n *yaml.Node, field string, r *Rule) {
+	if !p.nonEmpty(n, field, yaml.SequenceNode, "a list of methods", "at least one method (leave methods out to match every method)") {
 		return
 	}
 	for i, mn := range n.Content {
@@ -436,12 +445,7 @@ func (p *parser) methods(n *yaml.Node, field string, r *Rule) {
 }
 
 func (p *parser) headers(n *yaml.Node, field string, r *Rule) {
-	if n.Kind != yaml.MappingNode {
-		p.errorf(n, field, "want a mapping of header name to claim name, not %s", describe(n))
-		return
-	}
-	if len(n.Content) == 0 {
-		p.errorf(n, field, "want at least one header (leave headers out to set none)")
+	if !p.nonEmpty(n, field, yaml.MappingNode, "a mapping of header name to claim name", "at least one header (leave headers out to set none)") {
 		return
 	}
 	r.headers = []HeaderClaim{}
