@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"io"
 	"net/http"
 	"path/filepath"
 	"slices"
@@ -51,15 +50,7 @@ func replaceFile(t *testing.T, path string, data []byte) {
 // servedKids fetches the JWKS from serve's HTTP listener.
 func servedKids(t *testing.T, httpAddr string) (*http.Response, []string) {
 	t.Helper()
-	resp, err := http.Get("http://" + httpAddr + jwkspub.Path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
+	resp, body := servertest.Do(t, http.MethodGet, "http://"+httpAddr+jwkspub.Path, nil)
 	var set jose.JSONWebKeySet
 	if err := json.Unmarshal(body, &set); err != nil {
 		t.Fatalf("status %d, body %q: %v", resp.StatusCode, body, err)

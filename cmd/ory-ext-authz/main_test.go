@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"io"
 	"net/http"
 	"slices"
 	"strings"
@@ -270,15 +269,7 @@ func TestServeMetrics(t *testing.T) {
 // scrape is the text of serve's /metrics at httpAddr.
 func scrape(t *testing.T, httpAddr string) string {
 	t.Helper()
-	resp, err := http.Get("http://" + httpAddr + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, b := servertest.Do(t, http.MethodGet, "http://"+httpAddr+"/metrics", nil)
 	return string(b)
 }
 

@@ -4,7 +4,6 @@ import (
 	"crypto"
 	"encoding/json"
 	"errors"
-	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -19,6 +18,7 @@ import (
 
 	"github.com/ory-ext-authz/ory-ext-authz/internal/jwks"
 	"github.com/ory-ext-authz/ory-ext-authz/internal/logcapture"
+	"github.com/ory-ext-authz/ory-ext-authz/internal/servertest"
 	"github.com/ory-ext-authz/ory-ext-authz/internal/testclock"
 	"github.com/ory-ext-authz/ory-ext-authz/internal/testpki"
 	"github.com/ory-ext-authz/ory-ext-authz/internal/testwait"
@@ -130,23 +130,7 @@ func start(t *testing.T, content []byte, secrets []string, clock func() time.Tim
 // get fetches the JWKS with the given request headers.
 func get(t *testing.T, method, url string, h map[string]string) (*http.Response, []byte) {
 	t.Helper()
-	req, err := http.NewRequestWithContext(t.Context(), method, url, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for k, v := range h {
-		req.Header.Set(k, v)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return resp, body
+	return servertest.Do(t, method, url, h)
 }
 
 // kidsOf parses a served body and returns its kids; it fails t if the
