@@ -254,3 +254,26 @@ func (r *Rule) Authorize(v Vars) (bool, error) {
 	}
 	return r.authorize.eval(&v)
 }
+
+// SettingsSet names, in the file's spelling and the table's field order,
+// the settings the rule sets (tokenize_as, on_missing, require_aal,
+// authorize, headers, pass_client_authorization): a server that enforces
+// only some of them refuses a table whose rules set the others.
+func (r *Rule) SettingsSet() []string {
+	if r == nil {
+		return nil
+	}
+	var set []string
+	add := func(name string, ok bool) {
+		if ok {
+			set = append(set, name)
+		}
+	}
+	add("tokenize_as", r.tokenizeAs != "")
+	add("on_missing", r.onMissing != "")
+	add("require_aal", r.requireAAL != "")
+	add("authorize", r.authorize != nil)
+	add("headers", r.headers != nil)
+	add("pass_client_authorization", r.passClient != nil)
+	return set
+}

@@ -26,6 +26,11 @@ type WatcherOptions struct {
 	Interval time.Duration
 	Logger   *slog.Logger
 	Observer Observer
+	// Accept, when set, vets every table that loads, the first one
+	// included: an error refuses it as a file that does not load is
+	// refused (NewWatcher fails; a reload keeps the previous table). The
+	// server uses it to refuse settings it does not enforce.
+	Accept func(*Table) error
 }
 
 // Watcher keeps the table of a routes file current: Run reads the file
@@ -48,6 +53,7 @@ type Watcher struct {
 	interval time.Duration
 	log      *slog.Logger
 	observer Observer
+	accept   func(*Table) error
 
 	table atomic.Pointer[Table]
 
@@ -62,7 +68,7 @@ type Watcher struct {
 // NewWatcher loads the routes file at path, which must load: a server
 // does not start on a broken routes file.
 func NewWatcher(path string, o WatcherOptions) (*Watcher, error) {
-	w := &Watcher{path: path, interval: o.Interval, log: o.Logger, observer: o.Observer}
+	w := &Watcher{path: path, interval: o.Interval, log: o.Logger, observer: o.Observer, accept: o.Accept}
 	if w.interval <= 0 {
 		w.interval = DefaultWatchInterval
 	}
@@ -73,7 +79,7 @@ func NewWatcher(path string, o WatcherOptions) (*Watcher, error) {
 	if err != nil {
 		return nil, err
 	}
-	t, err := parse(path, data)
+	t, err := w.load(data)
 	if err != nil {
 		return nil, err
 	}
@@ -123,7 +129,7 @@ func (w *Watcher) Reload() error {
 	case w.refused:
 		return errUnchangedBad(w.path)
 	}
-	t, err := parse(w.path, data)
+	t, err := w.load(data)
 	if err != nil {
 		w.refused = sum
 		w.log.Error("routes file changed but does not load; keeping the previous table", "file", w.path, "error", err.Error())
@@ -135,6 +141,20 @@ func (w *Watcher) Reload() error {
 	w.log.Info("routes file reloaded", "file", w.path, "rules", len(t.rules))
 	w.observe(true)
 	return nil
+}
+
+// load compiles data and vets the table with accept.
+func (w *Watcher) load(data []byte) (*Table, error) {
+	t, err := parse(w.path, data)
+	if err != nil {
+		return nil, err
+	}
+	if w.accept != nil {
+		if err := w.accept(t); err != nil {
+			return nil, err
+		}
+	}
+	return t, nil
 }
 
 // errUnchangedBad is Reload's answer for a refused file seen again: it is

@@ -2,9 +2,11 @@ package routes
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -177,4 +179,59 @@ func TestWatcherRun(t *testing.T) {
 	testwait.For(t, "the watcher to load the new file", func() bool { return ruleNames(w.Table()) == "b" })
 	cancel()
 	wg.Wait()
+}
+
+// TestWatcherAccept: a table Accept refuses is refused as a file that does
+// not load, at start and on a reload (the previous table stays).
+func TestWatcherAccept(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "routes.yaml")
+	noAAL := func(tab *Table) error {
+		for _, r := range tab.Rules() {
+			if slices.Contains(r.SettingsSet(), "require_aal") {
+				return errors.New("require_aal refused")
+			}
+		}
+		return nil
+	}
+	writeFile(t, path, "rules: [{name: a, require_aal: aal2}]\n")
+	if _, err := NewWatcher(path, WatcherOptions{Accept: noAAL}); err == nil || !strings.Contains(err.Error(), "require_aal refused") {
+		t.Fatalf("NewWatcher = %v, want Accept's error", err)
+	}
+	writeFile(t, path, "rules: [{name: a}]\n")
+	var obs reloads
+	w, err := NewWatcher(path, WatcherOptions{Accept: noAAL, Observer: &obs})
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, path, "rules: [{name: b, require_aal: aal1}]\n")
+	if err := w.Reload(); err == nil || !strings.Contains(err.Error(), "require_aal refused") {
+		t.Errorf("Reload = %v, want Accept's error", err)
+	}
+	if got := ruleNames(w.Table()); got != "a" || obs.failed.Load() != 1 || obs.ok.Load() != 0 {
+		t.Errorf("after a refused reload: rules %q, reloads ok=%d failed=%d; want a, 0, 1", got, obs.ok.Load(), obs.failed.Load())
+	}
+}
+
+func TestSettingsSet(t *testing.T) {
+	tab, err := Parse([]byte(`rules:
+  - {name: none}
+  - name: all
+    tokenize_as: t
+    on_missing: allow
+    require_aal: aal2
+    authorize: 'claims.sub == "x"'
+    headers: {x-user: sub}
+    pass_client_authorization: false
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rs := tab.Rules()
+	if got := rs[0].SettingsSet(); got != nil {
+		t.Errorf("none: %q", got)
+	}
+	want := []string{"tokenize_as", "on_missing", "require_aal", "authorize", "headers", "pass_client_authorization"}
+	if got := rs[1].SettingsSet(); !slices.Equal(got, want) {
+		t.Errorf("all: %q, want %q", got, want)
+	}
 }
