@@ -60,6 +60,19 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 	}
 	// After server.Run has returned: nothing calls the Check server any more.
 	defer w.Close()
+	if w.routes != nil {
+		// Reloads the route table until serve returns.
+		rctx, stopRoutes := context.WithCancel(ctx)
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			w.routes.Run(rctx)
+		}()
+		defer func() {
+			stopRoutes()
+			<-done
+		}()
+	}
 	az := w.authz
 	var lc net.ListenConfig
 	gl, err := lc.Listen(ctx, "tcp", cfg.GRPCAddr)
@@ -87,7 +100,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 		_ = hl.Close()
 		return err
 	}
-	log.Info("ory-ext-authz starting", "tls", cfg.TLSCert != "", "mtls", cfg.TLSClientCA != "", "tracing", tp != nil, "version", version, "ory_url", cfg.OryURL, "tokenize_as", cfg.TokenizeAs, "on_missing", string(cfg.OnMissing), "pass_client_authorization", cfg.PassClientAuthorization, "shared_tier", w.tier != nil)
+	log.Info("ory-ext-authz starting", "tls", cfg.TLSCert != "", "mtls", cfg.TLSClientCA != "", "tracing", tp != nil, "version", version, "ory_url", cfg.OryURL, "tokenize_as", cfg.TokenizeAs, "on_missing", string(cfg.OnMissing), "pass_client_authorization", cfg.PassClientAuthorization, "shared_tier", w.tier != nil, "routes", cfg.Routes)
 	return server.Run(ctx, server.Options{
 		GRPC:            gl,
 		HTTP:            hl,

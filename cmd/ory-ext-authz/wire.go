@@ -13,6 +13,7 @@ import (
 	"github.com/ory-ext-authz/ory-ext-authz/pkg/metrics"
 	"github.com/ory-ext-authz/ory-ext-authz/pkg/ory"
 	"github.com/ory-ext-authz/ory-ext-authz/pkg/redistier"
+	"github.com/ory-ext-authz/ory-ext-authz/pkg/routes"
 )
 
 // wired is the request path serve runs: the Ory client, the Check server
@@ -22,6 +23,8 @@ type wired struct {
 	ory   *ory.Client
 	authz *authz.Server
 	tier  *redistier.Tier // nil without --redis-url
+	// routes keeps the --routes table current once Run; nil without it.
+	routes *routes.Watcher
 }
 
 // Close closes the Check server (its refreshes and its subscription to
@@ -39,8 +42,9 @@ func (w wired) Close() {
 	}
 }
 
-// wire builds the request path from the configuration: the shared tier
-// (with --redis-url), the Ory client, the Check server over it, and the
+// wire builds the request path from the configuration: the route table
+// (with --routes), the shared tier (with --redis-url), the Ory client, the
+// Check server over them, and the
 // metrics of all three, registered once each exists. The flags become
 // options in config.AuthzOptions and config.RedisOptions, which the tests
 // and benchmarks that run the server as serve does share.
@@ -55,6 +59,19 @@ func wire(ctx context.Context, cfg config.Config, transport http.RoundTripper, m
 			w = wired{}
 		}
 	}()
+	if cfg.Routes != "" {
+		hasLogin := cfg.LoginURL != ""
+		w.routes, err = routes.NewWatcher(cfg.Routes, routes.WatcherOptions{
+			Logger: log, Observer: m,
+			// At start and on every reload: a table with a setting the
+			// Check path does not enforce yet is refused, never ignored.
+			Accept: func(t *routes.Table) error { return authz.CheckTable(t, hasLogin) },
+		})
+		if err != nil {
+			return w, fmt.Errorf("--routes: %w", err)
+		}
+		log.Info("route table loaded", "file", cfg.Routes, "rules", len(w.routes.Table().Rules()))
+	}
 	ro, shared, err := cfg.RedisOptions()
 	if err != nil {
 		return w, err
@@ -90,6 +107,10 @@ func wire(ctx context.Context, cfg config.Config, transport http.RoundTripper, m
 	opts.Observer, opts.Tracer, opts.Logger = m, authzTracer, log
 	if w.tier != nil {
 		opts.Shared = w.tier
+	}
+	// Only a real watcher, as for the tier.
+	if w.routes != nil {
+		opts.Routes = w.routes
 	}
 	if w.authz, err = authz.New(opts); err != nil {
 		return w, err

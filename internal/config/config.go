@@ -118,6 +118,11 @@ type Config struct {
 	// start (a private or symmetric key is refused) and whenever it
 	// changes.
 	JWKSPublish string
+	// Routes is the route table file (docs/routes.md); empty is off. Read
+	// by serve at start (a file that does not load, or sets a setting the
+	// Check path does not enforce yet, is refused) and whenever it changes
+	// (then a refused file keeps the previous table).
+	Routes string
 
 	// RedisURL turns on the cache tier shared by replicas; empty is off.
 	// It may hold a password, so it prints redacted.
@@ -194,6 +199,7 @@ func (c *Config) FlagSet(name string, output io.Writer) *flag.FlagSet {
 	fs.StringVar(&c.SessionTokenHeader, "session-token-header", c.SessionTokenHeader, "request header carrying a native Ory session token")
 	fs.Var((*onMissingValue)(&c.OnMissing), "on-missing", "what a request without a valid session gets: deny (401), allow (pass through, the client's Authorization removed) or redirect (browsers to --login-url, others 401); a route may override it with the context extension on_missing")
 	fs.BoolVar(&c.PassClientAuthorization, "pass-client-authorization", c.PassClientAuthorization, "opt-out, for upstreams behind an allow route that take their own credentials in Authorization: in on_missing=allow mode a request without a valid session keeps the client's Authorization header; by default it is removed, so the upstream only ever sees an Authorization ory-ext-authz set. CORS preflights always lose it; a JWT always overwrites it")
+	fs.StringVar(&c.Routes, "routes", c.Routes, "route table file (docs/routes.md; empty: off): the first rule matching a request's method, host and path sets its tokenize_as, on_missing and pass_client_authorization over the flags, and context_extensions still override those; a path the table finds ambiguous is denied (400). Re-read when it changes; a file that does not load, or uses require_aal, authorize or headers (not enforced yet), is refused at start and on reload (then the previous table stays)")
 	fs.StringVar(&c.LoginURL, "login-url", c.LoginURL, "login page for --on-missing=redirect: an absolute http(s) URL without return_to; &return_to=<original URL, query-escaped> is appended to its query as written, before any fragment")
 	fs.DurationVar(&c.WhoamiTimeout, "whoami-timeout", c.WhoamiTimeout, "timeout of one whoami call to Ory; keep it below the ext_authz timeout of Envoy")
 	fs.DurationVar(&c.ExpiryLeeway, "expiry-leeway", c.ExpiryLeeway, "a cached JWT is served only while it has more validity than this left")

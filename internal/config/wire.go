@@ -8,7 +8,8 @@ import (
 // AuthzOptions returns the authz.Options `serve` builds from c, asking Ory
 // through t; Observer, Tracer, Logger and Now are left for the caller. It is
 // the one place where flags become the Check server's options, for serve and
-// for the tests and benchmarks that run the server as serve would.
+// for the tests and benchmarks that run the server as serve would. Routes
+// (--routes) is left for the caller too: serve runs its Watcher.
 func (c Config) AuthzOptions(t authz.Tokenizer) authz.Options {
 	return authz.Options{
 		Tokenizer:       t,

@@ -56,6 +56,14 @@ type Options struct {
 	PassClientAuthorization bool
 	// Limits bound what a request may carry; zero fields take the defaults.
 	Limits Limits
+	// Routes, when set, is the route table (--routes): the rule a request
+	// matches (method, host, path as Envoy sends them) lays its
+	// tokenize_as, on_missing and pass_client_authorization over the
+	// defaults above, and context_extensions then override those, field by
+	// field. A path the table calls ambiguous is denied as invalid (400).
+	// New refuses a table CheckTable refuses; whoever reloads it must
+	// check each new table the same way (serve: the Watcher's Accept).
+	Routes RouteTable
 	// Observer, when set, sees every decision (metrics).
 	Observer Observer
 	// Tracer, when set, traces every Check, continuing the caller's trace
@@ -117,6 +125,7 @@ type Server struct {
 	tracer    trace.Tracer
 	// passClientAuth is Options.PassClientAuthorization.
 	passClientAuth bool
+	routes         RouteTable
 	// logLimit bounds denial and error log lines; logDropped counts the
 	// lines it dropped since the last one logged.
 	shared      SharedTier
@@ -155,6 +164,7 @@ func New(o Options) (*Server, error) {
 		tracer:    o.Tracer,
 
 		passClientAuth: o.PassClientAuthorization,
+		routes:         o.Routes,
 		shared:         o.Shared,
 		now:            o.Now,
 	}
@@ -174,6 +184,11 @@ func New(o Options) (*Server, error) {
 			return nil, fmt.Errorf("authz: login URL: %w", err)
 		}
 		s.login = l
+	}
+	if o.Routes != nil {
+		if err := CheckTable(o.Routes.Table(), s.login.set()); err != nil {
+			return nil, fmt.Errorf("authz: route table: %w", err)
+		}
 	}
 	cfg := tokencache.Config[fetchRequest, allowed]{
 		MaxBytes: o.CacheMaxBytes,
@@ -285,7 +300,7 @@ func (s *Server) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3.C
 func (s *Server) check(ctx context.Context, r request) (*authv3.CheckResponse, Reason, tokencache.Key, error) {
 	d := s.decide(ctx, r)
 	if d.err != nil {
-		resp, reason, err := s.respond(ctx, r, d.mode, d.key, d.err)
+		resp, reason, err := s.respond(ctx, r, d.settings, d.key, d.err)
 		return resp, reason, d.key, err
 	}
 	return d.resp, d.reason, d.key, nil
@@ -294,18 +309,19 @@ func (s *Server) check(ctx context.Context, r request) (*authv3.CheckResponse, R
 // decision is what decide found: an OK answer and its reason, or the
 // failure that respond answers.
 type decision struct {
-	resp   *authv3.CheckResponse
-	reason Reason
-	mode   OnMissing
-	key    tokencache.Key
-	err    error
+	resp     *authv3.CheckResponse
+	reason   Reason
+	settings settings
+	key      tokencache.Key
+	err      error
 }
 
-// decide runs the request path: route settings and limits, the
-// credential, the cache (and through it Ory).
+// decide runs the request path: route settings (the route table, then
+// context_extensions) and limits, the credential, the cache (and through
+// it Ory).
 func (s *Server) decide(ctx context.Context, r request) decision {
-	template, mode, err := s.routeSettings(r.contextExtensions)
-	d := decision{mode: mode}
+	st, err := s.routeSettings(r)
+	d := decision{settings: st}
 	if err == nil {
 		err = s.checkLimits(r)
 	}
@@ -329,8 +345,8 @@ func (s *Server) decide(ctx context.Context, r request) decision {
 		d.err = err
 		return d
 	}
-	d.key = tokencache.NewKey(template, uint8(cred.Kind), cred.Value)
-	a, src, err := s.cache.Get(ctx, d.key, fetchRequest{cred: cred, template: template})
+	d.key = tokencache.NewKey(st.template, uint8(cred.Kind), cred.Value)
+	a, src, err := s.cache.Get(ctx, d.key, fetchRequest{cred: cred, template: st.template})
 	switch {
 	case err != nil:
 		d.err = err
@@ -372,30 +388,6 @@ func (s *Server) checkLimits(r request) error {
 		}
 	}
 	return nil
-}
-
-func (s *Server) routeSettings(ext map[string]string) (string, OnMissing, error) {
-	template, mode := s.template, s.onMissing
-	if len(ext) == 0 {
-		return template, mode, nil
-	}
-	if m, ok := ext[ContextOnMissing]; ok {
-		parsed, err := ParseOnMissing(m)
-		if err != nil {
-			return template, mode, &routeError{fmt.Errorf("context extension %s: %w", ContextOnMissing, err)}
-		}
-		if parsed == OnMissingRedirect && !s.login.set() {
-			return template, mode, &routeError{fmt.Errorf("context extension %s=redirect needs --login-url", ContextOnMissing)}
-		}
-		mode = parsed
-	}
-	if t, ok := ext[ContextTokenizeAs]; ok {
-		if t == "" || len(t) > maxTemplateLen {
-			return template, mode, &routeError{fmt.Errorf("context extension %s: empty or longer than %d bytes", ContextTokenizeAs, maxTemplateLen)}
-		}
-		template = t
-	}
-	return template, mode, nil
 }
 
 // fetch runs on a cache miss, once per key however many requests wait.

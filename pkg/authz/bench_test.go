@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -12,8 +13,11 @@ import (
 
 	"github.com/ory-ext-authz/ory-ext-authz/internal/bench"
 	"github.com/ory-ext-authz/ory-ext-authz/internal/bench/load"
+	"github.com/ory-ext-authz/ory-ext-authz/internal/config"
 	"github.com/ory-ext-authz/ory-ext-authz/internal/fakeory"
 	"github.com/ory-ext-authz/ory-ext-authz/pkg/authz"
+	"github.com/ory-ext-authz/ory-ext-authz/pkg/ory"
+	"github.com/ory-ext-authz/ory-ext-authz/pkg/routes"
 )
 
 func benchServer(b *testing.B, fake *fakeory.Fake) *authz.Server {
@@ -30,7 +34,42 @@ func benchServer(b *testing.B, fake *fakeory.Fake) *authz.Server {
 func BenchmarkCheckCacheHit(b *testing.B) {
 	fake := fakeory.New()
 	b.Cleanup(fake.Close)
-	s := benchServer(b, fake)
+	benchCacheHit(b, fake, benchServer(b, fake))
+}
+
+// BenchmarkCheckCacheHitRoutes200 is the hot path with a route table of
+// 200 rules, the request's path (/api/orders) matching the last one: 200
+// rules tried, the path in normal form (one reading).
+func BenchmarkCheckCacheHitRoutes200(b *testing.B) {
+	fake := fakeory.New()
+	b.Cleanup(fake.Close)
+	var yaml strings.Builder
+	yaml.WriteString("rules:\n")
+	for i := range 199 {
+		fmt.Fprintf(&yaml, "  - {name: r%d, match: {host: h%d.example.org, path: {prefix: /svc%d/}}, on_missing: allow}\n", i, i, i)
+	}
+	yaml.WriteString("  - {name: api, match: {path: {prefix: /api/}}, tokenize_as: mesh}\n")
+	tab, err := routes.Parse([]byte(yaml.String()))
+	if err != nil {
+		b.Fatal(err)
+	}
+	cfg := bench.Config()
+	oc, err := ory.New(ory.Options{BaseURL: fake.URL, Timeout: cfg.WhoamiTimeout, MaxJWTBytes: config.MaxCredentialBytes})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(oc.Close)
+	o := cfg.AuthzOptions(oc)
+	o.Routes = staticTable{tab}
+	s, err := authz.New(o)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(s.Close)
+	benchCacheHit(b, fake, s)
+}
+
+func benchCacheHit(b *testing.B, fake *fakeory.Fake, s *authz.Server) {
 	const sessions = 1000
 	reqs := make([]*authv3.CheckRequest, sessions)
 	for i := range reqs {

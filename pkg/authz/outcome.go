@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	"google.golang.org/grpc/codes"
 
 	"github.com/ory-ext-authz/ory-ext-authz/pkg/credential"
@@ -22,7 +23,8 @@ const (
 	// answerForbidden: 403, or for a browser in redirect mode a 303 to
 	// Kratos' redirect_browser_to (step-up to aal2).
 	answerForbidden
-	// answerInvalid: 400, the request is over a limit.
+	// answerInvalid: 400, the request is over a limit or its path is
+	// ambiguous to the route table.
 	answerInvalid
 	// answerError: a gRPC error, so that Envoy's failure_mode_allow and
 	// status_on_error decide.
@@ -44,6 +46,8 @@ type outcome struct {
 	// error's own text (a misconfigured route names its problem).
 	code    codes.Code
 	message string
+	// denial of an answerInvalid; nil means denyInvalid.
+	denial *authv3.CheckResponse
 }
 
 // outcomes, first match wins. Only failures of a fetch (Ory's answers) can
@@ -51,6 +55,10 @@ type outcome struct {
 var outcomes = []outcome{
 	{match: as[*limitError], reason: ReasonInvalidRequest, level: slog.LevelInfo,
 		log: "request denied as invalid", answer: answerInvalid},
+	// Never allowed, whatever on_missing says: an upstream may read the
+	// path as a protected one.
+	{match: is(errAmbiguousPath), reason: ReasonAmbiguousPath, level: slog.LevelInfo,
+		log: "request denied: ambiguous path", answer: answerInvalid, denial: denyAmbiguousPath},
 	{match: is(errNoCredential), reason: ReasonNoCredential, level: slog.LevelInfo,
 		log: "no valid session", answer: answerMissing},
 	{match: is(credential.ErrTooLarge), reason: ReasonTooLarge, level: slog.LevelInfo,

@@ -30,6 +30,7 @@ func TestOutcomeTable(t *testing.T) {
 		denial bool
 	}{
 		{&limitError{"header count", 200, 128}, tokencache.Transient, ReasonInvalidRequest, codes.InvalidArgument, true},
+		{errAmbiguousPath, tokencache.Transient, ReasonAmbiguousPath, codes.InvalidArgument, true},
 		{errNoCredential, tokencache.Transient, ReasonNoCredential, codes.Unauthenticated, true},
 		{credential.ErrTooLarge, tokencache.Transient, ReasonTooLarge, codes.Unauthenticated, true},
 		{credential.ErrInvalid, tokencache.Transient, ReasonInvalidCredential, codes.Unauthenticated, true},
@@ -49,7 +50,7 @@ func TestOutcomeTable(t *testing.T) {
 			if got := classify(tt.err); got != tt.cache {
 				t.Errorf("classify = %v, want %v", got, tt.cache)
 			}
-			resp, reason, err := s.respond(t.Context(), r, OnMissingDeny, tokencache.Key{}, tt.err)
+			resp, reason, err := s.respond(t.Context(), r, settings{mode: OnMissingDeny}, tokencache.Key{}, tt.err)
 			if reason != tt.reason {
 				t.Errorf("reason = %v, want %v", reason, tt.reason)
 			}
@@ -67,7 +68,7 @@ func TestOutcomeTable(t *testing.T) {
 	// The caller giving up is its own outcome, whatever the error says.
 	ctx, cancel := context.WithCancel(t.Context())
 	cancel()
-	if _, reason, err := s.respond(ctx, r, OnMissingDeny, tokencache.Key{}, wrap(ory.ErrUnavailable)); reason != ReasonCanceled || status.Code(err) != codes.Canceled {
+	if _, reason, err := s.respond(ctx, r, settings{mode: OnMissingDeny}, tokencache.Key{}, wrap(ory.ErrUnavailable)); reason != ReasonCanceled || status.Code(err) != codes.Canceled {
 		t.Errorf("canceled caller: %v %v, want ReasonCanceled and codes.Canceled", reason, err)
 	}
 }

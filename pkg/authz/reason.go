@@ -16,6 +16,7 @@ const (
 	ReasonInvalidCredential               // deny: credential not a valid header value
 	ReasonForbidden                       // deny: Ory said 403 (AAL)
 	ReasonInvalidRequest                  // deny: over a request limit
+	ReasonAmbiguousPath                   // deny: a path the route table cannot match with certainty
 	ReasonBadRoute                        // error: bad context_extensions
 	ReasonBadTemplate                     // error: Ory rejected the template
 	ReasonBadJWT                          // error: JWT without exp or already expired
@@ -26,7 +27,7 @@ const (
 
 var reasonNames = [numReasons]string{
 	"cached", "fresh", "preflight", "allow_missing",
-	"no_credential", "invalid_session", "credential_too_large", "invalid_credential", "forbidden", "invalid_request",
+	"no_credential", "invalid_session", "credential_too_large", "invalid_credential", "forbidden", "invalid_request", "ambiguous_path",
 	"bad_route", "bad_template", "bad_jwt", "ory_unavailable", "canceled",
 }
 
@@ -43,7 +44,7 @@ func (r Reason) Decision() string {
 	switch {
 	case r <= ReasonAllowMissing:
 		return "allow"
-	case r <= ReasonInvalidRequest:
+	case r <= ReasonAmbiguousPath:
 		return "deny"
 	}
 	return "error"

@@ -62,17 +62,19 @@ var (
 	}
 	denyUnauthenticated = denied(codes.Unauthenticated, http.StatusUnauthorized, "unauthenticated", "no valid Ory session")
 	denyInvalid         = denied(codes.InvalidArgument, http.StatusBadRequest, "invalid_request", "the request headers exceed a limit")
+	denyAmbiguousPath   = denied(codes.InvalidArgument, http.StatusBadRequest, "invalid_request", "the request path is ambiguous")
 	denyForbidden       = denied(codes.PermissionDenied, http.StatusForbidden, "forbidden", "the Ory session does not satisfy this route, e.g. a second factor is required")
 )
 
 // respond turns every failure of Check into its answer and the reason it
 // is counted under, as the outcome table says. It is the one place that
 // builds denials and errors.
-func (s *Server) respond(ctx context.Context, r request, mode OnMissing, key tokencache.Key, err error) (*authv3.CheckResponse, Reason, error) {
+func (s *Server) respond(ctx context.Context, r request, st settings, key tokencache.Key, err error) (*authv3.CheckResponse, Reason, error) {
 	o := outcomeOf(ctx, err)
+	mode := st.mode
 	switch o.answer {
 	case answerMissing:
-		resp, allowed := s.missing(r, mode)
+		resp, allowed := s.missing(r, mode, st.passClient)
 		if allowed {
 			return resp, ReasonAllowMissing, nil
 		}
@@ -87,6 +89,9 @@ func (s *Server) respond(ctx context.Context, r request, mode OnMissing, key tok
 		return denyForbidden, o.reason, nil
 	case answerInvalid:
 		s.logDenial(ctx, o.level, r, key, o.log, err)
+		if o.denial != nil {
+			return o.denial, o.reason, nil
+		}
 		return denyInvalid, o.reason, nil
 	}
 	if o == &canceled {
@@ -125,10 +130,10 @@ func (s *Server) logDenial(ctx context.Context, level slog.Level, r request, key
 
 // missing answers a request without a valid session, by mode; allowed
 // tells an OK answer.
-func (s *Server) missing(r request, mode OnMissing) (resp *authv3.CheckResponse, allowed bool) {
+func (s *Server) missing(r request, mode OnMissing, passClient bool) (resp *authv3.CheckResponse, allowed bool) {
 	switch mode {
 	case OnMissingAllow:
-		if s.passClientAuth {
+		if passClient {
 			return okUntouched, true
 		}
 		return okRemoveAuthorization, true

@@ -2,7 +2,7 @@
 // registry served at GET /metrics. Metrics observes checks (authz.Observer),
 // whoami calls (ory.Observer), recovered panics (server.PanicObserver), the
 // shared Redis tier (redistier.Observer) and the loads of the published JWKS
-// (jwkspub.Observer). Every label value comes from a fixed set (decision
+// (jwkspub.Observer) and the reloads of the route table (routes.Observer). Every label value comes from a fixed set (decision
 // reasons, lookup results, Ory code classes, the shared tier's operations,
 // results and breaker states, JWKS load results), and every series of such a
 // set exists from the start: no label ever holds a value from a request.

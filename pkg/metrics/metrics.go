@@ -39,6 +39,8 @@ type Metrics struct {
 	grpc          *grpcprom.ServerMetrics
 	panics        map[string]prometheus.Counter // by server.GRPCServers
 	jwksLoads     map[string]prometheus.Counter // by jwkspub.Results
+	routesOK      prometheus.Counter
+	routesError   prometheus.Counter
 	redis         redisMetrics
 }
 
@@ -89,10 +91,15 @@ func New() *Metrics {
 	for _, r := range jwkspub.Results() {
 		m.jwksLoads[r] = jwksLoads.WithLabelValues(r)
 	}
+	routesReloads := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "ory_ext_authz_routes_reloads_total",
+		Help: "Reloads of the --routes file with new content, by result: ok (the new table applies from now on), error (it does not read or load, or sets a setting not enforced yet; the previous table stays).",
+	}, []string{"result"})
+	m.routesOK, m.routesError = routesReloads.WithLabelValues("ok"), routesReloads.WithLabelValues("error")
 	m.grpc = grpcprom.NewServerMetrics()
 	reg.MustRegister(m.redis.init()...)
 	reg.MustRegister(
-		checks, m.checkDuration, oryRequests, m.oryDuration, panics, jwksLoads,
+		checks, m.checkDuration, oryRequests, m.oryDuration, panics, jwksLoads, routesReloads,
 		m.grpc,
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
@@ -177,6 +184,15 @@ func (m *Metrics) ObservePanic(server string) {
 func (m *Metrics) ObserveJWKSLoad(result string) {
 	if c, ok := m.jwksLoads[result]; ok {
 		c.Inc()
+	}
+}
+
+// ObserveReload implements routes.Observer.
+func (m *Metrics) ObserveReload(ok bool) {
+	if ok {
+		m.routesOK.Inc()
+	} else {
+		m.routesError.Inc()
 	}
 }
 

@@ -97,6 +97,8 @@ func TestScrape(t *testing.T) {
 		{"ory_ext_authz_grpc_panics_total", map[string]string{"server": "ext_authz"}, 0}, // pre-created
 		{"ory_ext_authz_grpc_panics_total", map[string]string{"server": "admin"}, 0},
 		{"ory_ext_authz_jwks_loads_total", map[string]string{"result": "refused"}, 0}, // pre-created, no --jwks-publish
+		{"ory_ext_authz_routes_reloads_total", map[string]string{"result": "ok"}, 0},  // pre-created, no --routes
+		{"ory_ext_authz_routes_reloads_total", map[string]string{"result": "error"}, 0},
 		{"grpc_server_handled_total", map[string]string{"grpc_method": "Check", "grpc_code": "OK"}, 6},
 		{"grpc_server_handled_total", map[string]string{"grpc_method": "Check", "grpc_code": "Unavailable"}, 1},
 	} {
