@@ -83,20 +83,14 @@ type cliOptions struct {
 // the exit code: 0 done, 1 the server refused, 2 usage or connection error.
 // -h prints the help to stdout and returns 0. stdin is not read.
 func Run(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writer) int {
-	var sub string
-	if len(args) > 0 {
-		sub = args[0]
+	sub := func(name string) func([]string) error {
+		return func(args []string) error { return run(ctx, name, args, stdout, stderr) }
 	}
-	switch {
-	case sub == "invalidate", sub == "stats":
-		return cli.Exit(stderr, command+" "+sub, run(ctx, sub, args[1:], stdout, stderr))
-	case cli.IsHelp(sub):
-		return cli.Exit(stderr, command, cli.Help(stdout, cliUsage, newFlagSet("", &cliOptions{})))
-	case sub == "":
-		return cli.Exit(stderr, command, &cli.UsageError{Err: errors.New("missing subcommand"), Synopsis: synopsis})
-	default:
-		return cli.Exit(stderr, command, &cli.UsageError{Err: fmt.Errorf("unknown subcommand %q", sub), Synopsis: synopsis})
-	}
+	return cli.Subcommands{
+		Command: command, Noun: "subcommand", Synopsis: synopsis,
+		Help: func(w io.Writer) error { return cli.Help(w, cliUsage, newFlagSet("", &cliOptions{})) },
+		Run:  map[string]func([]string) error{"invalidate": sub("invalidate"), "stats": sub("stats")},
+	}.Dispatch(args, stdout, stderr)
 }
 
 // run runs the subcommand cmd; notes go to stderr.

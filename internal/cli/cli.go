@@ -147,3 +147,38 @@ func Exit(stderr io.Writer, name string, err error) int {
 		return ExitFailed
 	}
 }
+
+// Subcommands are the subcommands of a command ("ory-ext-authz jwks"): each
+// runs on the arguments after its name and returns what Exit reports.
+type Subcommands struct {
+	// Command is the command's full name, "ory-ext-authz jwks".
+	Command string
+	// Noun names what the first argument is in messages: "subcommand".
+	Noun string
+	// Synopsis follows a missing or unknown one.
+	Synopsis string
+	// Help prints the command's help to stdout (-h, --help, help).
+	Help func(stdout io.Writer) error
+	Run  map[string]func(args []string) error
+}
+
+// Dispatch runs the subcommand args[0] and returns the exit code: the help
+// for -h, a usage error for a missing or unknown one. Errors are reported
+// under "<command> <subcommand>".
+func (s Subcommands) Dispatch(args []string, stdout, stderr io.Writer) int {
+	var sub string
+	if len(args) > 0 {
+		sub = args[0]
+	}
+	if run, ok := s.Run[sub]; ok {
+		return Exit(stderr, s.Command+" "+sub, run(args[1:]))
+	}
+	switch {
+	case IsHelp(sub):
+		return Exit(stderr, s.Command, s.Help(stdout))
+	case sub == "":
+		return Exit(stderr, s.Command, &UsageError{Err: fmt.Errorf("missing %s", s.Noun), Synopsis: s.Synopsis})
+	default:
+		return Exit(stderr, s.Command, &UsageError{Err: fmt.Errorf("unknown %s %q", s.Noun, sub), Synopsis: s.Synopsis})
+	}
+}

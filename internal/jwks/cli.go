@@ -2,7 +2,6 @@ package jwks
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -35,22 +34,14 @@ Example:
 // It follows internal/cli's convention: results go to stdout, help (-h) too,
 // and it returns the exit code, 0 done, 2 a usage error or a failure.
 func Run(_ context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
-	var sub string
-	if len(args) > 0 {
-		sub = args[0]
-	}
-	switch {
-	case sub == "generate":
-		return cli.Exit(stderr, command+" "+sub, runGenerate(args[1:], stdout))
-	case sub == "public":
-		return cli.Exit(stderr, command+" "+sub, runPublic(args[1:], stdin, stdout))
-	case cli.IsHelp(sub):
-		return cli.Exit(stderr, command, cli.Help(stdout, usage, nil))
-	case sub == "":
-		return cli.Exit(stderr, command, &cli.UsageError{Err: errors.New("missing command (generate or public)"), Synopsis: synopsis})
-	default:
-		return cli.Exit(stderr, command, &cli.UsageError{Err: fmt.Errorf("unknown command %q", sub), Synopsis: synopsis})
-	}
+	return cli.Subcommands{
+		Command: command, Noun: "command", Synopsis: synopsis,
+		Help: func(w io.Writer) error { return cli.Help(w, usage, nil) },
+		Run: map[string]func([]string) error{
+			"generate": func(args []string) error { return runGenerate(args, stdout) },
+			"public":   func(args []string) error { return runPublic(args, stdin, stdout) },
+		},
+	}.Dispatch(args, stdout, stderr)
 }
 
 func runGenerate(args []string, stdout io.Writer) error {

@@ -59,20 +59,13 @@ Flags (before or after FILE; one or two dashes):
 // exit code: 0 valid, 1 the file has problems, 2 a usage error or an
 // unreadable file. -h prints the help to stdout and returns 0.
 func Run(_ context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
-	var sub string
-	if len(args) > 0 {
-		sub = args[0]
-	}
-	switch {
-	case sub == "check":
-		return cli.Exit(stderr, command+" check", check(args[1:], stdin, stdout))
-	case cli.IsHelp(sub):
-		return cli.Exit(stderr, command, cli.Help(stdout, usage, nil))
-	case sub == "":
-		return cli.Exit(stderr, command, &cli.UsageError{Err: errors.New("missing subcommand"), Synopsis: synopsis})
-	default:
-		return cli.Exit(stderr, command, &cli.UsageError{Err: fmt.Errorf("unknown subcommand %q", sub), Synopsis: synopsis})
-	}
+	return cli.Subcommands{
+		Command: command, Noun: "subcommand", Synopsis: synopsis,
+		Help: func(w io.Writer) error { return cli.Help(w, usage, nil) },
+		Run: map[string]func([]string) error{
+			"check": func(args []string) error { return check(args, stdin, stdout) },
+		},
+	}.Dispatch(args, stdout, stderr)
 }
 
 // requests is the repeatable --request flag.
