@@ -1,15 +1,12 @@
 package main
 
 import (
-	"bytes"
-	"context"
 	"encoding/json"
 	"net/http"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
-	"time"
 
 	jose "github.com/go-jose/go-jose/v4"
 
@@ -131,7 +128,7 @@ func TestServeJWKSRefused(t *testing.T) {
 	replaceFile(t, private, key.private)
 	symmetric := filepath.Join(dir, "hmac.json")
 	replaceFile(t, symmetric, []byte(`{"keys":[{"kty":"oct","kid":"h","k":"c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0"}]}`))
-	listen := []string{"serve", "--ory-url", "http://127.0.0.1:1", "--tokenize-as", "mesh", "--grpc-addr", servertest.FreeAddr(t), "--http-addr", servertest.FreeAddr(t), "--admin-addr", ""}
+	listen := serveRefusedArgs(t)
 	tests := []struct {
 		name    string
 		args    []string
@@ -145,21 +142,9 @@ func TestServeJWKSRefused(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			// Bounded: were the file accepted, serve would run until ctx ends.
-			ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
-			defer cancel()
-			var out, errOut bytes.Buffer
-			code := run(ctx, append(slices.Clone(listen), tt.args...), func(k string) string { return tt.env[k] }, strings.NewReader(""), &out, &errOut)
-			if code != 1 {
-				t.Fatalf("exit %d, want 1\nstderr: %s", code, errOut.String())
-			}
-			for _, want := range tt.wantErr {
-				if !strings.Contains(errOut.String(), want) {
-					t.Errorf("stderr lacks %q:\n%s", want, errOut.String())
-				}
-			}
-			if strings.Contains(out.String()+errOut.String(), key.d) {
-				t.Errorf("the output holds the private key:\n%s", errOut.String())
+			out, errOut := serveRefused(t, append(slices.Clone(listen), tt.args...), tt.env, tt.wantErr...)
+			if strings.Contains(out+errOut, key.d) {
+				t.Errorf("the output holds the private key:\n%s", errOut)
 			}
 		})
 	}

@@ -294,3 +294,31 @@ func TestToolConvention(t *testing.T) {
 		})
 	}
 }
+
+// serveRefusedArgs is a serve command line on free loopback ports against
+// an Ory nothing listens on: for the tests of what serve refuses to start.
+func serveRefusedArgs(t *testing.T) []string {
+	t.Helper()
+	return []string{"serve", "--ory-url", "http://127.0.0.1:1", "--tokenize-as", "mesh", "--grpc-addr", servertest.FreeAddr(t), "--http-addr", servertest.FreeAddr(t), "--admin-addr", ""}
+}
+
+// serveRefused runs serve with args and env and wants it to refuse to
+// start: exit 1, stderr holding every wantErr. It returns what serve
+// printed. Bounded: were the configuration accepted, serve would run until
+// the context ends.
+func serveRefused(t *testing.T, args []string, env map[string]string, wantErr ...string) (stdout, stderr string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+	defer cancel()
+	var out, errOut bytes.Buffer
+	code := run(ctx, args, func(k string) string { return env[k] }, strings.NewReader(""), &out, &errOut)
+	if code != 1 {
+		t.Fatalf("exit %d, want 1\nstderr: %s", code, errOut.String())
+	}
+	for _, want := range wantErr {
+		if !strings.Contains(errOut.String(), want) {
+			t.Errorf("stderr lacks %q:\n%s", want, errOut.String())
+		}
+	}
+	return out.String(), errOut.String()
+}

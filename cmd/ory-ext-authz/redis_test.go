@@ -101,10 +101,7 @@ func TestServeSharedTier(t *testing.T) {
 	})
 
 	t.Run("short secret", func(t *testing.T) {
-		code, _, errOut := runCLI(t, "serve", "--ory-url", fake.URL, "--tokenize-as", "mesh", "--grpc-addr", servertest.FreeAddr(t), "--http-addr", servertest.FreeAddr(t), "--admin-addr", "",
-			"--redis-url", "redis://127.0.0.1:1", "--redis-secret-file", secretFile(t, "short"))
-		if code != 1 || !strings.Contains(errOut, "--redis-secret-file: ") || !strings.Contains(errOut, "holds 5 bytes") {
-			t.Fatalf("exit %d, want 1 naming --redis-secret-file\n%s", code, errOut)
-		}
+		serveRefused(t, append(serveRefusedArgs(t), "--redis-url", "redis://127.0.0.1:1", "--redis-secret-file", secretFile(t, "short")),
+			nil, "--redis-secret-file: ", "holds 5 bytes")
 	})
 }

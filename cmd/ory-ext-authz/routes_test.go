@@ -1,13 +1,10 @@
 package main
 
 import (
-	"bytes"
-	"context"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
-	"time"
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	"google.golang.org/grpc/codes"
@@ -82,7 +79,7 @@ func TestServeRoutesRefused(t *testing.T) {
 	replaceFile(t, aal, []byte("rules:\n  - {name: admin, require_aal: aal2}\n"))
 	bad := filepath.Join(dir, "bad.yaml")
 	replaceFile(t, bad, []byte("rules:\n  - {name: a, on_missing: open}\n"))
-	listen := []string{"serve", "--ory-url", "http://127.0.0.1:1", "--tokenize-as", "mesh", "--grpc-addr", servertest.FreeAddr(t), "--http-addr", servertest.FreeAddr(t), "--admin-addr", ""}
+	listen := serveRefusedArgs(t)
 	for _, tt := range []struct {
 		name    string
 		args    []string
@@ -95,18 +92,7 @@ func TestServeRoutesRefused(t *testing.T) {
 		{"missing file", []string{"--routes", filepath.Join(dir, "absent.yaml")}, nil, []string{"--routes: ", "no such file"}},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
-			defer cancel()
-			var out, errOut bytes.Buffer
-			code := run(ctx, append(slices.Clone(listen), tt.args...), func(k string) string { return tt.env[k] }, strings.NewReader(""), &out, &errOut)
-			if code != 1 {
-				t.Fatalf("exit %d, want 1\nstderr: %s", code, errOut.String())
-			}
-			for _, want := range tt.wantErr {
-				if !strings.Contains(errOut.String(), want) {
-					t.Errorf("stderr lacks %q:\n%s", want, errOut.String())
-				}
-			}
+			serveRefused(t, append(slices.Clone(listen), tt.args...), tt.env, tt.wantErr...)
 		})
 	}
 }
