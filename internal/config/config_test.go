@@ -9,15 +9,47 @@ import (
 
 func env(m map[string]string) func(string) string { return func(k string) string { return m[k] } }
 
+// parseCase is a command line and environment, and what Parse makes of
+// them: a Config check passes or an error holding wantErr.
+type parseCase struct {
+	name    string
+	args    []string
+	env     map[string]string
+	check   func(t *testing.T, c Config)
+	wantErr string
+}
+
+// runParseCases runs each case as a subtest. No error may hold any of
+// secrets.
+func runParseCases(t *testing.T, tests []parseCase, secrets ...string) {
+	t.Helper()
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := Parse(tt.args, env(tt.env), io.Discard)
+			for _, s := range secrets {
+				if err != nil && strings.Contains(err.Error(), s) {
+					t.Fatalf("the error shows a secret: %v", err)
+				}
+			}
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("err = %v, want one containing %q", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tt.check != nil {
+				tt.check(t, c)
+			}
+		})
+	}
+}
+
 func TestParse(t *testing.T) {
 	required := []string{"--ory-url", "http://127.0.0.1:4433", "--tokenize-as", "mesh"}
-	tests := []struct {
-		name    string
-		args    []string
-		env     map[string]string
-		check   func(t *testing.T, c Config)
-		wantErr string
-	}{
+	tests := []parseCase{
 		{"defaults", required, nil, func(t *testing.T, c Config) {
 			if c.GRPCAddr != ":9001" || c.HTTPAddr != ":9002" || c.OnMissing != OnMissingDeny || c.WhoamiTimeout != time.Second ||
 				c.ExpiryLeeway != 5*time.Second || c.NegativeTTL != 5*time.Second || c.CacheMaxBytes != 64<<20 ||
@@ -90,21 +122,7 @@ func TestParse(t *testing.T) {
 		{"bad log level", append([]string{"--log-level", "loud"}, required...), nil, nil, "--log-level"},
 		{"stray argument", append(required, "extra"), nil, nil, "unexpected arguments"},
 	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			c, err := Parse(tt.args, env(tt.env), io.Discard)
-			if tt.wantErr != "" {
-				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
-					t.Fatalf("err = %v, want one containing %q", err, tt.wantErr)
-				}
-				return
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
-			tt.check(t, c)
-		})
-	}
+	runParseCases(t, tests)
 }
 
 func TestEveryFlagHasAnEnvName(t *testing.T) {

@@ -39,13 +39,7 @@ func TestParseRedis(t *testing.T) {
 	withRedis := func(args ...string) []string {
 		return append(append([]string{"--redis-url", "redis://127.0.0.1:6379", "--redis-secret-file", secret}, required...), args...)
 	}
-	tests := []struct {
-		name    string
-		args    []string
-		env     map[string]string
-		check   func(t *testing.T, c Config)
-		wantErr string
-	}{
+	tests := []parseCase{
 		{"off by default", required, nil, func(t *testing.T, c Config) {
 			if c.RedisURL != "" || c.RedisTimeout != redistier.DefaultTimeout {
 				t.Errorf("defaults: url %q timeout %v", c.RedisURL, c.RedisTimeout)
@@ -83,26 +77,7 @@ func TestParseRedis(t *testing.T) {
 		{"cert without key", append([]string{"--redis-url", "rediss://h:6380", "--redis-secret-file", secret, "--redis-cert-file", "c"}, required...), nil, nil, "--redis-cert-file and --redis-key-file go together"},
 		{"previous is current", withRedis("--redis-previous-secret-file", secret), nil, nil, "--redis-previous-secret-file: is --redis-secret-file itself"},
 	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			c, err := Parse(tt.args, env(tt.env), io.Discard)
-			if err != nil && strings.Contains(err.Error(), urlPassword) {
-				t.Fatalf("the error shows the URL's password: %v", err)
-			}
-			if tt.wantErr != "" {
-				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
-					t.Fatalf("err = %v, want one containing %q", err, tt.wantErr)
-				}
-				return
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
-			if tt.check != nil {
-				tt.check(t, c)
-			}
-		})
-	}
+	runParseCases(t, tests, urlPassword)
 }
 
 // TestRedisOptions: the files are read (trailing newlines dropped), the
