@@ -49,7 +49,7 @@ type Metrics struct {
 // by ObserveCache and ObserveOry once those exist.
 func New() *Metrics {
 	reg := prometheus.NewRegistry()
-	m := &Metrics{reg: reg, oryRequests: map[string]prometheus.Counter{}, panics: map[string]prometheus.Counter{}, jwksLoads: map[string]prometheus.Counter{}}
+	m := &Metrics{reg: reg}
 
 	checks := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "ory_ext_authz_checks_total",
@@ -65,37 +65,23 @@ func New() *Metrics {
 		Help:    "Time to answer a Check, from the request to the response.",
 		Buckets: prometheus.ExponentialBuckets(10e-6, 2.5, 14), // 10µs .. 1.5s
 	})
-	oryRequests := prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "ory_ext_authz_ory_requests_total",
-		Help: "whoami calls to Ory, by code: HTTP status, class, error, timeout, or rejected (not sent: in-flight cap or Retry-After).",
-	}, []string{"code"})
-	for _, c := range ory.CodeLabels {
-		m.oryRequests[c] = oryRequests.WithLabelValues(c)
-	}
+	var oryRequests *prometheus.CounterVec
+	oryRequests, m.oryRequests = labelled("ory_ext_authz_ory_requests_total",
+		"whoami calls to Ory, by code: HTTP status, class, error, timeout, or rejected (not sent: in-flight cap or Retry-After).", "code", ory.CodeLabels)
 	m.oryDuration = prometheus.NewHistogram(prometheus.HistogramOpts{
 		Name:    "ory_ext_authz_ory_request_duration_seconds",
 		Help:    "Duration of whoami calls to Ory.",
 		Buckets: prometheus.ExponentialBuckets(1e-3, 2, 13), // 1ms .. 4s
 	})
-	panics := prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "ory_ext_authz_grpc_panics_total",
-		Help: "Panics in gRPC handlers, recovered and answered with Internal, by server (ext_authz, admin). Any is a bug.",
-	}, []string{"server"})
-	for _, name := range server.GRPCServers() {
-		m.panics[name] = panics.WithLabelValues(name)
-	}
-	jwksLoads := prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "ory_ext_authz_jwks_loads_total",
-		Help: "Loads of the --jwks-publish file with new content, by result: ok (served from now on), refused (a private or symmetric key, or no JWKS of public keys), unreadable; a refused or unreadable file keeps the previous keys served.",
-	}, []string{"result"})
-	for _, r := range jwkspub.Results() {
-		m.jwksLoads[r] = jwksLoads.WithLabelValues(r)
-	}
-	routesReloads := prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "ory_ext_authz_routes_reloads_total",
-		Help: "Reloads of the --routes file with new content, by result: ok (the new table applies from now on), error (it does not read or load, or sets a setting not enforced yet; the previous table stays).",
-	}, []string{"result"})
-	m.routesOK, m.routesError = routesReloads.WithLabelValues("ok"), routesReloads.WithLabelValues("error")
+	var panics *prometheus.CounterVec
+	panics, m.panics = labelled("ory_ext_authz_grpc_panics_total",
+		"Panics in gRPC handlers, recovered and answered with Internal, by server (ext_authz, admin). Any is a bug.", "server", server.GRPCServers())
+	var jwksLoads *prometheus.CounterVec
+	jwksLoads, m.jwksLoads = labelled("ory_ext_authz_jwks_loads_total",
+		"Loads of the --jwks-publish file with new content, by result: ok (served from now on), refused (a private or symmetric key, or no JWKS of public keys), unreadable; a refused or unreadable file keeps the previous keys served.", "result", jwkspub.Results())
+	routesReloads, reloads := labelled("ory_ext_authz_routes_reloads_total",
+		"Reloads of the --routes file with new content, by result: ok (the new table applies from now on), error (it does not read or load, or sets a setting not enforced yet; the previous table stays).", "result", []string{"ok", "error"})
+	m.routesOK, m.routesError = reloads["ok"], reloads["error"]
 	m.grpc = grpcprom.NewServerMetrics()
 	reg.MustRegister(m.redis.init()...)
 	reg.MustRegister(
@@ -105,6 +91,18 @@ func New() *Metrics {
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)
 	return m
+}
+
+// labelled is a counter with one label whose series all exist from the
+// start, one per value (rate() needs them, and the hot path then does one
+// map read and one atomic add).
+func labelled(name, help, label string, values []string) (*prometheus.CounterVec, map[string]prometheus.Counter) {
+	vec := prometheus.NewCounterVec(prometheus.CounterOpts{Name: name, Help: help}, []string{label})
+	series := make(map[string]prometheus.Counter, len(values))
+	for _, v := range values {
+		series[v] = vec.WithLabelValues(v)
+	}
+	return vec, series
 }
 
 // ObserveCache registers the token cache's lookups, entries and bytes, read
