@@ -1,6 +1,8 @@
 package config
 
 import (
+	"strings"
+
 	"github.com/ory-ext-authz/ory-ext-authz/pkg/authz"
 	"github.com/ory-ext-authz/ory-ext-authz/pkg/credential"
 )
@@ -17,6 +19,7 @@ func (c Config) AuthzOptions(t authz.Tokenizer) authz.Options {
 		DefaultTemplate: c.TokenizeAs,
 		OnMissing:       c.OnMissing,
 		LoginURL:        c.LoginURL,
+		StepUpURL:       c.StepUpURL(),
 		ExpiryLeeway:    c.ExpiryLeeway,
 		NegativeTTL:     c.NegativeTTL,
 		FetchTimeout:    c.WhoamiTimeout,
@@ -28,4 +31,18 @@ func (c Config) AuthzOptions(t authz.Tokenizer) authz.Options {
 		},
 		PassClientAuthorization: c.PassClientAuthorization,
 	}
+}
+
+// StepUpURL is where a browser below a route's require_aal goes: the login
+// UI of --login-url when set (a custom UI, Ory Network's Account
+// Experience), otherwise Kratos' browser login flow at --ory-url, which
+// creates the aal2 flow and sends the browser on to its UI.
+func (c Config) StepUpURL() string {
+	if c.LoginURL != "" {
+		return c.LoginURL
+	}
+	if c.OryURL == "" {
+		return ""
+	}
+	return strings.TrimSuffix(c.OryURL, "/") + "/self-service/login/browser"
 }

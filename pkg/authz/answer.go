@@ -3,6 +3,7 @@ package authz
 import (
 	"errors"
 	"fmt"
+	"strings"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
@@ -18,21 +19,31 @@ import (
 // allowed is the OK answer of a session, encoded once when the JWT is
 // fetched: status OK, the header mutations and dynamic_metadata
 // {identity_id, session_id, aal}. The cache keeps only these bytes (a third
-// of the memory of the message trees). A check answers with a CheckResponse
-// whose one real field is dynamic_metadata {cached} and whose unknown fields
-// are these bytes: marshalling copies them as they are, and a protobuf
-// parser (Envoy's) merges the two dynamic_metadata occurrences.
-type allowed []byte
+// of the memory of the message trees), and ext when the route table needs
+// the JWT decoded (identity headers, claims for `authorize`). A check
+// answers with a CheckResponse whose real fields are dynamic_metadata
+// {cached} and, on a route table with identity headers, an ok_response
+// with the identity headers, and whose unknown fields are these bytes:
+// marshalling copies them as they are, and a protobuf parser (Envoy's)
+// merges the two occurrences of dynamic_metadata and of ok_response.
+type allowed struct {
+	wire []byte
+	ext  *extras
+}
 
 // response is the answer of a check; hit tells a cache hit from a request
-// that waited on Ory. One small allocation, whatever the answer holds.
-func (a allowed) response(hit bool) *authv3.CheckResponse {
+// that waited on Ory, and ok (may be nil) is the identity part of the OK
+// answer. One small allocation, whatever the answer holds.
+func (a allowed) response(hit bool, ok *authv3.CheckResponse_OkResponse) *authv3.CheckResponse {
 	meta := metaFresh
 	if hit {
 		meta = metaCached
 	}
 	r := &authv3.CheckResponse{DynamicMetadata: meta}
-	r.ProtoReflect().SetUnknown(protoreflect.RawFields(a))
+	if ok != nil {
+		r.HttpResponse = ok
+	}
+	r.ProtoReflect().SetUnknown(protoreflect.RawFields(a.wire))
 	return r
 }
 
@@ -42,11 +53,18 @@ func (a allowed) response(hit bool) *authv3.CheckResponse {
 // are held, instead of keeping copies in every entry. It walks the encoding
 // without allocating; the ok_response (the JWT) is skipped in one step.
 func (a allowed) ids() (sid, iid []byte) {
-	md, _ := bytesField(a, fieldDynamicMetadata)
+	sid, iid, _ = a.meta()
+	return sid, iid
+}
+
+// meta returns the session_id, identity_id and aal of the answer's
+// dynamic_metadata, sharing a's memory, without allocating.
+func (a allowed) meta() (sid, iid, aal []byte) {
+	md, _ := bytesField(a.wire, fieldDynamicMetadata)
 	for rest := md; ; {
 		var entry []byte
 		if entry, rest = bytesField(rest, fieldStructFields); entry == nil {
-			return sid, iid
+			return sid, iid, aal
 		}
 		key, _ := bytesField(entry, fieldEntryKey)
 		val, _ := bytesField(entry, fieldEntryValue)
@@ -56,6 +74,8 @@ func (a allowed) ids() (sid, iid []byte) {
 			sid = str
 		case "identity_id":
 			iid = str
+		case "aal":
+			aal = str
 		}
 	}
 }
@@ -120,9 +140,9 @@ func buildAllowed(tok ory.Token) (allowed, int64, error) {
 		}},
 	})
 	if err != nil {
-		return nil, 0, fmt.Errorf("encode the answer: %w", err)
+		return allowed{}, 0, fmt.Errorf("encode the answer: %w", err)
 	}
-	return allowed(wire), int64(cap(wire)), nil
+	return allowed{wire: wire}, int64(cap(wire)), nil
 }
 
 // header sets a header, replacing any the request or response has: both
@@ -147,16 +167,30 @@ func appendedHeader(k, v string) *corev3.HeaderValueOption {
 
 // decodeAllowed reads an answer another replica encoded (from the shared
 // tier, where it was sealed and authenticated): it must parse as the OK
-// answer encodeAllowed makes, status OK and `authorization` set, or it is
-// not used.
-func decodeAllowed(b []byte) (allowed, error) {
+// answer buildAllowed makes, status OK and `authorization: Bearer` set, or
+// it is not used. It returns the JWT too.
+func decodeAllowed(b []byte) (allowed, string, error) {
 	var r authv3.CheckResponse
 	if err := proto.Unmarshal(b, &r); err != nil {
-		return nil, fmt.Errorf("not an encoded answer: %w", err)
+		return allowed{}, "", fmt.Errorf("not an encoded answer: %w", err)
 	}
 	hs := r.GetOkResponse().GetHeaders()
 	if r.GetStatus().GetCode() != int32(codes.OK) || len(hs) == 0 || hs[0].GetHeader().GetKey() != "authorization" {
-		return nil, errors.New("not an OK answer that sets authorization")
+		return allowed{}, "", errors.New("not an OK answer that sets authorization")
 	}
-	return allowed(b), nil
+	jwt, ok := strings.CutPrefix(hs[0].GetHeader().GetValue(), "Bearer ")
+	if !ok {
+		return allowed{}, "", errors.New("not an OK answer that sets a Bearer authorization")
+	}
+	return allowed{wire: b}, jwt, nil
+}
+
+// jwt is the JWT of an answer, from its authorization header.
+func (a allowed) jwt() string {
+	var r authv3.CheckResponse
+	if proto.Unmarshal(a.wire, &r) != nil || len(r.GetOkResponse().GetHeaders()) == 0 {
+		return ""
+	}
+	jwt, _ := strings.CutPrefix(r.GetOkResponse().GetHeaders()[0].GetHeader().GetValue(), "Bearer ")
+	return jwt
 }

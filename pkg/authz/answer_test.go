@@ -44,7 +44,7 @@ func TestAnswerOnTheWire(t *testing.T) {
 				"cached":      structpb.NewBoolValue(hit),
 			}},
 		}
-		b, err := proto.Marshal(a.response(hit))
+		b, err := proto.Marshal(a.response(hit, nil))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -79,8 +79,14 @@ func TestAnswerIDs(t *testing.T) {
 		if string(sid) != tok.SessionID || string(iid) != tok.IdentityID {
 			t.Errorf("ids() = %q, %q, want %q, %q", sid, iid, tok.SessionID, tok.IdentityID)
 		}
+		if _, _, aal := a.meta(); string(aal) != tok.AAL {
+			t.Errorf("meta() aal = %q, want %q", aal, tok.AAL)
+		}
 		if n := testing.AllocsPerRun(100, func() { a.ids() }); n != 0 {
 			t.Errorf("ids() allocates %v times", n)
+		}
+		if got := a.jwt(); got != tok.JWT {
+			t.Errorf("jwt() = %.20q, want %.20q", got, tok.JWT)
 		}
 	}
 	// Truncated or garbage encodings give up without panicking.
@@ -88,8 +94,9 @@ func TestAnswerIDs(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for i := range a {
-		allowed(a[:i]).ids()
+	for i := range a.wire {
+		allowed{wire: a.wire[:i]}.meta()
+		allowed{wire: a.wire[:i]}.jwt()
 	}
-	allowed([]byte{0xff, 0xff, 0xff}).ids()
+	allowed{wire: []byte{0xff, 0xff, 0xff}}.ids()
 }

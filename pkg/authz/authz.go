@@ -42,7 +42,14 @@ type Options struct {
 	OnMissing       OnMissing
 	// LoginURL is where --on-missing=redirect sends browsers; New refuses
 	// one that CheckLoginURL refuses.
-	LoginURL      string
+	LoginURL string
+	// StepUpURL is where a browser whose session is below a route's
+	// require_aal is sent, with aal=aal2&return_to=<original URL> appended
+	// to its query: Kratos' browser login flow
+	// (<ory>/self-service/login/browser) or a custom login UI. Empty: such
+	// browsers get the 403 API clients get. New refuses one that
+	// CheckLoginURL refuses or that already has an aal.
+	StepUpURL     string
 	ExpiryLeeway  time.Duration
 	NegativeTTL   time.Duration
 	FetchTimeout  time.Duration
@@ -60,7 +67,9 @@ type Options struct {
 	// matches (method, host, path as Envoy sends them) lays its
 	// tokenize_as, on_missing and pass_client_authorization over the
 	// defaults above, and context_extensions then override those, field by
-	// field. A path the table calls ambiguous is denied as invalid (400).
+	// field; its require_aal, authorize and identity headers apply to the
+	// session's answer. A path the table calls ambiguous is denied as
+	// invalid (400).
 	// New refuses a table CheckTable refuses; whoever reloads it must
 	// check each new table the same way (serve: the Watcher's Accept).
 	Routes RouteTable
@@ -117,6 +126,9 @@ type Server struct {
 	template  string
 	onMissing OnMissing
 	login     loginURL
+	stepUp    loginURL
+	// plan is the plan of the route table last seen (currentPlan).
+	plan      atomic.Pointer[plan]
 	cache     *tokencache.Cache[fetchRequest, allowed]
 	tokenizer Tokenizer
 	limits    Limits
@@ -185,6 +197,13 @@ func New(o Options) (*Server, error) {
 		}
 		s.login = l
 	}
+	if o.StepUpURL != "" {
+		l, err := newStepUpURL(o.StepUpURL)
+		if err != nil {
+			return nil, fmt.Errorf("authz: step-up URL: %w", err)
+		}
+		s.stepUp = l
+	}
 	if o.Routes != nil {
 		if err := CheckTable(o.Routes.Table(), s.login.set()); err != nil {
 			return nil, fmt.Errorf("authz: route table: %w", err)
@@ -210,8 +229,8 @@ func New(o Options) (*Server, error) {
 	}
 	if o.Shared != nil {
 		cfg.Shared = o.Shared
-		cfg.EncodeValue = func(a allowed) []byte { return a }
-		cfg.DecodeValue = decodeAllowed
+		cfg.EncodeValue = func(a allowed) []byte { return a.wire }
+		cfg.DecodeValue = s.decodeShared
 	}
 	cache, err := tokencache.New(cfg)
 	if err != nil {
@@ -336,7 +355,7 @@ func (s *Server) decide(ctx context.Context, r request) decision {
 			// jwt_authn's bypass_cors_preflight lets it on unverified:
 			// any Authorization on it is the client's own, so it goes,
 			// whatever --pass-client-authorization says.
-			d.resp, d.reason = okRemoveAuthorization, ReasonPreflight
+			d.resp, d.reason = st.plan.okNoSession, ReasonPreflight
 			return d
 		}
 		err = errNoCredential
@@ -351,9 +370,11 @@ func (s *Server) decide(ctx context.Context, r request) decision {
 	case err != nil:
 		d.err = err
 	case src == tokencache.Hit:
-		d.resp, d.reason = a.response(true), ReasonCached
+		d.resp, d.err = s.grant(r, st, a, true)
+		d.reason = ReasonCached
 	default:
-		d.resp, d.reason = a.response(false), ReasonFresh
+		d.resp, d.err = s.grant(r, st, a, false)
+		d.reason = ReasonFresh
 	}
 	return d
 }
@@ -394,11 +415,25 @@ func (s *Server) checkLimits(r request) error {
 func (s *Server) fetch(ctx context.Context, fr fetchRequest) (allowed, tokencache.Meta, error) {
 	tok, err := s.tokenizer.Tokenize(ctx, fr.cred, fr.template)
 	if err != nil {
-		return nil, tokencache.Meta{}, err
+		return allowed{}, tokencache.Meta{}, err
 	}
 	a, cost, err := buildAllowed(tok)
+	if err == nil {
+		a, err = withExtras(s.currentPlan(), a, tok)
+	}
 	if err != nil {
-		return nil, tokencache.Meta{}, err
+		return allowed{}, tokencache.Meta{}, err
 	}
 	return a, tokencache.Meta{Expiry: tok.Expiry, IssuedAt: tok.IssuedAt, Cost: cost}, nil
+}
+
+// decodeShared reads an answer from the shared tier and decodes its JWT
+// for the route table in force, as a fetch does.
+func (s *Server) decodeShared(b []byte) (allowed, error) {
+	a, jwt, err := decodeAllowed(b)
+	if err != nil {
+		return allowed{}, err
+	}
+	sid, iid, aal := a.meta()
+	return withExtras(s.currentPlan(), a, ory.Token{JWT: jwt, SessionID: string(sid), IdentityID: string(iid), AAL: string(aal)})
 }

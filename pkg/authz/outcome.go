@@ -23,6 +23,11 @@ const (
 	// answerForbidden: 403, or for a browser in redirect mode a 303 to
 	// Kratos' redirect_browser_to (step-up to aal2).
 	answerForbidden
+	// answerStepUp: the session is below the rule's require_aal: for a
+	// browser a 303 to the step-up URL, otherwise 403 naming the level.
+	answerStepUp
+	// answerRule: 403 naming the rule whose authorize denies.
+	answerRule
 	// answerInvalid: 400, the request is over a limit or its path is
 	// ambiguous to the route table.
 	answerInvalid
@@ -73,6 +78,19 @@ var outcomes = []outcome{
 	// refresh that gets it drops the entry.
 	{match: is(ory.ErrForbidden), cache: tokencache.Final, reason: ReasonForbidden, level: slog.LevelInfo,
 		log: "session refused by Ory", answer: answerForbidden},
+	// The route table's checks of a session Ory accepted; they come after
+	// the cache, so never reach it.
+	{match: is(errAALRequired), reason: ReasonAALRequired, level: slog.LevelInfo,
+		log: "session below the route's assurance level", answer: answerStepUp},
+	{match: as[*ruleDenied], reason: ReasonRuleDenied, level: slog.LevelInfo,
+		log: "request denied by the route's authorize expression", answer: answerRule},
+	// Never an allow: a policy that cannot be evaluated denies, and says
+	// so at error level, since the rule (or the claims) needs fixing.
+	{match: as[*ruleError], reason: ReasonRuleError, level: slog.LevelError,
+		log: "the route's authorize expression failed: request denied", answer: answerRule},
+	{match: as[*claimsError], cache: tokencache.Final, reason: ReasonBadJWT, level: slog.LevelError,
+		log:    "the JWT's claims do not decode: no identity headers or authorize possible",
+		answer: answerError, code: codes.Internal, message: "Ory minted a JWT whose claims do not decode"},
 	{match: as[*routeError], reason: ReasonBadRoute, level: slog.LevelError,
 		log: "misconfigured route", answer: answerError, code: codes.FailedPrecondition},
 	{match: is(ory.ErrBadTemplate), cache: tokencache.Final, reason: ReasonBadTemplate, level: slog.LevelError,

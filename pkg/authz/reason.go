@@ -17,6 +17,9 @@ const (
 	ReasonForbidden                       // deny: Ory said 403 (AAL)
 	ReasonInvalidRequest                  // deny: over a request limit
 	ReasonAmbiguousPath                   // deny: a path the route table cannot match with certainty
+	ReasonAALRequired                     // deny: the session is below the route's require_aal (403, or 303 to step up)
+	ReasonRuleDenied                      // deny: the route's authorize expression is false
+	ReasonRuleError                       // deny: the route's authorize expression failed to evaluate
 	ReasonBadRoute                        // error: bad context_extensions
 	ReasonBadTemplate                     // error: Ory rejected the template
 	ReasonBadJWT                          // error: JWT without exp or already expired
@@ -28,6 +31,7 @@ const (
 var reasonNames = [numReasons]string{
 	"cached", "fresh", "preflight", "allow_missing",
 	"no_credential", "invalid_session", "credential_too_large", "invalid_credential", "forbidden", "invalid_request", "ambiguous_path",
+	"aal_required", "rule_denied", "rule_error",
 	"bad_route", "bad_template", "bad_jwt", "ory_unavailable", "canceled",
 }
 
@@ -44,7 +48,7 @@ func (r Reason) Decision() string {
 	switch {
 	case r <= ReasonAllowMissing:
 		return "allow"
-	case r <= ReasonAmbiguousPath:
+	case r <= ReasonRuleError:
 		return "deny"
 	}
 	return "error"

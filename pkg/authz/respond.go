@@ -2,6 +2,7 @@ package authz
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -63,7 +64,9 @@ var (
 	denyUnauthenticated = denied(codes.Unauthenticated, http.StatusUnauthorized, "unauthenticated", "no valid Ory session")
 	denyInvalid         = denied(codes.InvalidArgument, http.StatusBadRequest, "invalid_request", "the request headers exceed a limit")
 	denyAmbiguousPath   = denied(codes.InvalidArgument, http.StatusBadRequest, "invalid_request", "the request path is ambiguous")
-	denyForbidden       = denied(codes.PermissionDenied, http.StatusForbidden, "forbidden", "the Ory session does not satisfy this route, e.g. a second factor is required")
+	denyAALRequired     = deniedBody(codes.PermissionDenied, http.StatusForbidden,
+		`{"error":"aal_required","message":"this route requires a session at aal2: sign in with a second factor","required_aal":"aal2"}`)
+	denyForbidden = denied(codes.PermissionDenied, http.StatusForbidden, "forbidden", "the Ory session does not satisfy this route, e.g. a second factor is required")
 )
 
 // respond turns every failure of Check into its answer and the reason it
@@ -74,7 +77,7 @@ func (s *Server) respond(ctx context.Context, r request, st settings, key tokenc
 	mode := st.mode
 	switch o.answer {
 	case answerMissing:
-		resp, allowed := s.missing(r, mode, st.passClient)
+		resp, allowed := s.missing(r, mode, st)
 		if allowed {
 			return resp, ReasonAllowMissing, nil
 		}
@@ -87,6 +90,15 @@ func (s *Server) respond(ctx context.Context, r request, st settings, key tokenc
 			return redirect(oe.RedirectBrowserTo), o.reason, nil
 		}
 		return denyForbidden, o.reason, nil
+	case answerStepUp:
+		s.logDenial(ctx, o.level, r, key, o.log, err, "require_aal", string(st.requireAAL))
+		if r.isBrowser() && s.stepUp.set() {
+			return redirect(s.stepUp.to(r.originalURL())), o.reason, nil
+		}
+		return denyAALRequired, o.reason, nil
+	case answerRule:
+		s.logDenial(ctx, o.level, r, key, o.log, err, "rule", st.rule.String())
+		return denied(codes.PermissionDenied, http.StatusForbidden, "forbidden", st.rule.String()+" denies the request"), o.reason, nil
 	case answerInvalid:
 		s.logDenial(ctx, o.level, r, key, o.log, err)
 		if o.denial != nil {
@@ -129,14 +141,19 @@ func (s *Server) logDenial(ctx context.Context, level slog.Level, r request, key
 }
 
 // missing answers a request without a valid session, by mode; allowed
-// tells an OK answer.
-func (s *Server) missing(r request, mode OnMissing, passClient bool) (resp *authv3.CheckResponse, allowed bool) {
+// tells an OK answer. An OK answer removes every identity header name of
+// the route table.
+func (s *Server) missing(r request, mode OnMissing, st settings) (resp *authv3.CheckResponse, allowed bool) {
+	p := st.plan
+	if p == nil {
+		p = emptyPlan
+	}
 	switch mode {
 	case OnMissingAllow:
-		if passClient {
-			return okUntouched, true
+		if st.passClient {
+			return p.okUntouched, true
 		}
-		return okRemoveAuthorization, true
+		return p.okNoSession, true
 	case OnMissingRedirect:
 		if r.isBrowser() && s.login.set() {
 			return redirect(s.login.to(r.originalURL())), false
@@ -205,6 +222,20 @@ func newLoginURL(s string) (loginURL, error) {
 	return l, nil
 }
 
+// newStepUpURL checks s as --login-url is checked, refuses an aal of its
+// own, and splits it so that aal=aal2&return_to= is appended.
+func newStepUpURL(s string) (loginURL, error) {
+	l, err := newLoginURL(s)
+	if err != nil {
+		return loginURL{}, err
+	}
+	if u, _ := url.Parse(s); u.Query().Has("aal") {
+		return loginURL{}, errors.New("the URL already has an aal: ory-ext-authz appends aal=aal2 itself")
+	}
+	l.head = strings.TrimSuffix(l.head, "return_to=") + "aal=aal2&return_to="
+	return l, nil
+}
+
 func (l loginURL) set() bool { return l.head != "" }
 
 // to is the login URL with return_to=original, query-escaped.
@@ -214,15 +245,25 @@ func (l loginURL) to(original string) string {
 
 // denied builds a denial with a small JSON body.
 func denied(code codes.Code, httpStatus int, errName, message string) *authv3.CheckResponse {
+	return deniedBody(code, httpStatus, `{"error":"`+errName+`","message":"`+message+`"}`)
+}
+
+// deniedBody builds a denial with the JSON body given; the gRPC status
+// message is the body's message.
+func deniedBody(code codes.Code, httpStatus int, body string) *authv3.CheckResponse {
+	var msg struct {
+		Message string `json:"message"`
+	}
+	_ = json.Unmarshal([]byte(body), &msg)
 	return &authv3.CheckResponse{
-		Status: &rpcstatus.Status{Code: int32(code), Message: message},
+		Status: &rpcstatus.Status{Code: int32(code), Message: msg.Message},
 		HttpResponse: &authv3.CheckResponse_DeniedResponse{DeniedResponse: &authv3.DeniedHttpResponse{
 			Status: &typev3.HttpStatus{Code: typev3.StatusCode(httpStatus)},
 			Headers: []*corev3.HeaderValueOption{
 				header("content-type", "application/json"),
 				header("cache-control", "no-store"),
 			},
-			Body: `{"error":"` + errName + `","message":"` + message + `"}`,
+			Body: body,
 		}},
 	}
 }

@@ -3,7 +3,6 @@ package authz
 import (
 	"errors"
 	"fmt"
-	"slices"
 	"strings"
 
 	"github.com/ory-ext-authz/ory-ext-authz/pkg/routes"
@@ -21,32 +20,15 @@ type RouteTable interface {
 // invalid, never allowed, and Ory is not asked.
 var errAmbiguousPath = errors.New("the request path is ambiguous: its readings match different routes, or Envoy would refuse it")
 
-// enforcedSettings are the route settings the Check path enforces; a
-// table whose rules set any other is refused (CheckTable), so that a
-// security setting is never silently ignored.
-var enforcedSettings = []string{"tokenize_as", "on_missing", "pass_client_authorization"}
-
 // CheckTable tells why the Check path cannot serve t, nil if it can: a
-// rule sets require_aal, authorize or headers, which are not enforced yet,
-// or on_missing: redirect without a login URL (hasLoginURL false). Serve
-// refuses such a table at start and on every reload (the previous table
-// stays); New refuses Options.Routes whose current table it refuses.
+// rule sets on_missing: redirect without a login URL (hasLoginURL false).
+// Serve refuses such a table at start and on every reload (the previous
+// table stays); New refuses Options.Routes whose current table it refuses.
 func CheckTable(t *routes.Table, hasLoginURL bool) error {
 	var problems []string
 	for _, r := range t.Rules() {
-		var unenforced []string
-		for _, name := range r.SettingsSet() {
-			if !slices.Contains(enforcedSettings, name) {
-				unenforced = append(unenforced, name)
-			}
-		}
-		where := fmt.Sprintf("%d:%d: %s", r.Line(), r.Column(), r)
-		if len(unenforced) > 0 {
-			problems = append(problems, fmt.Sprintf("%s: %s not enforced yet (only %s are): remove it, the server refuses to ignore a security setting",
-				where, strings.Join(unenforced, ", "), strings.Join(enforcedSettings, ", ")))
-		}
 		if !hasLoginURL && r.Settings(routes.Settings{}).OnMissing == routes.OnMissingRedirect {
-			problems = append(problems, where+": on_missing: redirect needs --login-url")
+			problems = append(problems, fmt.Sprintf("%d:%d: %s: on_missing: redirect needs --login-url", r.Line(), r.Column(), r))
 		}
 	}
 	if len(problems) > 0 {
@@ -61,6 +43,11 @@ type settings struct {
 	template   string
 	mode       OnMissing
 	passClient bool
+	// requireAAL is the rule's require_aal; empty: any session.
+	requireAAL routes.AAL
+	// rule is the matched rule (nil: none), plan the table's plan.
+	rule *routes.Rule
+	plan *plan
 }
 
 // routeSettings finds the settings of r: the defaults (flags) < the
@@ -68,17 +55,17 @@ type settings struct {
 // An ambiguous path is errAmbiguousPath; bad context_extensions a
 // routeError.
 func (s *Server) routeSettings(r request) (settings, error) {
-	st := settings{template: s.template, mode: s.onMissing, passClient: s.passClientAuth}
-	if s.routes != nil {
-		if t := s.routes.Table(); t != nil {
-			rule, ok := t.Match(r.http.GetMethod(), r.http.GetHost(), r.http.GetPath())
-			if rule.Ambiguous() {
-				return settings{template: s.template, mode: OnMissingDeny}, errAmbiguousPath
-			}
-			if ok {
-				rs := rule.Settings(routes.Settings{TokenizeAs: st.template, OnMissing: routes.OnMissing(st.mode), PassClientAuthorization: st.passClient})
-				st = settings{template: rs.TokenizeAs, mode: OnMissing(rs.OnMissing), passClient: rs.PassClientAuthorization}
-			}
+	p := s.currentPlan()
+	st := settings{template: s.template, mode: s.onMissing, passClient: s.passClientAuth, plan: p}
+	if p.table != nil {
+		rule, ok := p.table.Match(r.http.GetMethod(), r.http.GetHost(), r.http.GetPath())
+		if rule.Ambiguous() {
+			return settings{template: s.template, mode: OnMissingDeny, plan: p}, errAmbiguousPath
+		}
+		if ok {
+			rs := rule.Settings(routes.Settings{TokenizeAs: st.template, OnMissing: routes.OnMissing(st.mode), PassClientAuthorization: st.passClient})
+			st = settings{template: rs.TokenizeAs, mode: OnMissing(rs.OnMissing), passClient: rs.PassClientAuthorization,
+				requireAAL: rs.RequireAAL, rule: rule, plan: p}
 		}
 	}
 	ext := r.contextExtensions
