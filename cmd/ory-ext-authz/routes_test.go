@@ -29,8 +29,8 @@ func routesCheck(t *testing.T, client authv3.AuthorizationClient, path string) *
 
 // TestServeRoutes: serve --routes enforces the table (an open /public/,
 // the --on-missing deny default elsewhere, ambiguous paths 400); a
-// reloaded file with a setting not enforced yet is refused, counted, and
-// the previous table stays.
+// reloaded file the server cannot serve (redirect without --login-url) is
+// refused, counted, and the previous table stays.
 func TestServeRoutes(t *testing.T) {
 	fake := fakeory.New()
 	t.Cleanup(fake.Close)
@@ -55,11 +55,11 @@ func TestServeRoutes(t *testing.T) {
 			t.Errorf("%s: %v %d, want %v %d", tt.path, c, h, tt.code, tt.http)
 		}
 	}
-	replaceFile(t, file, []byte("rules:\n  - {name: public, match: {path: {prefix: /public/}}, on_missing: allow, require_aal: aal2}\n"))
+	replaceFile(t, file, []byte("rules:\n  - {name: public, match: {path: {prefix: /public/}}, on_missing: redirect}\n"))
 	testwait.For(t, "the reload refused", func() bool {
 		return servertest.Metrics(t, srv.httpAddr).Value(t, "ory_ext_authz_routes_reloads_total", map[string]string{"result": "error"}) == 1
 	})
-	if !strings.Contains(srv.logs.String(), "require_aal not enforced yet") {
+	if !strings.Contains(srv.logs.String(), "on_missing: redirect needs --login-url") {
 		t.Errorf("the refused reload is not logged with its reason:\n%s", srv.logs)
 	}
 	if c, _ := codeOf("/public/x"); c != codes.OK {
@@ -71,12 +71,12 @@ func TestServeRoutes(t *testing.T) {
 }
 
 // TestServeRoutesRefused: serve does not start on a routes file that does
-// not load (its line:col named) or that sets a setting the Check path
-// does not enforce yet.
+// not load (its line:col named) or that it cannot serve (on_missing:
+// redirect without --login-url).
 func TestServeRoutesRefused(t *testing.T) {
 	dir := t.TempDir()
 	aal := filepath.Join(dir, "aal.yaml")
-	replaceFile(t, aal, []byte("rules:\n  - {name: admin, require_aal: aal2}\n"))
+	replaceFile(t, aal, []byte("rules:\n  - {name: admin, on_missing: redirect}\n"))
 	bad := filepath.Join(dir, "bad.yaml")
 	replaceFile(t, bad, []byte("rules:\n  - {name: a, on_missing: open}\n"))
 	listen := serveRefusedArgs(t)
@@ -86,8 +86,8 @@ func TestServeRoutesRefused(t *testing.T) {
 		env     map[string]string
 		wantErr []string
 	}{
-		{"require_aal", []string{"--routes", aal}, nil, []string{"--routes: ", "rule 0 (admin): require_aal not enforced yet"}},
-		{"require_aal from the environment", nil, map[string]string{"ORY_EXT_AUTHZ_ROUTES": aal}, []string{"--routes: ", "require_aal not enforced yet"}},
+		{"redirect without a login URL", []string{"--routes", aal}, nil, []string{"--routes: ", "rule 0 (admin): on_missing: redirect needs --login-url"}},
+		{"redirect without a login URL, from the environment", nil, map[string]string{"ORY_EXT_AUTHZ_ROUTES": aal}, []string{"--routes: ", "on_missing: redirect needs --login-url"}},
 		{"bad file", []string{"--routes", bad}, nil, []string{"--routes: " + bad + ":2:27: "}},
 		{"missing file", []string{"--routes", filepath.Join(dir, "absent.yaml")}, nil, []string{"--routes: ", "no such file"}},
 	} {
