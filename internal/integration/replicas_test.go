@@ -31,6 +31,7 @@ import (
 	"github.com/ory-ext-authz/ory-ext-authz/pkg/metrics"
 	"github.com/ory-ext-authz/ory-ext-authz/pkg/ory"
 	"github.com/ory-ext-authz/ory-ext-authz/pkg/redistier"
+	"github.com/ory-ext-authz/ory-ext-authz/pkg/routes"
 	"github.com/ory-ext-authz/ory-ext-authz/pkg/server"
 	adminv1 "github.com/ory-ext-authz/ory-ext-authz/proto/ory_ext_authz/admin/v1"
 )
@@ -72,6 +73,8 @@ type replicaSet struct {
 	secrets, ids *secrets
 	list         []*replica
 	secretFile   string
+	// routes, when set, is the route table of in-process replicas.
+	routes *routes.Table
 }
 
 func newReplicaSet(t *testing.T, k *kratosdev.Kratos, srv *redistest.Server) *replicaSet {
@@ -137,6 +140,9 @@ func (rs *replicaSet) startInProcess(t *testing.T, n int, edit func(*config.Conf
 		t.Cleanup(oc.Close)
 		opts := cfg.AuthzOptions(oc)
 		opts.Logger, opts.Observer, opts.Shared = log, m, r.tier
+		if rs.routes != nil {
+			opts.Routes = staticRoutes{rs.routes}
+		}
 		az, err := authz.New(opts)
 		if err != nil {
 			t.Fatal(err)
@@ -701,4 +707,61 @@ func TestReplicasRedisFaults(t *testing.T) {
 			rs.assertRedisClean(t)
 		})
 	}
+}
+
+// staticRoutes is a route table that never changes.
+type staticRoutes struct{ t *routes.Table }
+
+func (s staticRoutes) Table() *routes.Table { return s.t }
+
+// TestReplicasRoutesIdentityHeaders: a replica that reads a session's JWT
+// from Redis, filled by another replica's whoami, answers with the route's
+// identity headers from the JWT's claims and enforces its authorize rule
+// as the filling one does; Kratos sees one call.
+func TestReplicasRoutesIdentityHeaders(t *testing.T) {
+	t.Parallel()
+	redistest.Binary(t)
+	k := kratostest.Start(t, kratosdev.Options{})
+	rs := newReplicaSet(t, k, redistest.Start(t, redistest.Options{}))
+	tab, err := routes.Parse([]byte(`rules:
+  - name: staff
+    match: {path: {prefix: /staff/}}
+    authorize: 'claims.email.endsWith("@staff.example.org")'
+  - name: app
+    authorize: 'claims.sub == session.identity_id && session.aal == "aal1"'
+    headers: {x-user-id: sub, x-user-email: email}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rs.routes = tab
+	rs.startInProcess(t, 2, nil)
+	rs.waitShared(t)
+	u := newUser(t, k, "routes-replicas")
+	s := rs.login(t, u, true)
+	for i, r := range rs.list {
+		h := map[string]string{"x-user-id": "forged"}
+		for k, v := range s.headers {
+			h[k] = v
+		}
+		resp, err := r.client.Check(t.Context(), checkRequest(h, nil))
+		if err != nil {
+			t.Fatalf("%s: %v", r.name, err)
+		}
+		set := map[string]string{}
+		for _, hv := range resp.GetOkResponse().GetHeaders() {
+			set[hv.GetHeader().GetKey()] = hv.GetHeader().GetValue()
+		}
+		rs.secrets.add(strings.TrimPrefix(set["authorization"], "Bearer "))
+		if set["x-user-id"] != u.id || set["x-user-email"] != u.email {
+			t.Errorf("%s: identity headers %v, want x-user-id %s, x-user-email %s", r.name, set, u.id, u.email)
+		}
+		if i == 1 && rs.calls(s) != 1 {
+			t.Errorf("Kratos saw %d whoami calls, want 1 (the second replica reads Redis)", rs.calls(s))
+		}
+		h[":path"] = "/staff/x"
+		resp, err = r.client.Check(t.Context(), checkRequest(h, nil))
+		denied(t, resp, err, codes.PermissionDenied, http.StatusForbidden)
+	}
+	rs.assertRedisClean(t)
 }
