@@ -199,8 +199,8 @@ func (c *Config) FlagSet(name string, output io.Writer) *flag.FlagSet {
 	fs.StringVar(&c.SessionTokenHeader, "session-token-header", c.SessionTokenHeader, "request header carrying a native Ory session token")
 	fs.Var((*onMissingValue)(&c.OnMissing), "on-missing", "what a request without a valid session gets: deny (401), allow (pass through, the client's Authorization removed) or redirect (browsers to --login-url, others 401); a route may override it with the context extension on_missing")
 	fs.BoolVar(&c.PassClientAuthorization, "pass-client-authorization", c.PassClientAuthorization, "opt-out, for upstreams behind an allow route that take their own credentials in Authorization: in on_missing=allow mode a request without a valid session keeps the client's Authorization header; by default it is removed, so the upstream only ever sees an Authorization ory-ext-authz set. CORS preflights always lose it; a JWT always overwrites it")
-	fs.StringVar(&c.Routes, "routes", c.Routes, "route table file (docs/routes.md; empty: off): the first rule matching a request's method, host and path sets its tokenize_as, on_missing and pass_client_authorization over the flags, and context_extensions still override those; a path the table finds ambiguous is denied (400). Re-read when it changes; a file that does not load, or uses require_aal, authorize or headers (not enforced yet), is refused at start and on reload (then the previous table stays)")
-	fs.StringVar(&c.LoginURL, "login-url", c.LoginURL, "login page for --on-missing=redirect: an absolute http(s) URL without return_to; &return_to=<original URL, query-escaped> is appended to its query as written, before any fragment")
+	fs.StringVar(&c.Routes, "routes", c.Routes, "route table file (docs/routes.md; empty: off): the first rule matching a request's method, host and path sets its tokenize_as, on_missing and pass_client_authorization over the flags (context_extensions still override those) and adds require_aal (step-up), a CEL authorize rule and identity headers; a path the table finds ambiguous is denied (400). Re-read when it changes; a file that does not load, or has on_missing: redirect without --login-url, is refused at start and on reload (then the previous table stays)")
+	fs.StringVar(&c.LoginURL, "login-url", c.LoginURL, "login page for --on-missing=redirect and for a route's require_aal step-up (default for the step-up: <ory-url>/self-service/login/browser): an absolute http(s) URL without return_to or aal; &return_to=<original URL, query-escaped> (a step-up: &aal=aal2&return_to=...) is appended to its query as written, before any fragment")
 	fs.DurationVar(&c.WhoamiTimeout, "whoami-timeout", c.WhoamiTimeout, "timeout of one whoami call to Ory; keep it below the ext_authz timeout of Envoy")
 	fs.DurationVar(&c.ExpiryLeeway, "expiry-leeway", c.ExpiryLeeway, "a cached JWT is served only while it has more validity than this left")
 	fs.DurationVar(&c.NegativeTTL, "negative-ttl", c.NegativeTTL, "how long a 401 from Ory is remembered for that credential (0 disables)")
@@ -336,7 +336,7 @@ func (c *Config) Validate() error {
 		bad("on-missing", "%v", err)
 	}
 	if c.LoginURL != "" {
-		if err := authz.CheckLoginURL(c.LoginURL); err != nil {
+		if err := authz.CheckStepUpURL(c.LoginURL); err != nil {
 			bad("login-url", "%v", err)
 		}
 	} else if c.OnMissing == OnMissingRedirect {

@@ -182,7 +182,7 @@ func TestOryURLUserinfo(t *testing.T) {
 
 // TestValidateLoginURL: a login URL is taken only as an absolute http(s)
 // URL whose query Go's url.ParseQuery reads in full (Kratos reads return_to
-// with it too) and that leaves return_to to ory-ext-authz. Errors name the
+// with it too) and that leaves return_to and aal to ory-ext-authz. Errors name the
 // flag and never show the URL's userinfo.
 func TestValidateLoginURL(t *testing.T) {
 	tests := []struct {
@@ -202,6 +202,8 @@ func TestValidateLoginURL(t *testing.T) {
 		{"bad escape in the query", "https://login.example/ui/login?a=%zz", "query"},
 		{"return_to already there", "https://login.example/ui/login?flow=x&return_to=https://app.example", "return_to"},
 		{"escaped return_to already there", "https://login.example/ui/login?return%5Fto=x", "return_to"},
+		// It is also the step-up URL, which appends aal=aal2.
+		{"aal already there", "https://login.example/ui/login?aal=aal1", "already has an aal"},
 		{"unparsable", "https://login example/ui/login", "not a valid URL"},
 		{"userinfo not echoed", "https://alice:hunter2@login.example/ui/login?a=1;b=2", "query"},
 		{"userinfo of an unparsable URL not echoed", "https://alice:hunter2@login example/", "not a valid URL"},
@@ -229,5 +231,22 @@ func TestValidateLoginURL(t *testing.T) {
 				t.Errorf("err = %q shows the userinfo", msg)
 			}
 		})
+	}
+}
+
+// TestStepUpURL: a step-up goes to the login UI when there is one, else to
+// Kratos' browser login flow at --ory-url.
+func TestStepUpURL(t *testing.T) {
+	c := Default()
+	c.OryURL = "https://auth.example.org/"
+	if got, want := c.StepUpURL(), "https://auth.example.org/self-service/login/browser"; got != want {
+		t.Errorf("StepUpURL() = %q, want %q", got, want)
+	}
+	c.LoginURL = "https://app.example.org/login"
+	if got := c.StepUpURL(); got != c.LoginURL {
+		t.Errorf("StepUpURL() with --login-url = %q, want it", got)
+	}
+	if got := c.AuthzOptions(nil).StepUpURL; got != c.LoginURL {
+		t.Errorf("AuthzOptions StepUpURL = %q", got)
 	}
 }

@@ -222,15 +222,27 @@ func newLoginURL(s string) (loginURL, error) {
 	return l, nil
 }
 
-// newStepUpURL checks s as --login-url is checked, refuses an aal of its
-// own, and splits it so that aal=aal2&return_to= is appended.
+// CheckStepUpURL tells why s cannot be Options.StepUpURL, nil if it can:
+// CheckLoginURL's rules, and no aal in its query (aal=aal2 is appended).
+func CheckStepUpURL(s string) error {
+	if err := CheckLoginURL(s); err != nil {
+		return err
+	}
+	if u, _ := url.Parse(s); u.Query().Has("aal") {
+		return errors.New("the URL already has an aal: ory-ext-authz appends aal=aal2 itself for a step-up")
+	}
+	return nil
+}
+
+// newStepUpURL checks s with CheckStepUpURL and splits it so that
+// aal=aal2&return_to= is appended.
 func newStepUpURL(s string) (loginURL, error) {
+	if err := CheckStepUpURL(s); err != nil {
+		return loginURL{}, err
+	}
 	l, err := newLoginURL(s)
 	if err != nil {
 		return loginURL{}, err
-	}
-	if u, _ := url.Parse(s); u.Query().Has("aal") {
-		return loginURL{}, errors.New("the URL already has an aal: ory-ext-authz appends aal=aal2 itself")
 	}
 	l.head = strings.TrimSuffix(l.head, "return_to=") + "aal=aal2&return_to="
 	return l, nil

@@ -80,7 +80,7 @@ func New() *Metrics {
 	jwksLoads, m.jwksLoads = labelled("ory_ext_authz_jwks_loads_total",
 		"Loads of the --jwks-publish file with new content, by result: ok (served from now on), refused (a private or symmetric key, or no JWKS of public keys), unreadable; a refused or unreadable file keeps the previous keys served.", "result", jwkspub.Results())
 	routesReloads, reloads := labelled("ory_ext_authz_routes_reloads_total",
-		"Reloads of the --routes file with new content, by result: ok (the new table applies from now on), error (it does not read or load, or sets a setting not enforced yet; the previous table stays).", "result", []string{"ok", "error"})
+		"Reloads of the --routes file with new content, by result: ok (the new table applies from now on), error (it does not read or load, or has on_missing: redirect without --login-url; the previous table stays).", "result", []string{"ok", "error"})
 	m.routesOK, m.routesError = reloads["ok"], reloads["error"]
 	m.grpc = grpcprom.NewServerMetrics()
 	reg.MustRegister(m.redis.init()...)
