@@ -77,6 +77,17 @@ func (f *uiFlow) csrfToken() string {
 	return ""
 }
 
+// text returns the text and the text context of the text node with the id,
+// or "" and nil without one.
+func (f *uiFlow) text(id string) (string, json.RawMessage) {
+	for _, n := range f.UI.Nodes {
+		if a := n.Attributes; a.ID == id && a.Text != nil {
+			return a.Text.Text, a.Text.Context
+		}
+	}
+	return "", nil
+}
+
 // BrowserLogin logs in with the JSON browser flow, as a single-page app does:
 // GET /self-service/login/browser (Accept: application/json) sets the CSRF
 // cookie, then the password is posted with that cookie and the flow's
