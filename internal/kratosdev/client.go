@@ -46,26 +46,46 @@ func (k *Kratos) CreateIdentity(ctx context.Context, email, password string) (st
 	return found[0].ID, nil
 }
 
-// loginFlow is the part of a Kratos login flow the password method needs.
-type loginFlow struct {
-	UI struct {
+// uiFlow is the part of a Kratos self-service flow (login, settings) the
+// clients here read: the form action, the state and the UI nodes.
+type uiFlow struct {
+	State string `json:"state"`
+	UI    struct {
 		Action string `json:"action"`
 		Nodes  []struct {
 			Attributes struct {
+				// Input nodes.
 				Name  string `json:"name"`
 				Value any    `json:"value"`
+				// Text nodes (a TOTP secret, lookup secrets).
+				ID   string `json:"id"`
+				Text *struct {
+					Text    string          `json:"text"`
+					Context json.RawMessage `json:"context"`
+				} `json:"text"`
 			} `json:"attributes"`
 		} `json:"nodes"`
 	} `json:"ui"`
 }
 
-func (f *loginFlow) csrfToken() string {
+func (f *uiFlow) csrfToken() string {
 	for _, n := range f.UI.Nodes {
 		if s, ok := n.Attributes.Value.(string); ok && n.Attributes.Name == "csrf_token" {
 			return s
 		}
 	}
 	return ""
+}
+
+// text returns the text and the text context of the text node with the id,
+// or "" and nil without one.
+func (f *uiFlow) text(id string) (string, json.RawMessage) {
+	for _, n := range f.UI.Nodes {
+		if a := n.Attributes; a.ID == id && a.Text != nil {
+			return a.Text.Text, a.Text.Context
+		}
+	}
+	return "", nil
 }
 
 // BrowserLogin logs in with the JSON browser flow, as a single-page app does:
@@ -87,7 +107,7 @@ func (k *Kratos) BrowserLoginSession(ctx context.Context, email, password string
 	}
 	client := *k.http
 	client.Jar = jar
-	var flow loginFlow
+	var flow uiFlow
 	if _, err := k.do(ctx, &client, http.MethodGet, k.publicURL+"self-service/login/browser", nil, &flow, http.StatusOK); err != nil {
 		return "", "", fmt.Errorf("kratosdev: browser login flow: %w", err)
 	}
@@ -123,7 +143,7 @@ func (k *Kratos) BrowserLoginSession(ctx context.Context, email, password string
 // APILogin logs in with the native (API) flow, as a mobile app does, without
 // cookies, and returns the session token ("ory_st_...") and the session id.
 func (k *Kratos) APILogin(ctx context.Context, email, password string) (token, sessionID string, err error) {
-	var flow loginFlow
+	var flow uiFlow
 	if _, err := k.do(ctx, nil, http.MethodGet, k.publicURL+"self-service/login/api", nil, &flow, http.StatusOK); err != nil {
 		return "", "", fmt.Errorf("kratosdev: api login flow: %w", err)
 	}
@@ -178,9 +198,9 @@ func (k *Kratos) WhoamiURL(template string) string {
 
 // publicAction returns the flow's form action after checking that it points
 // at this Kratos, so credentials are never posted anywhere else.
-func (k *Kratos) publicAction(flow loginFlow) (string, error) {
+func (k *Kratos) publicAction(flow uiFlow) (string, error) {
 	if !strings.HasPrefix(flow.UI.Action, k.publicURL) {
-		return "", fmt.Errorf("kratosdev: login flow action %q is not below %s", flow.UI.Action, k.publicURL)
+		return "", fmt.Errorf("kratosdev: flow action %q is not below %s", flow.UI.Action, k.publicURL)
 	}
 	return flow.UI.Action, nil
 }
@@ -189,6 +209,12 @@ func (k *Kratos) publicAction(flow loginFlow) (string, error) {
 // answer with a status outside want is an error that carries Kratos' reason
 // but never the request, which may hold a password.
 func (k *Kratos) do(ctx context.Context, client *http.Client, method, target string, in, out any, want ...int) (int, error) {
+	return k.doWith(ctx, client, nil, method, target, in, out, want...)
+}
+
+// doWith is do with extra request headers, e.g. X-Session-Token; like the
+// request body, they never appear in an error.
+func (k *Kratos) doWith(ctx context.Context, client *http.Client, header http.Header, method, target string, in, out any, want ...int) (int, error) {
 	if client == nil {
 		client = k.http
 	}
@@ -203,6 +229,11 @@ func (k *Kratos) do(ctx context.Context, client *http.Client, method, target str
 	req, err := http.NewRequestWithContext(ctx, method, target, body)
 	if err != nil {
 		return 0, err
+	}
+	for name, values := range header {
+		for _, v := range values {
+			req.Header.Add(name, v)
+		}
 	}
 	req.Header.Set("Accept", "application/json")
 	if in != nil {

@@ -1,6 +1,7 @@
 // Package kratosdev runs a real Ory Kratos on loopback for development and
 // integration tests, and drives it the way users and operators do: admin API
-// identities, JSON browser and native login flows, session revocation.
+// identities, JSON browser and native login flows, second factors (TOTP,
+// lookup secrets) and aal2 logins, session revocation.
 //
 // The product talks to Kratos only through whoami; this package exists so the
 // tests (and a dev-environment program) can get real cookies, real session
