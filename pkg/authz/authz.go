@@ -2,6 +2,7 @@ package authz
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -127,6 +128,9 @@ type Server struct {
 	onMissing OnMissing
 	login     loginURL
 	stepUp    loginURL
+	// aalChecked holds, per slot of a key's hash, when a cached answer
+	// below a route's require_aal was last checked again with Ory.
+	aalChecked [aalRecheckSlots]atomic.Int64
 	// plan is the plan of the route table last seen (currentPlan).
 	plan      atomic.Pointer[plan]
 	cache     *tokencache.Cache[fetchRequest, allowed]
@@ -365,16 +369,29 @@ func (s *Server) decide(ctx context.Context, r request) decision {
 		return d
 	}
 	d.key = tokencache.NewKey(st.template, uint8(cred.Kind), cred.Value)
-	a, src, err := s.cache.Get(ctx, d.key, fetchRequest{cred: cred, template: st.template})
-	switch {
-	case err != nil:
+	fr := fetchRequest{cred: cred, template: st.template}
+	a, src, err := s.cache.Get(ctx, d.key, fr)
+	if err != nil {
 		d.err = err
-	case src == tokencache.Hit:
-		d.resp, d.err = s.grant(r, st, a, true)
+		return d
+	}
+	d.resp, d.err = s.grant(r, st, a, src == tokencache.Hit)
+	if errors.Is(d.err, errAALRequired) && src == tokencache.Hit && s.recheckAAL(d.key) {
+		// The session may have stepped up since its JWT was cached: Kratos
+		// upgrades a session in place (the same token), so a cached aal1
+		// answer would send it back to step up until the JWT expires. Ask
+		// Ory again, at most once a second per session (recheckAAL).
+		sid, _, _ := a.meta()
+		s.cache.InvalidateSession(string(sid))
+		if a, src, err = s.cache.Get(ctx, d.key, fr); err != nil {
+			d.err = err
+			return d
+		}
+		d.resp, d.err = s.grant(r, st, a, src == tokencache.Hit)
+	}
+	d.reason = ReasonFresh
+	if src == tokencache.Hit {
 		d.reason = ReasonCached
-	default:
-		d.resp, d.err = s.grant(r, st, a, false)
-		d.reason = ReasonFresh
 	}
 	return d
 }
@@ -436,4 +453,23 @@ func (s *Server) decodeShared(b []byte) (allowed, error) {
 	}
 	sid, iid, aal := a.meta()
 	return withExtras(s.currentPlan(), a, ory.Token{JWT: jwt, SessionID: string(sid), IdentityID: string(iid), AAL: string(aal)})
+}
+
+// aalRecheckSlots and aalRecheckInterval bound how often a cached session
+// below a route's require_aal is asked of Ory again: once per interval
+// per slot of its key's hash, so that an aal1 session hammering an aal2
+// route costs Ory at most one call a second. A collision of two keys in a
+// slot only delays one of them to the next interval.
+const (
+	aalRecheckSlots    = 4096
+	aalRecheckInterval = time.Second
+)
+
+// recheckAAL tells whether the cached answer of key may be checked again
+// with Ory now, and if so records it.
+func (s *Server) recheckAAL(key tokencache.Key) bool {
+	slot := &s.aalChecked[binary.LittleEndian.Uint64(key[:8])%aalRecheckSlots]
+	now := s.now().UnixNano()
+	last := slot.Load()
+	return now-last >= int64(aalRecheckInterval) && slot.CompareAndSwap(last, now)
 }

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	"google.golang.org/grpc/codes"
@@ -123,8 +124,10 @@ func TestRoutesRequireAAL(t *testing.T) {
 	if loc != want {
 		t.Errorf("step-up location %q, want %q", loc, want)
 	}
-	if n := e.ory.Calls(); n != 1 {
-		t.Errorf("Ory saw %d calls, want 1", n)
+	// The miss, then the hit checked again with Ory (it may have stepped
+	// up since); the same second's next check is not.
+	if n := e.ory.Calls(); n != 2 {
+		t.Errorf("Ory saw %d calls, want 2", n)
 	}
 	if !strings.Contains(e.logs.String(), `"require_aal":"aal2"`) {
 		t.Errorf("no log line names the required level:\n%s", e.logs)
@@ -141,6 +144,41 @@ func TestRoutesRequireAAL(t *testing.T) {
 	s3 := e2.ory.NewSession()
 	if resp := mustCheck(t, e2, sessionReq(s3, "GET", "/admin/users", map[string]string{"accept": "text/html"})); httpStatusOf(resp) != http.StatusForbidden {
 		t.Errorf("aal1 browser without a step-up URL: %v, want 403", resp)
+	}
+}
+
+// TestRoutesStepUpInPlace: Kratos upgrades a session to aal2 in place (the
+// same token or cookie). A cached aal1 answer below a route's require_aal
+// is asked of Ory again, at most once a second per session, so the
+// stepped-up session is let in without waiting for its JWT to expire, and
+// an aal1 session hammering the route costs Ory one call a second.
+func TestRoutesStepUpInPlace(t *testing.T) {
+	e, _ := newPolicyEnv(t)
+	s := e.ory.NewSession()
+	api := map[string]string{"accept": "application/json"}
+	for range 5 {
+		if resp := mustCheck(t, e, sessionReq(s, "GET", "/admin/x", api)); httpStatusOf(resp) != http.StatusForbidden {
+			t.Fatalf("aal1: %v, want 403", resp)
+		}
+	}
+	if n := e.ory.Calls(); n != 2 {
+		t.Errorf("5 checks within a second: Ory saw %d calls, want 2 (the miss and one check again)", n)
+	}
+	// The same session, cookie and token, now at aal2.
+	e.ory.AddSession(fakeory.Session{ID: s.ID, IdentityID: s.IdentityID, Cookie: s.Cookie, Token: s.Token, AAL: "aal2"})
+	e.ory.Revoke(s)
+	if resp := mustCheck(t, e, sessionReq(s, "GET", "/admin/x", api)); httpStatusOf(resp) != http.StatusForbidden {
+		t.Errorf("within the second: %v, want the cached 403", resp)
+	}
+	e.clock.Advance(time.Second)
+	for i := range 2 {
+		set, _ := okHeaders(t, mustCheck(t, e, sessionReq(s, "GET", "/admin/x", api)))
+		if claims := claimsOf(t, e.ory, strings.TrimPrefix(set["authorization"], "Bearer ")); claims["aal"] != "aal2" {
+			t.Errorf("check %d after the step-up: aal %v", i, claims["aal"])
+		}
+	}
+	if n := e.ory.Calls(); n != 3 {
+		t.Errorf("Ory saw %d calls, want 3 (one more after the second, then hits)", n)
 	}
 }
 
