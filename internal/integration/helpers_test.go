@@ -25,6 +25,7 @@ import (
 	"github.com/ory-ext-authz/ory-ext-authz/internal/servertest"
 	"github.com/ory-ext-authz/ory-ext-authz/pkg/authz"
 	"github.com/ory-ext-authz/ory-ext-authz/pkg/ory"
+	"github.com/ory-ext-authz/ory-ext-authz/pkg/routes"
 	"github.com/ory-ext-authz/ory-ext-authz/pkg/server"
 )
 
@@ -59,6 +60,8 @@ type stackOptions struct {
 	// direct points the Ory client at Kratos itself, without the proxy, so
 	// that a stopped Kratos is a refused connection, as in production.
 	direct bool
+	// routes is the route table (--routes); nil: none.
+	routes *routes.Table
 }
 
 func newStack(t *testing.T, k *kratosdev.Kratos, o stackOptions) *stack {
@@ -102,8 +105,13 @@ func wire(t *testing.T, k *kratosdev.Kratos, o stackOptions) (*stack, *authz.Ser
 	}
 	cfg := config.Default()
 	cfg.TokenizeAs, cfg.ExpiryLeeway, cfg.WhoamiTimeout = o.template, o.leeway, callTimeout
+	// Browsers reach Kratos itself: the step-up URL of require_aal.
+	cfg.OryURL = k.PublicURL()
 	opts := cfg.AuthzOptions(oc)
 	opts.Logger = log
+	if o.routes != nil {
+		opts.Routes = staticRoutes{o.routes}
+	}
 	az, err := authz.New(opts)
 	if err != nil {
 		t.Fatal(err)
