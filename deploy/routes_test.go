@@ -3,18 +3,23 @@ package deploy_test
 import (
 	"bytes"
 	"io/fs"
+	"maps"
+	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
 
+	extauthzv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_authz/v3"
 	"github.com/santhosh-tekuri/jsonschema/v6"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/yaml"
 
 	"github.com/ory-ext-authz/ory-ext-authz/internal/config"
+	"github.com/ory-ext-authz/ory-ext-authz/pkg/authz"
 	"github.com/ory-ext-authz/ory-ext-authz/pkg/routes"
 )
 
@@ -216,4 +221,213 @@ func writeTemp(t *testing.T, name string, data []byte) string {
 		t.Fatal(err)
 	}
 	return p
+}
+
+const istioReadme = "istio/README.md"
+
+// documentedHeaders reads the identity header table of deploy/istio's
+// README (the table headed "| header | claim | rules |"): for each header,
+// its claim and the rules that set it.
+func documentedHeaders(t *testing.T) map[string]headerUse {
+	t.Helper()
+	code := regexp.MustCompile("`([^`]+)`")
+	out := map[string]headerUse{}
+	in := false
+	for _, line := range strings.Split(string(readFile(t, istioReadme)), "\n") {
+		cells := strings.Split(strings.Trim(strings.TrimSpace(line), "|"), "|")
+		switch {
+		case strings.ReplaceAll(line, " ", "") == "|header|claim|rules|":
+			in = true
+			continue
+		case !in:
+			continue
+		case !strings.HasPrefix(line, "|"):
+			in = false
+			continue
+		case strings.HasPrefix(line, "| ---"):
+			continue
+		}
+		if len(cells) != 3 {
+			t.Fatalf("%s: identity header row %q: want 3 cells", istioReadme, line)
+		}
+		h, c := code.FindStringSubmatch(cells[0]), code.FindStringSubmatch(cells[1])
+		if h == nil || c == nil {
+			t.Fatalf("%s: identity header row %q: want `header` and `claim`", istioReadme, line)
+		}
+		var rules []string
+		for _, m := range code.FindAllStringSubmatch(cells[2], -1) {
+			rules = append(rules, m[1])
+		}
+		slices.Sort(rules)
+		out[h[1]] = headerUse{claim: c[1], rules: rules}
+	}
+	if len(out) == 0 {
+		t.Fatalf("%s: no identity header table (| header | claim | rules |)", istioReadme)
+	}
+	return out
+}
+
+// headerUse is what sets one identity header: the claim and the rules.
+type headerUse struct {
+	claim string
+	rules []string // sorted
+}
+
+// TestIstioRoutesFile checks the Deployment's routes file against the rest
+// of the Istio example: it gives the routes of envoy.yaml the settings
+// envoy.yaml gives them with context_extensions; its identity headers are
+// the ones the README lists, from claims the JWT has; and they reach the
+// upstream through the mesh's extension provider.
+func TestIstioRoutesFile(t *testing.T) {
+	kube := loadKubernetes(t)
+	env, where, data := deploymentRoutes(t, kube)
+	table, err := routes.Parse(data)
+	if err != nil {
+		t.Fatalf("%s: %v", where, err)
+	}
+	cfg := serverConfig(t, "Deployment", env)
+	defaults := routes.Settings{TokenizeAs: cfg.TokenizeAs, OnMissing: routes.OnMissing(cfg.OnMissing), PassClientAuthorization: cfg.PassClientAuthorization}
+
+	t.Run("the routes of envoy.yaml", func(t *testing.T) {
+		s := loadEnvoy(t, envoyConfig)
+		cf := loadCompose(t)
+		envoyCfg := serverConfig(t, composeServer, cf.Services[composeServer].Environment)
+		for _, vh := range s.hcm.GetRouteConfig().GetVirtualHosts() {
+			for _, route := range vh.GetRoutes() {
+				var ext map[string]string
+				if a, ok := route.GetTypedPerFilterConfig()[extAuthzFilter]; ok {
+					pr := unpack[*extauthzv3.ExtAuthzPerRoute](t, a)
+					if pr.GetDisabled() {
+						continue // no check: the CUSTOM policy's notPaths
+					}
+					ext = pr.GetCheckSettings().GetContextExtensions()
+				}
+				path := "/" + route.GetName() + "/page"
+				if !strings.HasPrefix(path, route.GetMatch().GetPrefix()) {
+					t.Fatalf("route %s: %s is not under its prefix %q", route.GetName(), path, route.GetMatch().GetPrefix())
+				}
+				wantTpl, wantMode := envoyCfg.TokenizeAs, string(envoyCfg.OnMissing)
+				if v, ok := ext[authz.ContextTokenizeAs]; ok {
+					wantTpl = v
+				}
+				if v, ok := ext[authz.ContextOnMissing]; ok {
+					wantMode = v
+				}
+				r, ok := table.Match(http.MethodGet, gatewayHost, path)
+				got := defaults
+				if ok {
+					got = r.Settings(defaults)
+				}
+				if got.TokenizeAs != wantTpl || string(got.OnMissing) != wantMode {
+					t.Errorf("envoy.yaml route %s (%s): tokenize_as %s, on_missing %s; %s gives it %s: %s, %s", route.GetName(), path, wantTpl, wantMode, where, r, got.TokenizeAs, got.OnMissing)
+				}
+			}
+		}
+	})
+
+	t.Run("identity headers as the README says", func(t *testing.T) {
+		got := map[string]headerUse{}
+		for _, r := range table.Rules() {
+			for _, hc := range r.Settings(routes.Settings{}).Headers {
+				u, seen := got[hc.Header]
+				if seen && u.claim != hc.Claim {
+					t.Errorf("%s: %s carries claim %s in one rule and %s in %s; the README's table has one claim per header", where, hc.Header, u.claim, hc.Claim, r)
+				}
+				u.claim = hc.Claim
+				u.rules = append(u.rules, r.Name())
+				got[hc.Header] = u
+			}
+		}
+		for h := range got {
+			slices.Sort(got[h].rules)
+		}
+		if names := slices.Sorted(maps.Keys(got)); !slices.Equal(names, table.HeaderNames()) {
+			t.Fatalf("rules set %v, HeaderNames %v", names, table.HeaderNames())
+		}
+		doc := documentedHeaders(t)
+		if !maps.EqualFunc(got, doc, func(a, b headerUse) bool { return a.claim == b.claim && slices.Equal(a.rules, b.rules) }) {
+			t.Errorf("%s sets %+v; %s documents %+v", where, got, istioReadme, doc)
+		}
+		// Each claim is in every JWT of the templates: one Kratos sets, or
+		// one the claims mapper adds.
+		mapper := string(readFile(t, "kratos/mesh.claims.jsonnet"))
+		for h, u := range got {
+			if !slices.Contains(kratosClaims, u.claim) && !strings.Contains(mapper, u.claim+":") {
+				t.Errorf("%s: claim %q is neither a Kratos claim nor one mesh.claims.jsonnet adds", h, u.claim)
+			}
+		}
+	})
+
+	// The READMEs and the ConfigMap's comments name the identity headers
+	// too: each names all of them, and no other of their family (a name
+	// sharing the prefix up to the last '-', x-user-* here).
+	t.Run("identity header names in the deploy docs", func(t *testing.T) {
+		names := table.HeaderNames()
+		var prefixes []string
+		for _, n := range names {
+			if i := strings.LastIndexByte(n, '-'); i > 0 {
+				prefixes = append(prefixes, n[:i+1])
+			}
+		}
+		cm, _, _ := strings.Cut(where, ":")
+		for _, doc := range []string{istioReadme, filepath.Join(kubernetesDir, "README.md"), cm} {
+			text := string(readFile(t, doc))
+			if doc == cm {
+				// The comments, not the table itself.
+				var lines []string
+				for _, l := range strings.Split(text, "\n") {
+					if strings.HasPrefix(l, "#") {
+						lines = append(lines, l)
+					}
+				}
+				text = strings.Join(lines, "\n")
+			}
+			for _, n := range names {
+				if !strings.Contains(text, n) {
+					t.Errorf("%s does not name the identity header %s", doc, n)
+				}
+			}
+			for _, w := range regexp.MustCompile(`[A-Za-z0-9-]+`).FindAllString(text, -1) {
+				w = strings.ToLower(w)
+				if slices.ContainsFunc(prefixes, func(p string) bool { return strings.HasPrefix(w, p) }) && !slices.Contains(names, w) {
+					t.Errorf("%s names %s, which no rule of %s sets", doc, w, where)
+				}
+			}
+		}
+	})
+
+	// envoyExtAuthzGrpc has no list of headers to forward: Envoy's gRPC
+	// ext_authz applies the answer's mutations as they are. The HTTP
+	// provider forwards only headersToUpstreamOnAllow, so one would have
+	// to list the JWT's and every identity header.
+	t.Run("identity headers reach the upstream", func(t *testing.T) {
+		res := loadIstio(t)
+		for _, p := range res.providers {
+			switch {
+			case p.GetEnvoyExtAuthzGrpc() != nil:
+			case p.GetEnvoyExtAuthzHttp() != nil:
+				allowed := p.GetEnvoyExtAuthzHttp().GetHeadersToUpstreamOnAllow()
+				for _, h := range append([]string{"authorization"}, table.HeaderNames()...) {
+					if !slices.ContainsFunc(allowed, func(pat string) bool { return istioStringMatch(pat, h) }) {
+						t.Errorf("provider %s: headersToUpstreamOnAllow %v lacks %s", p.GetName(), allowed, h)
+					}
+				}
+			default:
+				t.Errorf("provider %s is no ext_authz provider", p.GetName())
+			}
+		}
+	})
+}
+
+// istioStringMatch is Istio's match of a header name list entry: exact,
+// "prefix*" or "*suffix", case-insensitively (header names).
+func istioStringMatch(pat, s string) bool {
+	pat, s = strings.ToLower(pat), strings.ToLower(s)
+	switch {
+	case strings.HasSuffix(pat, "*"):
+		return strings.HasPrefix(s, strings.TrimSuffix(pat, "*"))
+	case strings.HasPrefix(pat, "*"):
+		return strings.HasSuffix(s, strings.TrimPrefix(pat, "*"))
+	}
+	return pat == s
 }
