@@ -40,6 +40,7 @@ import (
 	"github.com/ory-ext-authz/ory-ext-authz/pkg/authz"
 	"github.com/ory-ext-authz/ory-ext-authz/pkg/jwkspub"
 	"github.com/ory-ext-authz/ory-ext-authz/pkg/ory"
+	"github.com/ory-ext-authz/ory-ext-authz/pkg/routes"
 	"github.com/ory-ext-authz/ory-ext-authz/pkg/server"
 )
 
@@ -264,6 +265,7 @@ type stack struct {
 	kratos               *kratosdev.Kratos
 	pub                  jose.JSONWebKeySet
 	pubJSON              []byte
+	jwksFile             string // pubJSON, for --jwks-publish
 	identity             string
 	cookie, sessionToken string
 	optTemplate          string
@@ -271,26 +273,43 @@ type stack struct {
 	checks               *countingAuthz
 }
 
+// The identity every stack logs in with.
+const stackEmail, stackPassword = "deploy-test@example.com", "deploy-test-password-1"
+
 // startStack starts Kratos with the optional route's template (its ttl as
 // the compose Kratos has it), logs in with the browser and the API flow, and
 // starts the server.
 func startStack(t *testing.T, s *envoySetup) *stack {
 	t.Helper()
-	st := &stack{}
 	a, ok := findRoute(t, s, routeOptional).GetTypedPerFilterConfig()[extAuthzFilter]
 	if !ok {
 		t.Fatalf("route %s has no ext_authz per-route config", routeOptional)
 	}
-	st.optTemplate = unpack[*extauthzv3.ExtAuthzPerRoute](t, a).GetCheckSettings().GetContextExtensions()[authz.ContextTokenizeAs]
-	if st.optTemplate == "" || st.optTemplate == kratosdev.MeshTemplate {
-		t.Fatalf("route %s: want another template than %s, got %q", routeOptional, kratosdev.MeshTemplate, st.optTemplate)
+	optTemplate := unpack[*extauthzv3.ExtAuthzPerRoute](t, a).GetCheckSettings().GetContextExtensions()[authz.ContextTokenizeAs]
+	if optTemplate == "" || optTemplate == kratosdev.MeshTemplate {
+		t.Fatalf("route %s: want another template than %s, got %q", routeOptional, kratosdev.MeshTemplate, optTemplate)
 	}
-	st.optTTL = templateTTL(t, kratosTemplates(composeKratosConfig(t, loadCompose(t))), st.optTemplate)
-	st.meshTTL = templateTTL(t, kratosTemplates(loadYAMLMap(t, kratosBaseConfig)), kratosdev.MeshTemplate)
+	optTTL := templateTTL(t, kratosTemplates(composeKratosConfig(t, loadCompose(t))), optTemplate)
+	st := startKratos(t, map[string]time.Duration{optTemplate: optTTL})
+	st.optTemplate, st.optTTL = optTemplate, optTTL
+	cfg := config.Default()
+	cfg.OryURL, cfg.TokenizeAs, cfg.JWKSPublish = st.kratos.PublicURL(), kratosdev.MeshTemplate, st.jwksFile
+	st.checks = startServer(t, cfg)
+	return st
+}
 
-	k := kratostest.Start(t, kratosdev.Options{
-		Templates: map[string]kratosdev.TokenizerTemplate{st.optTemplate: {TTL: st.optTTL}},
-	})
+// startKratos starts Kratos with the mesh template of the base config and
+// the templates given (name to ttl), creates the stack's identity, logs it
+// in with the browser and the API flow, and writes the tokenizer's public
+// JWKS to a file. It starts no server.
+func startKratos(t *testing.T, templates map[string]time.Duration) *stack {
+	t.Helper()
+	st := &stack{meshTTL: templateTTL(t, kratosTemplates(loadYAMLMap(t, kratosBaseConfig)), kratosdev.MeshTemplate)}
+	tpls := map[string]kratosdev.TokenizerTemplate{}
+	for name, ttl := range templates {
+		tpls[name] = kratosdev.TokenizerTemplate{TTL: ttl}
+	}
+	k := kratostest.Start(t, kratosdev.Options{Templates: tpls})
 	st.kratos = k
 	var err error
 	if st.pubJSON, err = jwks.Public(k.JWKS()); err != nil {
@@ -300,26 +319,25 @@ func startStack(t *testing.T, s *envoySetup) *stack {
 		t.Fatal(err)
 	}
 	ctx := t.Context()
-	const email, password = "deploy-test@example.com", "deploy-test-password-1"
-	if st.identity, err = k.CreateIdentity(ctx, email, password); err != nil {
+	if st.identity, err = k.CreateIdentity(ctx, stackEmail, stackPassword); err != nil {
 		t.Fatal(err)
 	}
-	if st.cookie, err = k.BrowserLogin(ctx, email, password); err != nil {
+	if st.cookie, err = k.BrowserLogin(ctx, stackEmail, stackPassword); err != nil {
 		t.Fatal(err)
 	}
-	if st.sessionToken, _, err = k.APILogin(ctx, email, password); err != nil {
+	if st.sessionToken, _, err = k.APILogin(ctx, stackEmail, stackPassword); err != nil {
 		t.Fatal(err)
 	}
 	// Kratos starts its jsonnet workers on the first tokenize; do that now,
 	// not inside the 1s whoami timeout.
-	for _, tpl := range []string{kratosdev.MeshTemplate, st.optTemplate} {
+	warmUp(t, k, kratosdev.MeshTemplate, st.cookie)
+	for tpl := range templates {
 		warmUp(t, k, tpl, st.cookie)
 	}
-	jwksFile := filepath.Join(t.TempDir(), "jwks.public.json")
-	if err := os.WriteFile(jwksFile, st.pubJSON, 0o600); err != nil {
+	st.jwksFile = filepath.Join(t.TempDir(), "jwks.public.json")
+	if err := os.WriteFile(st.jwksFile, st.pubJSON, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	st.checks = startServer(t, k.PublicURL(), jwksFile)
 	return st
 }
 
@@ -354,27 +372,41 @@ func (c *countingAuthz) Check(ctx context.Context, req *authv3.CheckRequest) (*a
 	return c.AuthorizationServer.Check(ctx, req)
 }
 
-// startServer runs the server as `serve` builds it, with the defaults, on
-// loopback, publishing the public JWKS in jwksFile (--jwks-publish).
-func startServer(t *testing.T, oryURL, jwksFile string) *countingAuthz {
+// startServer runs the server as `serve` builds it from cfg (wire in
+// cmd/ory-ext-authz), on loopback whatever cfg's addresses: the Ory client
+// of cfg.OryURL, the Check server of cfg.AuthzOptions, with cfg.Routes the
+// route table through its Watcher (refused as serve refuses it), and the
+// public JWKS of cfg.JWKSPublish on the HTTP listener.
+func startServer(t *testing.T, cfg config.Config) *countingAuthz {
 	t.Helper()
 	logs := &logcapture.Buffer{}
 	log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	d := config.Default()
 	oc, err := ory.New(ory.Options{
-		BaseURL:     oryURL,
-		Timeout:     d.WhoamiTimeout,
+		BaseURL:     cfg.OryURL,
+		Timeout:     cfg.WhoamiTimeout,
 		MaxJWTBytes: config.MaxCredentialBytes,
 		UserAgent:   "ory-ext-authz-deploy-test",
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	d.TokenizeAs = kratosdev.MeshTemplate
-	opts := d.AuthzOptions(oc)
+	opts := cfg.AuthzOptions(oc)
 	opts.Logger = log
+	if cfg.Routes != "" {
+		hasLogin := cfg.LoginURL != ""
+		w, err := routes.NewWatcher(cfg.Routes, routes.WatcherOptions{
+			Logger: log,
+			Accept: func(tb *routes.Table) error { return authz.CheckTable(tb, hasLogin) },
+		})
+		if err != nil {
+			oc.Close()
+			t.Fatalf("--routes: the server refuses the table: %v", err)
+		}
+		opts.Routes = w
+	}
 	az, err := authz.New(opts)
 	if err != nil {
+		oc.Close()
 		t.Fatal(err)
 	}
 	// Registered before the server starts, so it runs after the server stopped.
@@ -385,7 +417,7 @@ func startServer(t *testing.T, oryURL, jwksFile string) *countingAuthz {
 			t.Logf("server log:\n%s", logs.String())
 		}
 	})
-	pub, err := jwkspub.New(jwkspub.Options{File: jwksFile, Logger: log})
+	pub, err := jwkspub.New(jwkspub.Options{File: cfg.JWKSPublish, Logger: log})
 	if err != nil {
 		t.Fatal(err)
 	}

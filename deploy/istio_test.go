@@ -36,10 +36,11 @@ type istioResource struct {
 
 // istioResources are the parsed files of deploy/istio.
 type istioResources struct {
-	providers []*meshv1alpha1.MeshConfig_ExtensionProvider
-	authz     map[string]*securityv1beta1.AuthorizationPolicy // by file
-	reqAuthn  map[string]*securityv1beta1.RequestAuthentication
-	meta      map[string]istioResource
+	meshConfigs []*meshv1alpha1.MeshConfig
+	providers   []*meshv1alpha1.MeshConfig_ExtensionProvider
+	authz       map[string]*securityv1beta1.AuthorizationPolicy // by file
+	reqAuthn    map[string]*securityv1beta1.RequestAuthentication
+	meta        map[string]istioResource
 }
 
 func loadIstio(t *testing.T) istioResources {
@@ -72,6 +73,7 @@ func loadIstio(t *testing.T) istioResources {
 			if err := strict.Unmarshal(spec.MeshConfig, &mc); err != nil {
 				t.Fatalf("%s: meshConfig: strict protojson into MeshConfig: %v", f, err)
 			}
+			out.meshConfigs = append(out.meshConfigs, &mc)
 			out.providers = append(out.providers, mc.GetExtensionProviders()...)
 		case "security.istio.io/v1 AuthorizationPolicy":
 			var p securityv1beta1.AuthorizationPolicy
@@ -124,6 +126,33 @@ func TestIstio(t *testing.T) {
 		}
 		if provider.GetStatusOnError() != "503" {
 			t.Errorf("statusOnError %q, want 503", provider.GetStatusOnError())
+		}
+	})
+
+	// The route table matches the path as Envoy forwards it, which needs
+	// normalize_path and merge_slashes (docs/routes.md): Istio's
+	// MERGE_SLASHES, or DECODE_AND_MERGE_SLASHES, which also decodes %2F
+	// and %5C. A policy that excludes paths (notPaths) needs the decoding:
+	// without it, /public/..%2Fadmin is under /public/* to the policy and
+	// /admin to an upstream that decodes it.
+	t.Run("path normalization", func(t *testing.T) {
+		if len(res.meshConfigs) != 1 {
+			t.Fatalf("want one meshConfig, got %d", len(res.meshConfigs))
+		}
+		n := res.meshConfigs[0].GetPathNormalization().GetNormalization()
+		switch n {
+		case meshv1alpha1.MeshConfig_ProxyPathNormalization_MERGE_SLASHES, meshv1alpha1.MeshConfig_ProxyPathNormalization_DECODE_AND_MERGE_SLASHES:
+		default:
+			t.Fatalf("pathNormalization %v: the route table needs normalize_path and merge_slashes (MERGE_SLASHES or DECODE_AND_MERGE_SLASHES)", n)
+		}
+		for file, p := range res.authz {
+			for _, r := range p.GetRules() {
+				for _, to := range r.GetTo() {
+					if len(to.GetOperation().GetNotPaths()) > 0 && n != meshv1alpha1.MeshConfig_ProxyPathNormalization_DECODE_AND_MERGE_SLASHES {
+						t.Errorf("%s: notPaths %v under pathNormalization %v: an escaped slash reads as one path to the policy and another to the upstream; use DECODE_AND_MERGE_SLASHES", file, to.GetOperation().GetNotPaths(), n)
+					}
+				}
+			}
 		}
 	})
 

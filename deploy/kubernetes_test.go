@@ -21,8 +21,10 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/ory-ext-authz/ory-ext-authz/internal/config"
+	"github.com/ory-ext-authz/ory-ext-authz/pkg/authz"
 	"github.com/ory-ext-authz/ory-ext-authz/pkg/jwkspub"
 	"github.com/ory-ext-authz/ory-ext-authz/pkg/redistier"
+	"github.com/ory-ext-authz/ory-ext-authz/pkg/routes"
 )
 
 // kustomization is the part of kustomize's Kustomization that the folder
@@ -219,6 +221,23 @@ func TestKubernetes(t *testing.T) {
 		}
 		// What the server would do with it at start.
 		checkPublicJWKS(t, "ConfigMap "+cm, v)
+	})
+
+	t.Run("serves the route table of a ConfigMap", func(t *testing.T) {
+		_, where, data := deploymentRoutes(t, k)
+		cfg := serverConfig(t, "Deployment", env)
+		// What serve does at start: NewWatcher loads the file and
+		// authz.CheckTable vets it (a rule with on_missing: redirect needs
+		// --login-url).
+		w, err := routes.NewWatcher(writeTemp(t, "routes.yaml", data), routes.WatcherOptions{
+			Accept: func(tb *routes.Table) error { return authz.CheckTable(tb, cfg.LoginURL != "") },
+		})
+		if err != nil {
+			t.Fatalf("%s: a pod would not start on this table: %v", where, err)
+		}
+		if len(w.Table().Rules()) == 0 {
+			t.Errorf("%s: no rules", where)
+		}
 	})
 
 	t.Run("probes use grpc.health.v1 on the gRPC port", func(t *testing.T) {
