@@ -15,6 +15,7 @@ import (
 	"google.golang.org/grpc/credentials"
 
 	"github.com/ory-ext-authz/ory-ext-authz/internal/config"
+	"github.com/ory-ext-authz/ory-ext-authz/pkg/authz"
 	"github.com/ory-ext-authz/ory-ext-authz/pkg/jwkspub"
 	"github.com/ory-ext-authz/ory-ext-authz/pkg/metrics"
 	"github.com/ory-ext-authz/ory-ext-authz/pkg/ory"
@@ -100,6 +101,17 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 		_ = hl.Close()
 		return err
 	}
+	var fl net.Listener
+	if cfg.ForwardAuthAddr != "" {
+		if fl, err = lc.Listen(ctx, "tcp", cfg.ForwardAuthAddr); err != nil {
+			_ = gl.Close()
+			_ = hl.Close()
+			if adm.listener != nil {
+				_ = adm.listener.Close()
+			}
+			return fmt.Errorf("--forward-auth-addr: %w", err)
+		}
+	}
 	log.Info("ory-ext-authz starting", "tls", cfg.TLSCert != "", "mtls", cfg.TLSClientCA != "", "tracing", tp != nil, "version", version, "ory_url", cfg.OryURL, "tokenize_as", cfg.TokenizeAs, "on_missing", string(cfg.OnMissing), "pass_client_authorization", cfg.PassClientAuthorization, "shared_tier", w.tier != nil, "routes", cfg.Routes)
 	return server.Run(ctx, server.Options{
 		GRPC:            gl,
@@ -117,6 +129,9 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 		Admin:            adm.listener,
 		RegisterAdmin:    adm.register,
 		AdminGRPCOptions: adm.opts,
+		// Forward-auth: the same decisions over HTTP, on its own listener.
+		ForwardAuth:        fl,
+		ForwardAuthHandler: az.ForwardAuth(authz.ForwardAuthOptions{TrustedProxies: cfg.TrustedProxies}),
 	})
 }
 

@@ -11,7 +11,9 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/netip"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 
@@ -82,6 +84,8 @@ type Config struct {
 	GRPCAddr           string
 	HTTPAddr           string
 	AdminAddr          string
+	ForwardAuthAddr    string
+	TrustedProxies     []netip.Prefix
 	OryURL             string
 	TokenizeAs         string
 	SessionCookies     []string
@@ -158,6 +162,7 @@ func Default() Config {
 		GRPCAddr:           DefaultGRPCAddr,
 		HTTPAddr:           DefaultHTTPAddr,
 		AdminAddr:          DefaultAdminAddr,
+		TrustedProxies:     slices.Clone(authz.DefaultTrustedProxies),
 		SessionCookies:     splitList(DefaultSessionCookies),
 		SessionTokenHeader: DefaultSessionTokenHeader,
 		OnMissing:          DefaultOnMissing,
@@ -189,6 +194,8 @@ func (c *Config) FlagSet(name string, output io.Writer) *flag.FlagSet {
 	fs.StringVar(&c.GRPCAddr, "grpc-addr", c.GRPCAddr, "listen address of the gRPC server: envoy.service.auth.v3.Authorization, grpc.health.v1.Health and server reflection")
 	fs.StringVar(&c.HTTPAddr, "http-addr", c.HTTPAddr, "listen address of the HTTP server: GET /healthz (alive), GET /readyz (serving), GET /metrics, and GET "+jwkspub.Path+" with --jwks-publish")
 	fs.StringVar(&c.JWKSPublish, "jwks-publish", c.JWKSPublish, fmt.Sprintf("file of the tokenizer's public JWKS (as printed by: ory-ext-authz jwks public jwks.json > jwks.public.json) to serve at GET %s on --http-addr, for Envoy's jwt_authn remote_jwks and Istio's RequestAuthentication jwksUri (empty: off). Cache-Control max-age=%d, an ETag, 304 on If-None-Match. Re-read when it changes; a file holding a private or symmetric key is refused, at start and on every reload (then the previous keys stay served)", jwkspub.Path, int(jwkspub.DefaultMaxAge.Seconds())))
+	fs.StringVar(&c.ForwardAuthAddr, "forward-auth-addr", c.ForwardAuthAddr, "listen address of the HTTP forward-auth endpoint (/auth for nginx auth_request, Traefik ForwardAuth, Caddy forward_auth; /envoy/ for Envoy's http_service; docs/forward-auth.md), e.g. :9004; empty disables it")
+	fs.Var((*prefixList)(&c.TrustedProxies), "trusted-proxies", "comma-separated CIDRs of the proxies whose X-Forwarded-* and X-Original-* headers are read on --forward-auth-addr; from other peers they are ignored and the defaults apply")
 	fs.StringVar(&c.AdminAddr, "admin-addr", c.AdminAddr, "listen address of the admin gRPC API (ory_ext_authz.admin.v1.Admin: cache invalidation, stats); empty disables it. Never served on --grpc-addr")
 	fs.StringVar(&c.AdminTLSCert, "admin-tls-cert", c.AdminTLSCert, "PEM certificate of the admin listener; with --admin-tls-key turns on TLS")
 	fs.StringVar(&c.AdminTLSKey, "admin-tls-key", c.AdminTLSKey, "PEM private key of --admin-tls-cert")
@@ -308,13 +315,16 @@ func (c *Config) Validate() error {
 	if c.TokenizeAs == "" {
 		bad("tokenize-as", "required (or %s)", EnvName("tokenize-as"))
 	}
-	for _, addr := range []struct{ flag, v string }{{"grpc-addr", c.GRPCAddr}, {"http-addr", c.HTTPAddr}, {"admin-addr", c.AdminAddr}} {
-		if addr.v == "" && addr.flag == "admin-addr" {
+	for _, addr := range []struct{ flag, v string }{{"grpc-addr", c.GRPCAddr}, {"http-addr", c.HTTPAddr}, {"admin-addr", c.AdminAddr}, {"forward-auth-addr", c.ForwardAuthAddr}} {
+		if addr.v == "" && (addr.flag == "admin-addr" || addr.flag == "forward-auth-addr") {
 			continue
 		}
 		if _, _, err := net.SplitHostPort(addr.v); err != nil {
 			bad(addr.flag, "%v", err)
 		}
+	}
+	if c.ForwardAuthAddr != "" && (c.ForwardAuthAddr == c.GRPCAddr || c.ForwardAuthAddr == c.HTTPAddr || c.ForwardAuthAddr == c.AdminAddr) {
+		bad("forward-auth-addr", "must differ from --grpc-addr, --http-addr and --admin-addr")
 	}
 	if c.AdminAddr != "" && c.AdminAddr == c.GRPCAddr {
 		bad("admin-addr", "must differ from --grpc-addr: the admin API is never served on the ext_authz listener")
@@ -464,4 +474,47 @@ func splitList(s string) []string {
 		}
 	}
 	return out
+}
+
+// prefixList is a flag.Value of comma-separated CIDRs (a bare address is
+// its /32 or /128).
+type prefixList []netip.Prefix
+
+func (p *prefixList) String() string {
+	if p == nil {
+		return ""
+	}
+	out := make([]string, len(*p))
+	for i, x := range *p {
+		out[i] = x.String()
+	}
+	return strings.Join(out, ",")
+}
+
+func (p *prefixList) Set(v string) error {
+	var out []netip.Prefix
+	for _, f := range strings.Split(v, ",") {
+		f = strings.TrimSpace(f)
+		if f == "" {
+			continue
+		}
+		if !strings.Contains(f, "/") {
+			a, err := netip.ParseAddr(f)
+			if err != nil {
+				return fmt.Errorf("%q is not a CIDR or an address", f)
+			}
+			out = append(out, netip.PrefixFrom(a, a.BitLen()))
+			continue
+		}
+		pr, err := netip.ParsePrefix(f)
+		if err != nil {
+			return fmt.Errorf("%q is not a CIDR", f)
+		}
+		if pr != pr.Masked() {
+			return fmt.Errorf("%q has host bits set (write %s)", f, pr.Masked())
+		}
+		out = append(out, pr)
+	}
+	*p = out
+	return nil
 }

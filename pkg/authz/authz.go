@@ -291,11 +291,16 @@ var headersRead = []string{"accept", "access-control-request-method", "origin", 
 
 // Check answers one CheckRequest.
 func (s *Server) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3.CheckResponse, error) {
+	return s.answer(ctx, newRequest(req))
+}
+
+// answer is the one decision path of both doors, Check and forward-auth:
+// traced, observed and logged.
+func (s *Server) answer(ctx context.Context, r request) (*authv3.CheckResponse, error) {
 	var start time.Time
 	if s.observer != nil {
 		start = time.Now()
 	}
-	r := newRequest(req)
 	var span trace.Span
 	if s.tracer != nil {
 		ctx, span = s.startSpan(ctx, r)

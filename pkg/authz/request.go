@@ -13,6 +13,11 @@ type request struct {
 	http              *authv3.AttributeContext_HttpRequest
 	headers           credential.Headers
 	contextExtensions map[string]string
+	// noRoute: the request's method, host and path are not known (a
+	// forward-auth request from an untrusted peer, or without the
+	// forwarded headers): the route table is not consulted, the defaults
+	// apply.
+	noRoute bool
 }
 
 func newRequest(req *authv3.CheckRequest) request {

@@ -57,7 +57,7 @@ type settings struct {
 func (s *Server) routeSettings(r request) (settings, error) {
 	p := s.currentPlan()
 	st := settings{template: s.template, mode: s.onMissing, passClient: s.passClientAuth, plan: p}
-	if p.table != nil {
+	if p.table != nil && !r.noRoute {
 		rule, ok := p.table.Match(r.http.GetMethod(), r.http.GetHost(), r.http.GetPath())
 		if rule.Ambiguous() {
 			return settings{template: s.template, mode: OnMissingDeny, plan: p}, errAmbiguousPath

@@ -46,6 +46,12 @@ type Options struct {
 	Admin            net.Listener
 	RegisterAdmin    func(*grpc.Server)
 	AdminGRPCOptions []grpc.ServerOption
+	// ForwardAuth, when set, is the listener of a separate HTTP server
+	// serving ForwardAuthHandler (authz.Server.ForwardAuth: /auth and
+	// /envoy/), with the HTTP listener's timeouts. Probes and metrics stay
+	// on HTTP.
+	ForwardAuth        net.Listener
+	ForwardAuthHandler http.Handler
 	// Timeouts of the listeners; zero fields are the defaults.
 	Timeouts Timeouts
 	// Panics, when set, counts the panics recovered on each gRPC server.
@@ -180,7 +186,7 @@ func Run(ctx context.Context, o Options) error {
 		IdleTimeout:       to.HTTPIdle,
 	}
 
-	errc := make(chan error, 3)
+	errc := make(chan error, 4)
 	go func() { errc <- serveErr("grpc", gs.Serve(o.GRPC)) }()
 	go func() { errc <- serveErr("http", hsrv.Serve(o.HTTP)) }()
 	var as *grpc.Server
@@ -194,7 +200,20 @@ func Run(ctx context.Context, o Options) error {
 		adminAddr = o.Admin.Addr().String()
 		go func() { errc <- serveErr("admin", as.Serve(o.Admin)) }()
 	}
-	log.Info("serving", "grpc_addr", o.GRPC.Addr().String(), "http_addr", o.HTTP.Addr().String(), "admin_addr", adminAddr)
+	var fsrv *http.Server
+	forwardAddr := ""
+	if o.ForwardAuth != nil && o.ForwardAuthHandler != nil {
+		fsrv = &http.Server{
+			Handler:           o.ForwardAuthHandler,
+			ReadHeaderTimeout: to.HTTPReadHeader,
+			ReadTimeout:       to.HTTPRead,
+			WriteTimeout:      to.HTTPWrite,
+			IdleTimeout:       to.HTTPIdle,
+		}
+		forwardAddr = o.ForwardAuth.Addr().String()
+		go func() { errc <- serveErr("forward-auth", fsrv.Serve(o.ForwardAuth)) }()
+	}
+	log.Info("serving", "grpc_addr", o.GRPC.Addr().String(), "http_addr", o.HTTP.Addr().String(), "admin_addr", adminAddr, "forward_auth_addr", forwardAddr)
 
 	var runErr error
 	select {
@@ -212,7 +231,14 @@ func Run(ctx context.Context, o Options) error {
 		time.Sleep(o.ShutdownDelay)
 	}
 	done := make(chan struct{})
-	go func() { gs.GracefulStop(); close(done) }()
+	go func() {
+		gs.GracefulStop()
+		if fsrv != nil {
+			// Its requests in flight finish, as the gRPC ones do.
+			_ = fsrv.Shutdown(context.Background())
+		}
+		close(done)
+	}()
 	timer := time.NewTimer(o.ShutdownTimeout)
 	defer timer.Stop()
 	select {
@@ -220,6 +246,9 @@ func Run(ctx context.Context, o Options) error {
 	case <-timer.C:
 		log.Warn("in-flight requests did not finish within the shutdown timeout; closing them")
 		gs.Stop()
+		if fsrv != nil {
+			_ = fsrv.Close()
+		}
 		<-done
 	}
 	if as != nil {

@@ -1,0 +1,350 @@
+package authz
+
+import (
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/netip"
+	"net/url"
+	"strings"
+
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/ory-ext-authz/ory-ext-authz/pkg/tokencache"
+)
+
+// The paths of the forward-auth handler.
+const (
+	// ForwardAuthPath is the endpoint of nginx auth_request, ingress-nginx
+	// auth-url, Traefik ForwardAuth, Caddy forward_auth, haproxy-ingress.
+	ForwardAuthPath = "/auth"
+	// ForwardAuthEnvoyPrefix is the path_prefix of Envoy's ext_authz
+	// http_service, which appends the original path to it.
+	ForwardAuthEnvoyPrefix = "/envoy"
+	// RedirectHeader carries, on a 401 for nginx, where the browser is to
+	// be sent (a login or step-up URL): nginx's auth_request turns every
+	// answer but 2xx, 401 and 403 into a 500, so the redirect travels in a
+	// header that the nginx config maps to a 302 (error_page 401).
+	RedirectHeader = "X-Auth-Redirect"
+)
+
+// DefaultTrustedProxies are the peers whose forwarded headers are read by
+// default: loopback only (a proxy on the same host or in the same pod).
+var DefaultTrustedProxies = []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8"), netip.MustParsePrefix("::1/128")}
+
+// ForwardAuthOptions configure ForwardAuth.
+type ForwardAuthOptions struct {
+	// TrustedProxies are the peers (CIDRs) whose X-Forwarded-* and
+	// X-Original-* headers say what the original request was; nil:
+	// DefaultTrustedProxies. From any other peer they are ignored and the
+	// defaults apply (no route of the table).
+	TrustedProxies []netip.Prefix
+}
+
+// The forwarded headers, as the proxies send them.
+const (
+	hForwardedMethod = "X-Forwarded-Method"
+	hForwardedProto  = "X-Forwarded-Proto"
+	hForwardedHost   = "X-Forwarded-Host"
+	hForwardedURI    = "X-Forwarded-Uri"
+	hForwardedFor    = "X-Forwarded-For"
+	hOriginalMethod  = "X-Original-Method"
+	hOriginalURI     = "X-Original-URI"
+	hOriginalURL     = "X-Original-URL"
+)
+
+var forwardedHeaders = []string{hForwardedMethod, hForwardedProto, hForwardedHost, hForwardedURI, hForwardedFor, hOriginalMethod, hOriginalURI, hOriginalURL}
+
+// ForwardAuth is the HTTP door to the same decisions Check makes: each
+// request is turned into the CheckRequest Envoy would send for the
+// original request, answered by the one decision path, and the
+// CheckResponse encoded as the proxy expects (docs/forward-auth.md):
+// 200 with Authorization and the identity headers to copy upstream; the
+// denial's status, headers and JSON body; a redirect as 302, or for nginx
+// a 401 with RedirectHeader; Ory trouble as 503 (fail closed).
+func (s *Server) ForwardAuth(o ForwardAuthOptions) http.Handler {
+	trusted := o.TrustedProxies
+	if trusted == nil {
+		trusted = DefaultTrustedProxies
+	}
+	return &forwardAuth{s: s, trusted: trusted}
+}
+
+type forwardAuth struct {
+	s       *Server
+	trusted []netip.Prefix
+}
+
+// original is the request a proxy asks about.
+type original struct {
+	method, proto, host, uri string
+	// nginx: the proxy speaks nginx's conventions (X-Original-*), so a
+	// redirect must travel as a 401.
+	nginx bool
+	known bool
+}
+
+func (f *forwardAuth) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	envoy := strings.HasPrefix(r.URL.Path, ForwardAuthEnvoyPrefix+"/")
+	if r.URL.Path != ForwardAuthPath && !envoy {
+		http.NotFound(w, r)
+		return
+	}
+	trusted := f.trustedPeer(r.RemoteAddr)
+	var o original
+	var err error
+	switch {
+	case !trusted:
+	case envoy:
+		o = original{method: r.Method, host: r.Host, uri: strings.TrimPrefix(r.URL.RequestURI(), ForwardAuthEnvoyPrefix), known: true}
+		o.proto, err = single(r.Header, hForwardedProto)
+	default:
+		o, err = readForwarded(r.Header)
+		if o.known && o.host == "" {
+			o.host = r.Host
+		}
+	}
+	if err != nil {
+		f.s.logDenial(r.Context(), slog.LevelInfo, request{http: &authv3.AttributeContext_HttpRequest{Id: r.Header.Get("X-Request-Id")}}, tokencache.Key{}, "forward-auth request refused: bad forwarded headers", err)
+		writeJSON(w, http.StatusBadRequest, errorBody("invalid_request", err.Error()))
+		return
+	}
+	req := checkRequestOf(r, o, trusted)
+	rq := newRequest(req)
+	rq.noRoute = !o.known
+	resp, cerr := f.s.answer(r.Context(), rq)
+	writeAnswer(w, resp, cerr, o.nginx)
+}
+
+// trustedPeer tells whether the peer at addr (host:port) is a trusted proxy.
+func (f *forwardAuth) trustedPeer(addr string) bool {
+	ap, err := netip.ParseAddrPort(addr)
+	if err != nil {
+		return false
+	}
+	ip := ap.Addr().Unmap()
+	for _, p := range f.trusted {
+		if p.Contains(ip) {
+			return true
+		}
+	}
+	return false
+}
+
+// readForwarded reads the original request from the forwarded headers of
+// a trusted proxy. A header sent twice, or two headers that disagree (a
+// method, URI, host or scheme said differently by X-Forwarded-* and
+// X-Original-*), is an error: nothing is guessed.
+func readForwarded(h http.Header) (original, error) {
+	var o original
+	vals := map[string]string{}
+	for _, name := range forwardedHeaders {
+		v, err := single(h, name)
+		if err != nil {
+			return o, err
+		}
+		vals[name] = v
+	}
+	o.nginx = vals[hOriginalURI] != "" || vals[hOriginalURL] != ""
+	var fromURL original
+	if raw := vals[hOriginalURL]; raw != "" {
+		u, err := url.Parse(raw)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return o, fmt.Errorf("%s is not an absolute http(s) URL", hOriginalURL)
+		}
+		fromURL = original{proto: u.Scheme, host: u.Host, uri: u.RequestURI()}
+	}
+	var err error
+	if o.method, err = agree("method", vals[hForwardedMethod], vals[hOriginalMethod]); err != nil {
+		return o, err
+	}
+	if o.uri, err = agree("URI", vals[hForwardedURI], vals[hOriginalURI], fromURL.uri); err != nil {
+		return o, err
+	}
+	if o.host, err = agree("host", vals[hForwardedHost], fromURL.host); err != nil {
+		return o, err
+	}
+	proto, _, _ := strings.Cut(vals[hForwardedProto], ",")
+	if o.proto, err = agree("scheme", strings.TrimSpace(proto), fromURL.proto); err != nil {
+		return o, err
+	}
+	if o.uri == "" {
+		if o.method != "" {
+			return o, fmt.Errorf("a method is forwarded without a URI (%s or %s)", hForwardedURI, hOriginalURI)
+		}
+		return o, nil
+	}
+	if !strings.HasPrefix(o.uri, "/") {
+		return o, fmt.Errorf("the forwarded URI does not start with /")
+	}
+	if o.method == "" {
+		o.method = http.MethodGet
+	} else if checkToken(o.method) != nil {
+		return o, fmt.Errorf("the forwarded method is not an HTTP token")
+	}
+	if o.proto != "" && o.proto != "http" && o.proto != "https" {
+		return o, fmt.Errorf("the forwarded scheme is neither http nor https")
+	}
+	if strings.ContainsAny(o.host, "/ \t\\@") {
+		return o, fmt.Errorf("the forwarded host is not a host")
+	}
+	o.known = true
+	return o, nil
+}
+
+// single is the one value of the header name, "" if absent; sent more
+// than once it is an error.
+func single(h http.Header, name string) (string, error) {
+	vs := h.Values(name)
+	switch len(vs) {
+	case 0:
+		return "", nil
+	case 1:
+		return vs[0], nil
+	}
+	return "", fmt.Errorf("%s sent %d times", name, len(vs))
+}
+
+// agree is the one value the non-empty vs say, or an error if two differ.
+func agree(what string, vs ...string) (string, error) {
+	out := ""
+	for _, v := range vs {
+		switch {
+		case v == "":
+		case out == "":
+			out = v
+		case v != out:
+			return "", fmt.Errorf("the forwarded headers disagree on the %s", what)
+		}
+	}
+	return out, nil
+}
+
+func checkToken(m string) error {
+	if m == "" {
+		return fmt.Errorf("empty")
+	}
+	for i := 0; i < len(m); i++ {
+		c := m[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0) {
+			return fmt.Errorf("not a token")
+		}
+	}
+	return nil
+}
+
+// checkRequestOf is the CheckRequest Envoy would send for the original
+// request: its headers lower-case (repeated ones joined, cookies with
+// "; "), the pseudo-headers of the original request. The forwarded
+// headers go only when they were read (a trusted peer), with
+// x-forwarded-proto as read.
+func checkRequestOf(r *http.Request, o original, trusted bool) *authv3.CheckRequest {
+	h := make(map[string]string, len(r.Header)+3)
+	for name, vs := range r.Header {
+		sep := ","
+		if name == "Cookie" {
+			sep = "; "
+		}
+		h[strings.ToLower(name)] = strings.Join(vs, sep)
+	}
+	if !trusted {
+		for _, name := range forwardedHeaders {
+			delete(h, strings.ToLower(name))
+		}
+	}
+	scheme := "http"
+	if r.TLS != nil {
+		scheme = "https"
+	}
+	if o.proto != "" {
+		scheme = o.proto
+		h["x-forwarded-proto"] = o.proto
+	} else {
+		delete(h, "x-forwarded-proto")
+	}
+	method, host, uri := o.method, o.host, o.uri
+	if !o.known {
+		method, host, uri = r.Method, r.Host, "/"
+	}
+	h[":method"], h[":authority"], h[":path"] = method, host, uri
+	return &authv3.CheckRequest{Attributes: &authv3.AttributeContext{Request: &authv3.AttributeContext_Request{Http: &authv3.AttributeContext_HttpRequest{
+		Id: h["x-request-id"], Method: method, Host: host, Path: uri, Scheme: scheme, Protocol: r.Proto, Headers: h,
+	}}}}
+}
+
+// writeAnswer encodes a Check answer for a forward-auth proxy.
+func writeAnswer(w http.ResponseWriter, resp *authv3.CheckResponse, err error, nginx bool) {
+	if err != nil {
+		code := http.StatusInternalServerError
+		switch status.Code(err) {
+		case codes.Unavailable, codes.DeadlineExceeded, codes.Canceled:
+			code = http.StatusServiceUnavailable
+		}
+		writeJSON(w, code, errorBody("unavailable", status.Convert(err).Message()))
+		return
+	}
+	// A cached answer travels as unknown fields; merged, as Envoy reads it.
+	if len(resp.ProtoReflect().GetUnknown()) > 0 {
+		b, merr := proto.Marshal(resp)
+		m := &authv3.CheckResponse{}
+		if merr != nil || proto.Unmarshal(b, m) != nil {
+			writeJSON(w, http.StatusInternalServerError, errorBody("internal", "the answer does not encode"))
+			return
+		}
+		resp = m
+	}
+	hdr := w.Header()
+	if codes.Code(resp.GetStatus().GetCode()) == codes.OK {
+		ok := resp.GetOkResponse()
+		for _, h := range ok.GetHeaders() {
+			hdr.Set(h.GetHeader().GetKey(), h.GetHeader().GetValue())
+		}
+		for _, h := range ok.GetResponseHeadersToAdd() {
+			hdr.Add(h.GetHeader().GetKey(), h.GetHeader().GetValue())
+		}
+		hdr.Set("Cache-Control", "no-store")
+		w.WriteHeader(http.StatusOK)
+		return
+	}
+	d := resp.GetDeniedResponse()
+	code := int(d.GetStatus().GetCode())
+	if code == 0 {
+		code = http.StatusForbidden
+	}
+	for _, h := range d.GetHeaders() {
+		hdr.Set(h.GetHeader().GetKey(), h.GetHeader().GetValue())
+	}
+	body := d.GetBody()
+	if loc := hdr.Get("Location"); loc != "" && code >= 300 && code < 400 {
+		if nginx {
+			hdr.Del("Location")
+			hdr.Set(RedirectHeader, loc)
+			hdr.Set("Content-Type", "application/json")
+			code, body = http.StatusUnauthorized, errorBody("login_required", "sign in at the "+RedirectHeader+" URL")
+		} else {
+			code = http.StatusFound
+		}
+	}
+	w.WriteHeader(code)
+	_, _ = w.Write([]byte(body))
+}
+
+func writeJSON(w http.ResponseWriter, code int, body string) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(code)
+	_, _ = w.Write([]byte(body))
+}
+
+// errorBody is the JSON body of an answer that Check has no denial for.
+func errorBody(name, message string) string {
+	b, _ := json.Marshal(struct {
+		Error   string `json:"error"`
+		Message string `json:"message"`
+	}{name, message})
+	return string(b)
+}
