@@ -9,10 +9,12 @@ import (
 	"net/url"
 	"strings"
 
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	rpcstatus "google.golang.org/genproto/googleapis/rpc/status"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
-	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/encoding/protowire"
 
 	"github.com/ory-ext-authz/ory-ext-authz/pkg/tokencache"
 )
@@ -53,11 +55,14 @@ const (
 	hForwardedURI    = "X-Forwarded-Uri"
 	hForwardedFor    = "X-Forwarded-For"
 	hOriginalMethod  = "X-Original-Method"
-	hOriginalURI     = "X-Original-URI"
-	hOriginalURL     = "X-Original-URL"
+	// Canonical (net/http's spelling of X-Original-URI and -URL), so that
+	// they index http.Header directly.
+	hOriginalURI = "X-Original-Uri"
+	hOriginalURL = "X-Original-Url"
 )
 
-var forwardedHeaders = []string{hForwardedMethod, hForwardedProto, hForwardedHost, hForwardedURI, hForwardedFor, hOriginalMethod, hOriginalURI, hOriginalURL}
+// forwardedHeaders in the order readForwarded reads them.
+var forwardedHeaders = [...]string{hForwardedMethod, hForwardedProto, hForwardedHost, hForwardedURI, hForwardedFor, hOriginalMethod, hOriginalURI, hOriginalURL}
 
 // ForwardAuth is the HTTP door to the same decisions Check makes: each
 // request is turned into the CheckRequest Envoy would send for the
@@ -141,17 +146,18 @@ func (f *forwardAuth) trustedPeer(addr string) bool {
 // X-Original-*), is an error: nothing is guessed.
 func readForwarded(h http.Header) (original, error) {
 	var o original
-	vals := map[string]string{}
-	for _, name := range forwardedHeaders {
+	var vals [len(forwardedHeaders)]string
+	for i, name := range forwardedHeaders {
 		v, err := single(h, name)
 		if err != nil {
 			return o, err
 		}
-		vals[name] = v
+		vals[i] = v
 	}
-	o.nginx = vals[hOriginalURI] != "" || vals[hOriginalURL] != ""
+	fm, fp, fh, fu, om, ou, ourl := vals[0], vals[1], vals[2], vals[3], vals[5], vals[6], vals[7]
+	o.nginx = ou != "" || ourl != ""
 	var fromURL original
-	if raw := vals[hOriginalURL]; raw != "" {
+	if raw := ourl; raw != "" {
 		u, err := url.Parse(raw)
 		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 			return o, fmt.Errorf("%s is not an absolute http(s) URL", hOriginalURL)
@@ -159,16 +165,16 @@ func readForwarded(h http.Header) (original, error) {
 		fromURL = original{proto: u.Scheme, host: u.Host, uri: u.RequestURI()}
 	}
 	var err error
-	if o.method, err = agree("method", vals[hForwardedMethod], vals[hOriginalMethod]); err != nil {
+	if o.method, err = agree("method", fm, om); err != nil {
 		return o, err
 	}
-	if o.uri, err = agree("URI", vals[hForwardedURI], vals[hOriginalURI], fromURL.uri); err != nil {
+	if o.uri, err = agree("URI", fu, ou, fromURL.uri); err != nil {
 		return o, err
 	}
-	if o.host, err = agree("host", vals[hForwardedHost], fromURL.host); err != nil {
+	if o.host, err = agree("host", fh, fromURL.host); err != nil {
 		return o, err
 	}
-	proto, _, _ := strings.Cut(vals[hForwardedProto], ",")
+	proto, _, _ := strings.Cut(fp, ",")
 	if o.proto, err = agree("scheme", strings.TrimSpace(proto), fromURL.proto); err != nil {
 		return o, err
 	}
@@ -199,7 +205,7 @@ func readForwarded(h http.Header) (original, error) {
 // single is the one value of the header name, "" if absent; sent more
 // than once it is an error.
 func single(h http.Header, name string) (string, error) {
-	vs := h.Values(name)
+	vs := h[name]
 	switch len(vs) {
 	case 0:
 		return "", nil
@@ -237,6 +243,18 @@ func checkToken(m string) error {
 	return nil
 }
 
+// lowerNames are the lower-case names of the headers proxies commonly
+// send, so that building a request does not allocate them again.
+var lowerNames = func() map[string]string {
+	m := map[string]string{}
+	for _, n := range append(forwardedHeaders[:], "Accept", "Accept-Encoding", "Accept-Language", "Authorization", "Cookie", "Connection",
+		"Content-Length", "Content-Type", "Origin", "Referer", "User-Agent", "X-Request-Id", "X-Session-Token", "X-Real-Ip",
+		"Access-Control-Request-Method", "Traceparent", "Tracestate") {
+		m[http.CanonicalHeaderKey(n)] = strings.ToLower(n)
+	}
+	return m
+}()
+
 // checkRequestOf is the CheckRequest Envoy would send for the original
 // request: its headers lower-case (repeated ones joined, cookies with
 // "; "), the pseudo-headers of the original request. The forwarded
@@ -245,15 +263,22 @@ func checkToken(m string) error {
 func checkRequestOf(r *http.Request, o original, trusted bool) *authv3.CheckRequest {
 	h := make(map[string]string, len(r.Header)+3)
 	for name, vs := range r.Header {
-		sep := ","
-		if name == "Cookie" {
-			sep = "; "
+		lower, ok := lowerNames[name]
+		if !ok {
+			lower = strings.ToLower(name)
 		}
-		h[strings.ToLower(name)] = strings.Join(vs, sep)
+		switch {
+		case len(vs) == 1:
+			h[lower] = vs[0]
+		case name == "Cookie":
+			h[lower] = strings.Join(vs, "; ")
+		default:
+			h[lower] = strings.Join(vs, ",")
+		}
 	}
 	if !trusted {
 		for _, name := range forwardedHeaders {
-			delete(h, strings.ToLower(name))
+			delete(h, lowerNames[name])
 		}
 	}
 	scheme := "http"
@@ -276,6 +301,115 @@ func checkRequestOf(r *http.Request, o original, trusted bool) *authv3.CheckRequ
 	}}}}
 }
 
+var noStore = []string{"no-store"}
+
+// setHeader sets k (lower-case, as the answers spell it) to v, without
+// canonicalizing the common names again.
+func setHeader(h http.Header, k, v string) {
+	switch k {
+	case "authorization":
+		h["Authorization"] = []string{v}
+	default:
+		h.Set(k, v)
+	}
+}
+
+// The field numbers walkOK reads, from the descriptors.
+var (
+	fieldOkResponse    = (&authv3.CheckResponse{}).ProtoReflect().Descriptor().Fields().ByName("ok_response").Number()
+	fieldStatus        = (&authv3.CheckResponse{}).ProtoReflect().Descriptor().Fields().ByName("status").Number()
+	fieldOkHeaders     = (&authv3.OkHttpResponse{}).ProtoReflect().Descriptor().Fields().ByName("headers").Number()
+	fieldOkResponseAdd = (&authv3.OkHttpResponse{}).ProtoReflect().Descriptor().Fields().ByName("response_headers_to_add").Number()
+	fieldOptionHeader  = (&corev3.HeaderValueOption{}).ProtoReflect().Descriptor().Fields().ByName("header").Number()
+	fieldHeaderKey     = (&corev3.HeaderValue{}).ProtoReflect().Descriptor().Fields().ByName("key").Number()
+	fieldHeaderValue   = (&corev3.HeaderValue{}).ProtoReflect().Descriptor().Fields().ByName("value").Number()
+	fieldStatusCode    = (&rpcstatus.Status{}).ProtoReflect().Descriptor().Fields().ByName("code").Number()
+)
+
+// walkOK applies the headers of the encoded OK answer b (a cached
+// answer's bytes) to h: ok_response.headers set, response_headers_to_add
+// (Set-Cookie) added. It reports false for an encoding that is not an OK
+// answer (a status other than OK, or malformed).
+func walkOK(b []byte, h http.Header) bool {
+	for len(b) > 0 {
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 {
+			return false
+		}
+		b = b[n:]
+		if typ != protowire.BytesType {
+			if n = protowire.ConsumeFieldValue(num, typ, b); n < 0 {
+				return false
+			}
+			b = b[n:]
+			continue
+		}
+		v, n := protowire.ConsumeBytes(b)
+		if n < 0 {
+			return false
+		}
+		b = b[n:]
+		switch num {
+		case fieldStatus:
+			if code := varintField(v, fieldStatusCode); code != 0 {
+				return false
+			}
+		case fieldOkResponse:
+			for rest := v; len(rest) > 0; {
+				fn, ft, m := protowire.ConsumeTag(rest)
+				if m < 0 {
+					return false
+				}
+				rest = rest[m:]
+				if ft != protowire.BytesType {
+					if m = protowire.ConsumeFieldValue(fn, ft, rest); m < 0 {
+						return false
+					}
+					rest = rest[m:]
+					continue
+				}
+				opt, m := protowire.ConsumeBytes(rest)
+				if m < 0 {
+					return false
+				}
+				rest = rest[m:]
+				if fn != fieldOkHeaders && fn != fieldOkResponseAdd {
+					continue
+				}
+				hv, _ := bytesField(opt, fieldOptionHeader)
+				k, _ := bytesField(hv, fieldHeaderKey)
+				val, _ := bytesField(hv, fieldHeaderValue)
+				if fn == fieldOkHeaders {
+					setHeader(h, string(k), string(val))
+				} else {
+					h.Add(string(k), string(val))
+				}
+			}
+		}
+	}
+	return true
+}
+
+// varintField is the first varint field num of b, 0 if none.
+func varintField(b []byte, num protowire.Number) uint64 {
+	for len(b) > 0 {
+		n, typ, l := protowire.ConsumeTag(b)
+		if l < 0 {
+			return 0
+		}
+		b = b[l:]
+		if n == num && typ == protowire.VarintType {
+			v, _ := protowire.ConsumeVarint(b)
+			return v
+		}
+		if l = protowire.ConsumeFieldValue(n, typ, b); l < 0 {
+			return 0
+		}
+		b = b[l:]
+	}
+	return 0
+}
+
 // writeAnswer encodes a Check answer for a forward-auth proxy.
 func writeAnswer(w http.ResponseWriter, resp *authv3.CheckResponse, err error, nginx bool) {
 	if err != nil {
@@ -287,26 +421,24 @@ func writeAnswer(w http.ResponseWriter, resp *authv3.CheckResponse, err error, n
 		writeJSON(w, code, errorBody("unavailable", status.Convert(err).Message()))
 		return
 	}
-	// A cached answer travels as unknown fields; merged, as Envoy reads it.
-	if len(resp.ProtoReflect().GetUnknown()) > 0 {
-		b, merr := proto.Marshal(resp)
-		m := &authv3.CheckResponse{}
-		if merr != nil || proto.Unmarshal(b, m) != nil {
-			writeJSON(w, http.StatusInternalServerError, errorBody("internal", "the answer does not encode"))
-			return
-		}
-		resp = m
-	}
 	hdr := w.Header()
 	if codes.Code(resp.GetStatus().GetCode()) == codes.OK {
+		// An OK answer of a session is its cached encoding (unknown
+		// fields: status, the Authorization header, Set-Cookie) plus the
+		// identity headers of its route; both are read as Envoy merges
+		// them, the encoding walked without decoding it.
 		ok := resp.GetOkResponse()
 		for _, h := range ok.GetHeaders() {
-			hdr.Set(h.GetHeader().GetKey(), h.GetHeader().GetValue())
+			setHeader(hdr, h.GetHeader().GetKey(), h.GetHeader().GetValue())
 		}
 		for _, h := range ok.GetResponseHeadersToAdd() {
 			hdr.Add(h.GetHeader().GetKey(), h.GetHeader().GetValue())
 		}
-		hdr.Set("Cache-Control", "no-store")
+		if !walkOK(resp.ProtoReflect().GetUnknown(), hdr) {
+			writeJSON(w, http.StatusInternalServerError, errorBody("internal", "the answer does not decode"))
+			return
+		}
+		hdr["Cache-Control"] = noStore
 		w.WriteHeader(http.StatusOK)
 		return
 	}
