@@ -2,6 +2,7 @@ package config
 
 import (
 	"io"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -57,6 +58,24 @@ func TestParse(t *testing.T) {
 				t.Errorf("defaults: %+v", c)
 			}
 		}, ""},
+		{"forward-auth defaults", required, nil, func(t *testing.T, c Config) {
+			if c.ForwardAuthAddr != "" || (*prefixList)(&c.TrustedProxies).String() != "127.0.0.0/8,::1/128" {
+				t.Errorf("forward-auth %q, trusted %v", c.ForwardAuthAddr, c.TrustedProxies)
+			}
+		}, ""},
+		{"trusted proxies", append(slices.Clone(required), "--forward-auth-addr", ":9004", "--trusted-proxies", "10.0.0.0/8, 192.0.2.7,fd00::/8"), nil, func(t *testing.T, c Config) {
+			if got := (*prefixList)(&c.TrustedProxies).String(); got != "10.0.0.0/8,192.0.2.7/32,fd00::/8" || c.ForwardAuthAddr != ":9004" {
+				t.Errorf("trusted %q, addr %q", got, c.ForwardAuthAddr)
+			}
+		}, ""},
+		{"trusted proxies from the environment", required, map[string]string{"ORY_EXT_AUTHZ_TRUSTED_PROXIES": "172.16.0.0/12"}, func(t *testing.T, c Config) {
+			if got := (*prefixList)(&c.TrustedProxies).String(); got != "172.16.0.0/12" {
+				t.Errorf("trusted %q", got)
+			}
+		}, ""},
+		{"trusted proxies, not a CIDR", append(slices.Clone(required), "--trusted-proxies", "10.0.0.0/33"), nil, nil, "is not a CIDR"},
+		{"trusted proxies, host bits", append(slices.Clone(required), "--trusted-proxies", "10.1.2.3/8"), nil, nil, "host bits set (write 10.0.0.0/8)"},
+		{"forward-auth on the gRPC address", append(slices.Clone(required), "--forward-auth-addr", ":9001"), nil, nil, "--forward-auth-addr: must differ"},
 		{"env only", nil, map[string]string{"ORY_EXT_AUTHZ_ORY_URL": "https://x.projects.oryapis.com", "ORY_EXT_AUTHZ_TOKENIZE_AS": "jwt", "ORY_EXT_AUTHZ_WHOAMI_TIMEOUT": "150ms", "ORY_EXT_AUTHZ_SESSION_COOKIES": "a, b*"},
 			func(t *testing.T, c Config) {
 				if c.OryURL != "https://x.projects.oryapis.com" || c.TokenizeAs != "jwt" || c.WhoamiTimeout != 150*time.Millisecond || strings.Join(c.SessionCookies, ",") != "a,b*" {
