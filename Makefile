@@ -18,9 +18,18 @@ BUF           := github.com/bufbuild/buf/cmd/buf@v1.75.0
 GOTESTSUM     := gotest.tools/gotestsum@v1.13.0
 GHZ           := github.com/bojand/ghz/cmd/ghz@v0.120.0
 # Debian packages the tests need (redis-server: pkg/redistier's tests start
-# their own servers; nothing is started on install). `make debian-packages`
-# installs the missing ones as root on Debian, or names the command to run.
-DEBIAN_PACKAGES := redis-server
+# their own servers; nginx: the forward-auth tests run the real nginx on
+# deploy/nginx/nginx.conf through internal/proxytest). Tests start their own
+# processes on free loopback ports with their own config, pid file and temp
+# directories; a system service a package would start on install (nginx on
+# port 80) is stopped and disabled right after installing it.
+# `make debian-packages` installs the missing ones as root on Debian, or
+# names the command to run.
+DEBIAN_PACKAGES := redis-server nginx
+# Packages whose system service debian-packages stops and disables after
+# installing them (Debian's nginx starts one on port 80 where an init
+# system lets it).
+DEBIAN_NO_SERVICE := nginx
 # How long make test soaks pkg/authz (TestSoak; plain go test skips it).
 SOAK        ?= 2m
 # How long `make test` fuzzes each target; `make fuzz` fuzzes longer.
@@ -55,6 +64,14 @@ debian-packages:
 		echo "installing Debian packages:$$missing"; \
 		apt-get update; \
 		DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $$missing; \
+		for p in $(DEBIAN_NO_SERVICE); do \
+			case " $$missing " in *" $$p "*) ;; *) continue ;; esac; \
+			echo "stopping and disabling the system service $$p (tests run their own)"; \
+			if command -v systemctl >/dev/null && [ -d /run/systemd/system ]; then systemctl stop "$$p" || true; \
+			elif [ -x "/etc/init.d/$$p" ]; then "/etc/init.d/$$p" stop || true; fi; \
+			if command -v systemctl >/dev/null; then systemctl disable "$$p" || true; fi; \
+			if command -v update-rc.d >/dev/null; then update-rc.d "$$p" disable || true; fi; \
+		done; \
 	else \
 		echo "missing Debian packages:$$missing; install them with:" >&2; \
 		echo "  sudo sh -c '$$cmd'" >&2; \
