@@ -91,12 +91,14 @@ debian-packages:
 	fi
 
 # The whole suite: vet, format and generated-code checks, a bounded run of
-# every fuzz target, then every test under -race against the real Kratos
-# and a real redis-server (never skipped here), ending with gotestsum's
-# summary of skipped tests.
+# every fuzz target, then every test under -race against the real Kratos,
+# a real redis-server, and the real nginx and Caddy (internal/proxytest),
+# none of which can be skipped here, ending with gotestsum's summary of
+# skipped tests.
 test: kratos caddy debian-packages vet fmt proto-check
 	$(MAKE) --no-print-directory fuzz FUZZTIME_LONG=$(FUZZTIME)
-	KRATOS_BIN=$(KRATOS_BIN) ORY_EXT_AUTHZ_REQUIRE_KRATOS=1 ORY_EXT_AUTHZ_REQUIRE_REDIS=1 $(GO) run $(GOTESTSUM) --format pkgname -- -race -count=1 -timeout 30m ./...
+	KRATOS_BIN=$(KRATOS_BIN) CADDY_BIN=$(CADDY_BIN) ORY_EXT_AUTHZ_REQUIRE_KRATOS=1 ORY_EXT_AUTHZ_REQUIRE_REDIS=1 \
+		ORY_EXT_AUTHZ_REQUIRE_NGINX=1 ORY_EXT_AUTHZ_REQUIRE_CADDY=1 $(GO) run $(GOTESTSUM) --format pkgname -- -race -count=1 -timeout 30m ./...
 	@# The soak on its own, after the rest: 2 minutes at 800 checks/s would
 	@# starve the timing-sensitive real-Kratos and Redis-fault tests of CPU
 	@# if it ran next to them (go test runs packages in parallel).
