@@ -162,8 +162,12 @@ func CaddyValidate(t testing.TB, caddyfile string, vars Vars) {
 func CaddyFmt(t testing.TB, path string) string {
 	t.Helper()
 	bin := CaddyBinary(t)
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		t.Fatal(err)
+	}
 	dir := t.TempDir()
-	cmd := exec.Command(bin, "fmt", path)
+	cmd := exec.Command(bin, "fmt", abs)
 	cmd.Dir, cmd.Env = dir, newCaddyFiles(dir).env()
 	var stdout, stderr strings.Builder
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
