@@ -10,6 +10,7 @@ GO          ?= go
 VERSION     ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS     := -s -w -X main.version=$(VERSION)
 KRATOS_BIN  := $(CURDIR)/bin/kratos
+CADDY_BIN   := $(CURDIR)/bin/caddy
 # Pinned tools, run with `go run module@version`.
 GOLANGCI_LINT := github.com/golangci/golangci-lint/v2/cmd/golangci-lint@v2.15.0
 BUF           := github.com/bufbuild/buf/cmd/buf@v1.75.0
@@ -18,16 +19,25 @@ BUF           := github.com/bufbuild/buf/cmd/buf@v1.75.0
 GOTESTSUM     := gotest.tools/gotestsum@v1.13.0
 GHZ           := github.com/bojand/ghz/cmd/ghz@v0.120.0
 # Debian packages the tests need (redis-server: pkg/redistier's tests start
-# their own servers; nothing is started on install). `make debian-packages`
-# installs the missing ones as root on Debian, or names the command to run.
-DEBIAN_PACKAGES := redis-server
+# their own servers; nginx: the forward-auth tests run the real nginx on
+# deploy/nginx/nginx.conf through internal/proxytest). Tests start their own
+# processes on free loopback ports with their own config, pid file and temp
+# directories; a system service a package would start on install (nginx on
+# port 80) is stopped and disabled right after installing it.
+# `make debian-packages` installs the missing ones as root on Debian, or
+# names the command to run.
+DEBIAN_PACKAGES := redis-server nginx
+# Packages whose system service debian-packages stops and disables after
+# installing them (Debian's nginx starts one on port 80 where an init
+# system lets it).
+DEBIAN_NO_SERVICE := nginx
 # How long make test soaks pkg/authz (TestSoak; plain go test skips it).
 SOAK        ?= 2m
 # How long `make test` fuzzes each target; `make fuzz` fuzzes longer.
 FUZZTIME    ?= 20s
 FUZZTIME_LONG ?= 5m
 
-.PHONY: build kratos debian-packages test fuzz lint fmt vet run clean proto proto-check bench
+.PHONY: build kratos caddy debian-packages test fuzz lint fmt vet run clean proto proto-check bench
 
 build: ## build bin/ory-ext-authz
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/ory-ext-authz ./cmd/ory-ext-authz
@@ -43,6 +53,17 @@ $(KRATOS_BIN): deploy/kratos/go.mod deploy/kratos/go.sum
 		-o $(KRATOS_BIN) github.com/ory/kratos
 	@touch $(KRATOS_BIN)
 
+# The real Caddy v2.11.9, built from the module pinned in deploy/caddy
+# (5-9 minutes on a fresh machine) for the forward-auth tests
+# (internal/proxytest). Make skips it while the binary is newer than the pin.
+caddy: $(CADDY_BIN)
+$(CADDY_BIN): deploy/caddy/go.mod deploy/caddy/go.sum
+	@echo "building Caddy v2.11.9 from the Go module proxy (5-9 minutes on a fresh machine)"
+	cd deploy/caddy && CGO_ENABLED=0 $(GO) build -trimpath \
+		-ldflags '-X github.com/caddyserver/caddy/v2.CustomVersion=v2.11.9' \
+		-o $(CADDY_BIN) github.com/caddyserver/caddy/v2/cmd/caddy
+	@touch $(CADDY_BIN)
+
 # Installs the missing DEBIAN_PACKAGES: apt-get as root on Debian; anywhere
 # else it fails and prints the command to run.
 debian-packages:
@@ -55,6 +76,14 @@ debian-packages:
 		echo "installing Debian packages:$$missing"; \
 		apt-get update; \
 		DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $$missing; \
+		for p in $(DEBIAN_NO_SERVICE); do \
+			case " $$missing " in *" $$p "*) ;; *) continue ;; esac; \
+			echo "stopping and disabling the system service $$p (tests run their own)"; \
+			if command -v systemctl >/dev/null && [ -d /run/systemd/system ]; then systemctl stop "$$p" || true; \
+			elif [ -x "/etc/init.d/$$p" ]; then "/etc/init.d/$$p" stop || true; fi; \
+			if command -v systemctl >/dev/null; then systemctl disable "$$p" || true; fi; \
+			if command -v update-rc.d >/dev/null; then update-rc.d "$$p" disable || true; fi; \
+		done; \
 	else \
 		echo "missing Debian packages:$$missing; install them with:" >&2; \
 		echo "  sudo sh -c '$$cmd'" >&2; \
@@ -62,12 +91,14 @@ debian-packages:
 	fi
 
 # The whole suite: vet, format and generated-code checks, a bounded run of
-# every fuzz target, then every test under -race against the real Kratos
-# and a real redis-server (never skipped here), ending with gotestsum's
-# summary of skipped tests.
-test: kratos debian-packages vet fmt proto-check
+# every fuzz target, then every test under -race against the real Kratos,
+# a real redis-server, and the real nginx and Caddy (internal/proxytest),
+# none of which can be skipped here, ending with gotestsum's summary of
+# skipped tests.
+test: kratos caddy debian-packages vet fmt proto-check
 	$(MAKE) --no-print-directory fuzz FUZZTIME_LONG=$(FUZZTIME)
-	KRATOS_BIN=$(KRATOS_BIN) ORY_EXT_AUTHZ_REQUIRE_KRATOS=1 ORY_EXT_AUTHZ_REQUIRE_REDIS=1 $(GO) run $(GOTESTSUM) --format pkgname -- -race -count=1 -timeout 30m ./...
+	KRATOS_BIN=$(KRATOS_BIN) CADDY_BIN=$(CADDY_BIN) ORY_EXT_AUTHZ_REQUIRE_KRATOS=1 ORY_EXT_AUTHZ_REQUIRE_REDIS=1 \
+		ORY_EXT_AUTHZ_REQUIRE_NGINX=1 ORY_EXT_AUTHZ_REQUIRE_CADDY=1 $(GO) run $(GOTESTSUM) --format pkgname -- -race -count=1 -timeout 30m ./...
 	@# The soak on its own, after the rest: 2 minutes at 800 checks/s would
 	@# starve the timing-sensitive real-Kratos and Redis-fault tests of CPU
 	@# if it ran next to them (go test runs packages in parallel).

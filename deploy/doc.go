@@ -1,11 +1,16 @@
 // Package deploy holds no code: its folders are the files users copy to run
-// ory-ext-authz (envoy/, istio/, kubernetes/, plus kratos/, a separate module
-// with the local Kratos). Its tests load every one of those files into the
-// types of the software that reads them (go-control-plane for Envoy,
-// istio.io/api, k8s.io/api) and check the wiring against the server's own
-// code: ports, timeouts, the headers it reads, the flags it has, the services
-// its health server registers, and the issuer of the JWTs Kratos mints.
+// ory-ext-authz (envoy/, istio/, kubernetes/, nginx/, caddy/, plus kratos/
+// and caddy/'s go.mod, separate modules that pin the local Kratos and the
+// tests' Caddy). Its tests load every one of those files into the types of
+// the software that reads them (go-control-plane for Envoy, istio.io/api,
+// k8s.io/api) or run that software's own validator on them (nginx -t, caddy
+// validate), and check the wiring against the server's own code: ports,
+// timeouts, the headers it reads, the flags it has, the services its health
+// server registers, and the issuer of the JWTs Kratos mints.
 //
 // TestEnvoyEndToEnd runs Envoy itself on the rendered envoy.yaml when
 // ENVOY_BIN names an Envoy binary, and is skipped otherwise.
+// TestForwardAuthProxies runs the real nginx and Caddy (internal/proxytest)
+// on nginx/nginx.conf and caddy/Caddyfile in front of a forward-auth server
+// (checkForwardAuth takes any, through forwardAuthServer).
 package deploy
