@@ -21,10 +21,13 @@ type Addrs struct {
 	GRPC, HTTP string
 	// Admin is empty unless the options registered an admin API.
 	Admin string
+	// ForwardAuth is empty unless the options have a ForwardAuthHandler.
+	ForwardAuth string
 }
 
 // Start runs server.Run with o on new loopback listeners (o.GRPC and o.HTTP
-// are set here, and o.Admin when o.RegisterAdmin is set; a zero
+// are set here, o.Admin when o.RegisterAdmin is set and o.ForwardAuth when
+// o.ForwardAuthHandler is; a zero
 // ShutdownTimeout becomes 5s) and returns their addresses. At cleanup it
 // stops the server and fails t if Run returned an error. Cleanups registered
 // before Start run after the server stopped.
@@ -35,6 +38,10 @@ func Start(t testing.TB, o server.Options) Addrs {
 	if o.RegisterAdmin != nil {
 		o.Admin = Listen(t)
 		a.Admin = o.Admin.Addr().String()
+	}
+	if o.ForwardAuthHandler != nil {
+		o.ForwardAuth = Listen(t)
+		a.ForwardAuth = o.ForwardAuth.Addr().String()
 	}
 	if o.ShutdownTimeout == 0 {
 		o.ShutdownTimeout = 5 * time.Second
