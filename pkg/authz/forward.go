@@ -90,6 +90,9 @@ type original struct {
 	// nginx: the proxy speaks nginx's conventions (X-Original-*), so a
 	// redirect must travel as a 401.
 	nginx bool
+	// envoy: Envoy's http_service, which takes the headers to remove from
+	// the upstream request in x-envoy-auth-headers-to-remove.
+	envoy bool
 	known bool
 }
 
@@ -105,8 +108,13 @@ func (f *forwardAuth) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	switch {
 	case !trusted:
 	case envoy:
-		o = original{method: r.Method, host: r.Host, uri: strings.TrimPrefix(r.URL.RequestURI(), ForwardAuthEnvoyPrefix), known: true}
-		o.proto, err = single(r.Header, hForwardedProto)
+		o = original{method: r.Method, host: r.Host, uri: strings.TrimPrefix(r.URL.RequestURI(), ForwardAuthEnvoyPrefix), known: true, envoy: true}
+		if o.proto, err = single(r.Header, hForwardedProto); err == nil {
+			o.proto, _, _ = strings.Cut(o.proto, ",")
+			if o.proto = strings.TrimSpace(o.proto); o.proto != "" && o.proto != "http" && o.proto != "https" {
+				err = fmt.Errorf("the forwarded scheme is neither http nor https")
+			}
+		}
 	default:
 		o, err = readForwarded(r.Header)
 		if o.known && o.host == "" {
@@ -122,7 +130,7 @@ func (f *forwardAuth) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	rq := newRequest(req)
 	rq.noRoute = !o.known
 	resp, cerr := f.s.answer(r.Context(), rq)
-	writeAnswer(w, resp, cerr, o.nginx)
+	writeAnswer(w, resp, cerr, o)
 }
 
 // trustedPeer tells whether the peer at addr (host:port) is a trusted proxy.
@@ -303,6 +311,10 @@ func checkRequestOf(r *http.Request, o original, trusted bool) *authv3.CheckRequ
 
 var noStore = []string{"no-store"}
 
+// envoyHeadersToRemove is the header in which Envoy's ext_authz
+// http_service takes the names to remove from the upstream request.
+const envoyHeadersToRemove = "X-Envoy-Auth-Headers-To-Remove"
+
 // setHeader sets k (lower-case, as the answers spell it) to v, without
 // canonicalizing the common names again.
 func setHeader(h http.Header, k, v string) {
@@ -411,7 +423,7 @@ func varintField(b []byte, num protowire.Number) uint64 {
 }
 
 // writeAnswer encodes a Check answer for a forward-auth proxy.
-func writeAnswer(w http.ResponseWriter, resp *authv3.CheckResponse, err error, nginx bool) {
+func writeAnswer(w http.ResponseWriter, resp *authv3.CheckResponse, err error, o original) {
 	if err != nil {
 		code := http.StatusInternalServerError
 		switch status.Code(err) {
@@ -438,6 +450,12 @@ func writeAnswer(w http.ResponseWriter, resp *authv3.CheckResponse, err error, n
 			writeJSON(w, http.StatusInternalServerError, errorBody("internal", "the answer does not decode"))
 			return
 		}
+		if rm := ok.GetHeadersToRemove(); o.envoy && len(rm) > 0 {
+			// Envoy's http_service removes these from the upstream
+			// request (ext_authz_http_impl.cc): the client's Authorization
+			// on an answer without a session, identity headers not set.
+			hdr[envoyHeadersToRemove] = []string{strings.Join(rm, ",")}
+		}
 		hdr["Cache-Control"] = noStore
 		w.WriteHeader(http.StatusOK)
 		return
@@ -452,7 +470,7 @@ func writeAnswer(w http.ResponseWriter, resp *authv3.CheckResponse, err error, n
 	}
 	body := d.GetBody()
 	if loc := hdr.Get("Location"); loc != "" && code >= 300 && code < 400 {
-		if nginx {
+		if o.nginx {
 			hdr.Del("Location")
 			hdr.Set(RedirectHeader, loc)
 			hdr.Set("Content-Type", "application/json")

@@ -101,6 +101,23 @@ func TestForwardAuthAnswers(t *testing.T) {
 	if resp.StatusCode != http.StatusOK || resp.Header.Get("X-User-Id") != s.IdentityID {
 		t.Errorf("envoy http_service: %d %v", resp.StatusCode, resp.Header)
 	}
+	// Envoy takes the headers an answer removes in
+	// x-envoy-auth-headers-to-remove: the identity headers the route does
+	// not set, and without a session the client's Authorization too.
+	if resp, _ := forward(t, base, "/envoy/reports/q3", map[string]string{"Cookie": s.CookiePair(), "X-Tenant": "acme"}); resp.StatusCode != http.StatusOK ||
+		resp.Header.Get("X-Envoy-Auth-Headers-To-Remove") != "x-user-email" {
+		t.Errorf("envoy, a rule with other headers: %d, to remove %q", resp.StatusCode, resp.Header.Get("X-Envoy-Auth-Headers-To-Remove"))
+	}
+	if resp, _ := forward(t, base, "/envoy/public/x", map[string]string{"Authorization": "Bearer forged"}); resp.StatusCode != http.StatusOK ||
+		resp.Header.Get("X-Envoy-Auth-Headers-To-Remove") != "authorization,x-dept,x-roles,x-user-email,x-user-id" || resp.Header.Get("Authorization") != "" {
+		t.Errorf("envoy, open route without a session: %d, to remove %q", resp.StatusCode, resp.Header.Get("X-Envoy-Auth-Headers-To-Remove"))
+	}
+	if resp, _ := forward(t, base, "/auth", traefik("/public/x", nil)); resp.Header.Get("X-Envoy-Auth-Headers-To-Remove") != "" {
+		t.Errorf("/auth answers carry x-envoy-auth-headers-to-remove")
+	}
+	if resp, _ := forward(t, base, "/envoy/public/x", map[string]string{"X-Forwarded-Proto": "javascript"}); resp.StatusCode != http.StatusBadRequest {
+		t.Errorf("envoy, a bad X-Forwarded-Proto: %d, want 400", resp.StatusCode)
+	}
 	if resp, _ := forward(t, base, "/other", nil); resp.StatusCode != http.StatusNotFound {
 		t.Errorf("/other: %d", resp.StatusCode)
 	}
