@@ -1,10 +1,7 @@
 package deploy_test
 
 import (
-	"encoding/json"
 	"io"
-	"maps"
-	"net"
 	"net/http"
 	"net/url"
 	"slices"
@@ -20,7 +17,6 @@ import (
 	jwtv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/jwt_authn/v3"
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
-	jose "github.com/go-jose/go-jose/v4"
 
 	"github.com/ory-ext-authz/ory-ext-authz/internal/config"
 	"github.com/ory-ext-authz/ory-ext-authz/internal/kratosdev"
@@ -473,31 +469,17 @@ func envoyRouteFor(t *testing.T, s *envoySetup, path string) *routev3.Route {
 // jwt_authn against the keys the server publishes; the router's header
 // removal.
 type envoyHTTP struct {
-	s        *envoySetup
-	forward  string // the forward-auth listener, host:port
-	pub      jose.JSONWebKeySet
-	issuer   string
-	client   *http.Client
-	identity []string // the route table's identity header names
+	s       *envoySetup
+	forward string // the forward-auth listener, host:port
+	jwt     jwtVerifier
+	client  *http.Client
 	// check is called with every answer of the server, for checks of
 	// what the server sent that Envoy would drop.
 	check func(t *testing.T, resp *http.Response)
 }
 
-// envoyOutcome is what the client and the upstream get.
-type envoyOutcome struct {
-	checked bool // ext_authz asked the server
-	// status is the client's status when Envoy answers itself (a denial,
-	// an error, jwt_authn's 401); 0 when the request went upstream.
-	status   int
-	body     string
-	client   http.Header // headers Envoy adds to the client's response
-	upstream map[string]string
-	route    string
-}
-
 // do sends method host+path with the client's headers h through Envoy.
-func (e *envoyHTTP) do(t *testing.T, method, host, path string, h map[string]string) envoyOutcome {
+func (e *envoyHTTP) do(t *testing.T, method, host, path string, h map[string]string) proxyOutcome {
 	t.Helper()
 	req := map[string]string{}
 	for k, v := range h {
@@ -508,7 +490,7 @@ func (e *envoyHTTP) do(t *testing.T, method, host, path string, h map[string]str
 	req["x-forwarded-proto"] = "http"
 	req["x-request-id"] = "envoy-http-service-test"
 	r := envoyRouteFor(t, e.s, path)
-	out := envoyOutcome{route: r.GetName(), client: http.Header{}}
+	out := proxyOutcome{route: r.GetName(), client: http.Header{}}
 	for _, m := range headerMutationOf(t, e.s).GetMutations().GetRequestMutations() {
 		delete(req, m.GetRemove())
 	}
@@ -538,7 +520,7 @@ func (e *envoyHTTP) do(t *testing.T, method, host, path string, h map[string]str
 // CheckRequestUtils::createHttpCheck and RawHttpClientImpl::check, the
 // answer applied as Filter::onComplete does. It reports whether the
 // request goes on.
-func (e *envoyHTTP) authorize(t *testing.T, method, host, path string, req map[string]string, out *envoyOutcome) bool {
+func (e *envoyHTTP) authorize(t *testing.T, method, host, path string, req map[string]string, out *proxyOutcome) bool {
 	t.Helper()
 	hs := e.s.extAuthz.GetHttpService()
 	ar := hs.GetAuthorizationResponse()
@@ -639,7 +621,7 @@ func (e *envoyHTTP) jwtAuthn(t *testing.T, method string, r *routev3.Route, req 
 	}
 	tok, present := strings.CutPrefix(req["authorization"], "Bearer ")
 	present = present && tok != ""
-	valid := present && e.verifies(tok)
+	valid := present && e.jwt.verifies(tok)
 	if requirement.GetProviderName() != "" {
 		return valid
 	}
@@ -647,90 +629,25 @@ func (e *envoyHTTP) jwtAuthn(t *testing.T, method string, r *routev3.Route, req 
 	return !present || valid
 }
 
-// verifies tells whether tok is signed by a key the server publishes for
-// Kratos' issuer.
-func (e *envoyHTTP) verifies(tok string) bool {
-	jws, err := jose.ParseSignedCompact(tok, []jose.SignatureAlgorithm{jose.ES256, jose.RS256, jose.EdDSA})
-	if err != nil {
-		return false
-	}
-	payload, err := jws.Verify(&e.pub)
-	if err != nil {
-		return false
-	}
-	var c struct {
-		Iss string `json:"iss"`
-	}
-	return json.Unmarshal(payload, &c) == nil && c.Iss == e.issuer
-}
+func (e *envoyHTTP) removesUnset() bool { return false }
 
 // TestEnvoyHTTPServiceRoutesAgainstServer plays Envoy's part for
-// envoy-http-service.yaml without Envoy (envoyHTTP): for each rule of the
-// route table the server is run with, at its sample path, the request a
-// client sends, with a forged Authorization and forged identity headers, goes
-// through header_mutation, the HTTP authorization request Envoy builds to
-// the real server's forward-auth listener (in front of a real Kratos,
-// configured by the Deployment's environment), the answer applied as
-// ext_authz applies it, jwt_authn and the router. The outcome must be the
-// rule's: the upstream gets a JWT that verifies and exactly the rule's
-// identity headers from its claims, or the client gets the server's 401,
-// 403 or 302 with its headers and body. Whatever the answer, the upstream
-// never sees a forged identity header or an Authorization that does not
-// verify.
+// envoy-http-service.yaml without Envoy (envoyHTTP, per the sources
+// deploy/envoy/README.md cites): header_mutation, the HTTP authorization
+// request Envoy builds to the real server's forward-auth listener, the
+// answer applied as ext_authz applies it (and no answer header lost on the
+// way), jwt_authn and the router, for every rule of the route table
+// (checkForwardAuthRules).
 func TestEnvoyHTTPServiceRoutesAgainstServer(t *testing.T) {
 	s := loadEnvoy(t, envoyHTTPServiceConfig)
-	kube := loadKubernetes(t)
-	env, where, data := deploymentRoutes(t, kube)
-	table, err := routes.Parse(data)
-	if err != nil {
-		t.Fatalf("%s: %v", where, err)
-	}
-	base := serverConfig(t, "Deployment", env)
-	defaults := routes.Settings{TokenizeAs: base.TokenizeAs, OnMissing: routes.OnMissing(base.OnMissing), PassClientAuthorization: base.PassClientAuthorization}
-	for _, r := range table.Rules() {
-		if _, ok := istioRouteSamples[r.Name()]; !ok {
-			t.Fatalf("%s: %s has no sample request in istioRouteSamples", where, r)
-		}
-	}
-
-	kratosTpls := kratosTemplates(composeKratosConfig(t, loadCompose(t)))
-	ttls := map[string]time.Duration{}
-	for _, r := range table.Rules() {
-		if tpl := r.Settings(defaults).TokenizeAs; tpl != kratosdev.MeshTemplate {
-			ttls[tpl] = templateTTL(t, kratosTpls, tpl)
-		}
-	}
-	st := startKratos(t, ttls)
-	ttls[kratosdev.MeshTemplate] = st.meshTTL
-	staff := identity{name: "staff", id: st.identity, email: stackEmail, cookie: st.cookie, token: st.sessionToken}
-	outsider := identity{name: "outsider", email: "outsider@example.org"}
-	if outsider.id, err = st.kratos.CreateIdentity(t.Context(), outsider.email, stackPassword); err != nil {
-		t.Fatal(err)
-	}
-	if outsider.cookie, err = st.kratos.BrowserLogin(t.Context(), outsider.email, stackPassword); err != nil {
-		t.Fatal(err)
-	}
-
-	// The server as the Deployment configures it, with the forward-auth
-	// listener on and Envoy (here: loopback) its trusted proxy.
-	local := maps.Clone(env)
-	local[config.EnvName("ory-url")] = st.kratos.PublicURL()
-	local[config.EnvName("jwks-publish")] = st.jwksFile
-	local[config.EnvName("routes")] = writeTemp(t, "routes.yaml", data)
-	local[config.EnvName("forward-auth-addr")] = net.JoinHostPort("127.0.0.1", strconv.Itoa(forwardAuthPort))
-	local[config.EnvName("trusted-proxies")] = "127.0.0.0/8"
-	cfg := serverConfig(t, "Deployment with forward-auth (Kratos and files local)", local)
-	checks := startServer(t, cfg)
-	pub := fetchRemoteJWKS(t, s, checks.httpAddr)
-	checkSameKeys(t, pub, st.pub)
-
-	names := table.HeaderNames()
+	fs := startForwardAuthStack(t)
+	checkSameKeys(t, fetchRemoteJWKS(t, s, fs.checks.httpAddr), fs.jwt.pub)
 	ar := s.extAuthz.GetHttpService().GetAuthorizationResponse()
 	hmatch := func(l *matcherv3.ListStringMatcher, name string) bool {
 		return slices.ContainsFunc(l.GetPatterns(), func(p *matcherv3.StringMatcher) bool { return matchString(t, p, name) })
 	}
 	e := &envoyHTTP{
-		s: s, forward: checks.forwardAddr, pub: pub, issuer: st.kratos.PublicURL(), identity: names,
+		s: s, forward: fs.checks.forwardAddr, jwt: fs.jwt,
 		client: &http.Client{Transport: &http.Transport{Proxy: nil, DisableCompression: true}, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }},
 		// Nothing the server answers is lost on the way: on 200 every
 		// header is for the upstream or the client (or for no one: the
@@ -755,260 +672,6 @@ func TestEnvoyHTTPServiceRoutesAgainstServer(t *testing.T) {
 		},
 	}
 	t.Cleanup(e.client.CloseIdleConnections)
-
-	forgedJWT := forgeJWT(t, pub, st.kratos.PublicURL())
-	forged := map[string]string{"Authorization": "Bearer " + forgedJWT}
-	for _, n := range names {
-		forged[n] = "forged-" + n
-	}
-	with := func(ms ...map[string]string) map[string]string {
-		out := map[string]string{}
-		for _, m := range ms {
-			maps.Copy(out, m)
-		}
-		return out
-	}
-	// safe: whatever went upstream carries no forged identity header and
-	// no Authorization that does not verify.
-	safe := func(t *testing.T, o envoyOutcome) {
-		t.Helper()
-		if o.status != 0 {
-			return
-		}
-		for _, n := range names {
-			if strings.HasPrefix(o.upstream[n], "forged-") {
-				t.Errorf("the upstream got the client's %s", n)
-			}
-		}
-		if a, ok := o.upstream["authorization"]; ok {
-			if tok, _ := strings.CutPrefix(a, "Bearer "); !e.verifies(tok) {
-				t.Error("the upstream got an Authorization that does not verify")
-			}
-		}
-		if _, ok := o.upstream[strings.ToLower(cfg.SessionTokenHeader)]; ok {
-			t.Errorf("the upstream got %s", cfg.SessionTokenHeader)
-		}
-	}
-	wantStatus := func(t *testing.T, o envoyOutcome, want int) {
-		t.Helper()
-		safe(t, o)
-		if !o.checked {
-			t.Fatalf("route %s: no check ran", o.route)
-		}
-		got := o.status
-		if got == 0 {
-			got = http.StatusOK
-		}
-		if got != want {
-			t.Fatalf("route %s: %d %s, want %d", o.route, got, o.body, want)
-		}
-	}
-	// passedWithout: upstream, no Authorization and no identity header.
-	passedWithout := func(t *testing.T, o envoyOutcome) {
-		t.Helper()
-		wantStatus(t, o, http.StatusOK)
-		for _, n := range append([]string{"authorization"}, names...) {
-			if _, ok := o.upstream[n]; ok {
-				t.Errorf("the upstream got %s", n)
-			}
-		}
-	}
-	redirectTo := func(t *testing.T, o envoyOutcome, base string, want url.Values) {
-		t.Helper()
-		// forward.go answers Check's 303 with a 302 for proxies that pass
-		// the answer on.
-		wantStatus(t, o, http.StatusFound)
-		loc := o.client.Values("Location")
-		if len(loc) != 1 {
-			t.Fatalf("%d Location headers reach the client, want 1", len(loc))
-		}
-		got, err := url.Parse(loc[0])
-		if err != nil {
-			t.Fatal(err)
-		}
-		b, err := url.Parse(base)
-		if err != nil {
-			t.Fatal(err)
-		}
-		q := b.Query()
-		for k, vs := range want {
-			q[k] = vs
-		}
-		if got.Scheme != b.Scheme || got.Host != b.Host || got.Path != b.Path || !maps.EqualFunc(got.Query(), q, slices.Equal) {
-			t.Errorf("Location %s, want %s with the query %v", loc[0], base, q)
-		}
-	}
-	deniedJSON := func(t *testing.T, o envoyOutcome, status int, errName string) map[string]any {
-		t.Helper()
-		wantStatus(t, o, status)
-		if ct := o.client.Get("Content-Type"); ct != "application/json" {
-			t.Errorf("Content-Type %q reaches the client, want application/json", ct)
-		}
-		var body map[string]any
-		if err := json.Unmarshal([]byte(o.body), &body); err != nil {
-			t.Fatalf("denial body is not JSON: %v", err)
-		}
-		if body["error"] != errName {
-			t.Errorf("denial error %v, want %s", body["error"], errName)
-		}
-		return body
-	}
-	// passedWith: upstream with who's JWT of the rule's template and
-	// exactly the rule's identity headers, from its claims.
-	passedWith := func(t *testing.T, o envoyOutcome, set routes.Settings, who identity) {
-		t.Helper()
-		wantStatus(t, o, http.StatusOK)
-		tok, ok := strings.CutPrefix(o.upstream["authorization"], "Bearer ")
-		if !ok {
-			t.Fatal("no Bearer Authorization upstream")
-		}
-		c := verifyJWT(t, tok, pub)
-		if c["iss"] != st.kratos.PublicURL() || c["sub"] != who.id || c["email"] != who.email {
-			t.Errorf("JWT iss %v sub %v email %v, want %s, %s's %s, %s", c["iss"], c["sub"], c["email"], st.kratos.PublicURL(), who.name, who.id, who.email)
-		}
-		ttl := ttls[set.TokenizeAs]
-		if d := time.Duration(c["exp"].(float64)-c["iat"].(float64)) * time.Second; d < ttl-time.Second || d > ttl+time.Second {
-			t.Errorf("JWT lifetime %s, want the %s template's %s", d, set.TokenizeAs, ttl)
-		}
-		want := map[string]string{}
-		for _, hc := range set.Headers {
-			switch hc.Claim {
-			case "sub":
-				want[hc.Header] = who.id
-			case "email":
-				want[hc.Header] = who.email
-			default:
-				want[hc.Header], _ = c[hc.Claim].(string)
-			}
-		}
-		for _, n := range names {
-			got, ok := o.upstream[n]
-			switch w, set := want[n]; {
-			case set && got != w:
-				t.Errorf("upstream %s = %q, want %q", n, got, w)
-			case !set && ok:
-				t.Errorf("upstream %s set, which the rule does not set", n)
-			}
-		}
-	}
-
-	host := gatewayHost
-	stepUp := cfg.StepUpURL()
-	api := map[string]string{"Accept": "application/json"}
-	browser := map[string]string{"Accept": "text/html,application/xhtml+xml"}
-	t.Run("public route: no check, nothing forged upstream", func(t *testing.T) {
-		o := e.do(t, http.MethodGet, host, "/public/x", with(forged, browser))
-		if o.checked || o.status != 0 {
-			t.Fatalf("checked %v, status %d: want no check", o.checked, o.status)
-		}
-		for _, n := range append([]string{"authorization"}, names...) {
-			if _, ok := o.upstream[n]; ok {
-				t.Errorf("the upstream got %s", n)
-			}
-		}
-	})
-	for _, r := range table.Rules() {
-		set := r.Settings(defaults)
-		path := istioRouteSamples[r.Name()]
-		original := "http://" + host + path
-		t.Run(r.Name(), func(t *testing.T) {
-			t.Run("no session, API client", func(t *testing.T) {
-				o := e.do(t, http.MethodGet, host, path, api)
-				if set.OnMissing == routes.OnMissingAllow {
-					passedWithout(t, o)
-					return
-				}
-				wantStatus(t, o, http.StatusUnauthorized)
-			})
-			t.Run("no session, forged headers", func(t *testing.T) {
-				o := e.do(t, http.MethodGet, host, path, with(forged, api))
-				// On an allowed request without a session the server sets no
-				// Authorization and, over HTTP, sends no
-				// x-envoy-auth-headers-to-remove: the forged one stays, and
-				// jwt_authn rejects it (the gRPC variant lets the request on
-				// without it). A server that removed it would be let on.
-				if set.OnMissing == routes.OnMissingAllow {
-					if o.status != 0 {
-						wantStatus(t, o, http.StatusUnauthorized)
-						return
-					}
-					passedWithout(t, o)
-					return
-				}
-				wantStatus(t, o, http.StatusUnauthorized)
-			})
-			t.Run("no session, browser", func(t *testing.T) {
-				o := e.do(t, http.MethodGet, host, path, browser)
-				switch set.OnMissing {
-				case routes.OnMissingAllow:
-					passedWithout(t, o)
-				case routes.OnMissingRedirect:
-					redirectTo(t, o, cfg.LoginURL, url.Values{"return_to": {original}})
-				default:
-					wantStatus(t, o, http.StatusUnauthorized)
-				}
-			})
-			t.Run("CORS preflight", func(t *testing.T) {
-				pre := map[string]string{"Origin": "https://" + host, "Access-Control-Request-Method": "POST"}
-				passedWithout(t, e.do(t, http.MethodOptions, host, path, pre))
-				// With a forged Authorization: jwt_authn's preflight rule
-				// rejects it (no bypass_cors_preflight).
-				o := e.do(t, http.MethodOptions, host, path, with(forged, pre))
-				if o.status != 0 {
-					wantStatus(t, o, http.StatusUnauthorized)
-					return
-				}
-				passedWithout(t, o)
-			})
-			type session struct {
-				name    string
-				who     identity
-				browser bool
-				h       map[string]string
-			}
-			sessions := []session{
-				{"browser cookie", staff, true, with(forged, browser, map[string]string{"Cookie": "theme=dark; " + staff.cookie})},
-				{"cookie, API client", staff, false, with(forged, api, map[string]string{"Cookie": staff.cookie})},
-				{"native session token", staff, false, with(forged, api, map[string]string{cfg.SessionTokenHeader: staff.token})},
-				{"session token as bearer", staff, false, with(forged, api, map[string]string{"Authorization": "Bearer " + staff.token})},
-				{"outsider, browser cookie", outsider, true, with(forged, browser, map[string]string{"Cookie": outsider.cookie})},
-				{"outsider, cookie, API client", outsider, false, with(forged, api, map[string]string{"Cookie": outsider.cookie})},
-			}
-			for _, ss := range sessions {
-				t.Run(ss.name, func(t *testing.T) {
-					o := e.do(t, http.MethodGet, host, path, ss.h)
-					switch {
-					case set.RequireAAL == routes.AAL2 && ss.browser:
-						redirectTo(t, o, stepUp, url.Values{"aal": {"aal2"}, "return_to": {original}})
-					case set.RequireAAL == routes.AAL2:
-						if body := deniedJSON(t, o, http.StatusForbidden, "aal_required"); body["required_aal"] != "aal2" {
-							t.Errorf("required_aal %v, want aal2", body["required_aal"])
-						}
-					case r.Expression() != "" && !istioRouteAuthorizes[r.Name()][ss.who.name]:
-						body := deniedJSON(t, o, http.StatusForbidden, "forbidden")
-						if want := r.String() + " denies the request"; body["message"] != want {
-							t.Errorf("message %q, want %q", body["message"], want)
-						}
-					default:
-						passedWith(t, o, set, ss.who)
-					}
-				})
-			}
-			// A genuinely signed JWT without its session: the server does
-			// not vouch for it, but cannot remove it over HTTP; jwt_authn
-			// lets it on where a missing JWT is allowed. The one gap of
-			// this variant (README.md): logged, not hidden.
-			if set.OnMissing == routes.OnMissingAllow {
-				t.Run("signed JWT, no session", func(t *testing.T) {
-					withSession := e.do(t, http.MethodGet, host, path, with(api, map[string]string{"Cookie": staff.cookie}))
-					wantStatus(t, withSession, http.StatusOK)
-					o := e.do(t, http.MethodGet, host, path, with(api, map[string]string{"Authorization": withSession.upstream["authorization"]}))
-					wantStatus(t, o, http.StatusOK)
-					if _, ok := o.upstream["authorization"]; ok {
-						t.Log("the client's own signed JWT reached the upstream: the server's answer over HTTP does not remove it (see README.md)")
-					}
-				})
-			}
-		})
-	}
+	// Envoy's listener is plaintext: x-forwarded-proto is http.
+	checkForwardAuthRules(t, fs, e, "http")
 }
