@@ -365,6 +365,9 @@ type countingAuthz struct {
 	n        atomic.Int64
 	addr     string // gRPC
 	httpAddr string // probes, metrics and the JWKS
+	// forwardAddr is the forward-auth listener (/auth, /envoy/), when
+	// cfg.ForwardAuthAddr asks for one.
+	forwardAddr string
 }
 
 func (c *countingAuthz) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3.CheckResponse, error) {
@@ -376,7 +379,9 @@ func (c *countingAuthz) Check(ctx context.Context, req *authv3.CheckRequest) (*a
 // cmd/ory-ext-authz), on loopback whatever cfg's addresses: the Ory client
 // of cfg.OryURL, the Check server of cfg.AuthzOptions, with cfg.Routes the
 // route table through its Watcher (refused as serve refuses it), and the
-// public JWKS of cfg.JWKSPublish on the HTTP listener.
+// public JWKS of cfg.JWKSPublish on the HTTP listener, and with
+// cfg.ForwardAuthAddr the forward-auth handler for cfg.TrustedProxies on a
+// listener of its own.
 func startServer(t *testing.T, cfg config.Config) *countingAuthz {
 	t.Helper()
 	logs := &logcapture.Buffer{}
@@ -422,7 +427,13 @@ func startServer(t *testing.T, cfg config.Config) *countingAuthz {
 		t.Fatal(err)
 	}
 	c := &countingAuthz{AuthorizationServer: az}
-	a := servertest.Start(t, server.Options{Authz: c, JWKS: pub, ShutdownTimeout: 5 * time.Second, Logger: log})
+	o := server.Options{Authz: c, JWKS: pub, ShutdownTimeout: 5 * time.Second, Logger: log}
+	if cfg.ForwardAuthAddr != "" {
+		o.ForwardAuth = servertest.Listen(t)
+		o.ForwardAuthHandler = az.ForwardAuth(authz.ForwardAuthOptions{TrustedProxies: cfg.TrustedProxies})
+		c.forwardAddr = o.ForwardAuth.Addr().String()
+	}
+	a := servertest.Start(t, o)
 	c.addr, c.httpAddr = a.GRPC, a.HTTP
 	return c
 }

@@ -67,6 +67,9 @@ type envoySetup struct {
 	jwtAny   *anypb.Any // jwt_authn's typed_config inside hcm
 	clusters map[string]*clusterv3.Cluster
 	anyTypes []string
+	// authzCluster is the cluster ext_authz asks: envoy_grpc's, or
+	// http_service's server_uri's.
+	authzCluster string
 }
 
 // loadEnvoy parses an Envoy bootstrap YAML strictly, validates it with the
@@ -110,6 +113,10 @@ func loadEnvoy(t *testing.T, path string) *envoySetup {
 	}
 	if s.extAuthz == nil || s.jwt == nil {
 		t.Fatalf("%s: want both %s and %s", path, extAuthzFilter, jwtAuthnFilter)
+	}
+	s.authzCluster = s.extAuthz.GetGrpcService().GetEnvoyGrpc().GetClusterName()
+	if hs := s.extAuthz.GetHttpService(); hs != nil {
+		s.authzCluster = hs.GetServerUri().GetCluster()
 	}
 	return s
 }
@@ -271,56 +278,11 @@ func TestEnvoyConfig(t *testing.T) {
 	})
 
 	t.Run("allowed_headers are what the server reads", func(t *testing.T) {
-		patterns := s.extAuthz.GetAllowedHeaders().GetPatterns()
-		if len(patterns) == 0 {
-			t.Fatal("no allowed_headers: Envoy would send every request header to the server")
-		}
-		allowed := func(h string) bool {
-			return slices.ContainsFunc(patterns, func(p *matcherv3.StringMatcher) bool { return matchString(t, p, h) })
-		}
-		read := authz.HeadersRead(config.DefaultSessionTokenHeader)
-		for _, h := range read {
-			if !allowed(h) {
-				t.Errorf("the server reads %q, but allowed_headers drops it", h)
-			}
-		}
-		known := append(slices.Clone(read), tracingHeaders...)
-		for _, p := range patterns {
-			if !slices.ContainsFunc(known, func(h string) bool { return matchString(t, p, h) }) {
-				t.Errorf("allowed_headers pattern %v matches no header the server reads and no tracing header", p)
-			}
-		}
-		for _, h := range []string{"x-api-key", "user-agent", "content-type", "x-forwarded-for", "proxy-authorization"} {
-			if allowed(h) {
-				t.Errorf("allowed_headers lets %q through, which the server does not read", h)
-			}
-		}
+		checkAllowedHeaders(t, s.extAuthz.GetAllowedHeaders().GetPatterns())
 	})
 
 	t.Run("jwt_authn verifies what Kratos issues", func(t *testing.T) {
-		if len(s.jwt.GetProviders()) != 1 {
-			t.Fatalf("want one jwt_authn provider, got %d", len(s.jwt.GetProviders()))
-		}
-		base := loadYAMLMap(t, kratosBaseConfig)
-		want := lookupString(t, base, "serve", "public", "base_url")
-		for name, p := range s.jwt.GetProviders() {
-			if p.GetIssuer() != want {
-				t.Errorf("provider %s: issuer %q, want %s's serve.public.base_url %q (Kratos' iss claim)", name, p.GetIssuer(), kratosBaseConfig, want)
-			}
-			if !p.GetForward() {
-				t.Errorf("provider %s: forward is false: the upstream would not see the JWT", name)
-			}
-			if p.GetRemoteJwks() == nil {
-				t.Errorf("provider %s: want remote_jwks (the JWKS the server publishes), not a copy of the keys", name)
-			}
-			hs := p.GetFromHeaders()
-			if len(hs) != 1 || !strings.EqualFold(hs[0].GetName(), "authorization") || hs[0].GetValuePrefix() != "Bearer " {
-				t.Errorf("provider %s: from_headers = %v, want only authorization with prefix %q (what ext_authz sets)", name, hs, "Bearer ")
-			}
-			if len(p.GetFromParams()) > 0 || len(p.GetFromCookies()) > 0 {
-				t.Errorf("provider %s: JWTs from params or cookies would bypass ext_authz", name)
-			}
-		}
+		checkJWTProviders(t, s)
 		// Routes without per-route config require the provider.
 		rules := s.jwt.GetRules()
 		if len(rules) == 0 || rules[len(rules)-1].GetMatch().GetPrefix() != "/" {
@@ -370,6 +332,66 @@ func TestEnvoyConfig(t *testing.T) {
 	})
 }
 
+// checkAllowedHeaders: the allowed_headers patterns let through every
+// header the server reads (authz.HeadersRead), and nothing else but the
+// tracing headers.
+func checkAllowedHeaders(t *testing.T, patterns []*matcherv3.StringMatcher) {
+	t.Helper()
+	if len(patterns) == 0 {
+		t.Fatal("no allowed_headers: Envoy would send every request header to the server")
+	}
+	allowed := func(h string) bool {
+		return slices.ContainsFunc(patterns, func(p *matcherv3.StringMatcher) bool { return matchString(t, p, h) })
+	}
+	read := authz.HeadersRead(config.DefaultSessionTokenHeader)
+	for _, h := range read {
+		if !allowed(h) {
+			t.Errorf("the server reads %q, but allowed_headers drops it", h)
+		}
+	}
+	known := append(slices.Clone(read), tracingHeaders...)
+	for _, p := range patterns {
+		if !slices.ContainsFunc(known, func(h string) bool { return matchString(t, p, h) }) {
+			t.Errorf("allowed_headers pattern %v matches no header the server reads and no tracing header", p)
+		}
+	}
+	for _, h := range []string{"x-api-key", "user-agent", "content-type", "x-forwarded-for", "proxy-authorization"} {
+		if allowed(h) {
+			t.Errorf("allowed_headers lets %q through, which the server does not read", h)
+		}
+	}
+}
+
+// checkJWTProviders: one jwt_authn provider, for Kratos' issuer, reading
+// the JWT only from the Authorization header ext_authz sets, fetching the
+// keys the server publishes, keeping the JWT for the upstream.
+func checkJWTProviders(t *testing.T, s *envoySetup) {
+	t.Helper()
+	if len(s.jwt.GetProviders()) != 1 {
+		t.Fatalf("want one jwt_authn provider, got %d", len(s.jwt.GetProviders()))
+	}
+	base := loadYAMLMap(t, kratosBaseConfig)
+	want := lookupString(t, base, "serve", "public", "base_url")
+	for name, p := range s.jwt.GetProviders() {
+		if p.GetIssuer() != want {
+			t.Errorf("provider %s: issuer %q, want %s's serve.public.base_url %q (Kratos' iss claim)", name, p.GetIssuer(), kratosBaseConfig, want)
+		}
+		if !p.GetForward() {
+			t.Errorf("provider %s: forward is false: the upstream would not see the JWT", name)
+		}
+		if p.GetRemoteJwks() == nil {
+			t.Errorf("provider %s: want remote_jwks (the JWKS the server publishes), not a copy of the keys", name)
+		}
+		hs := p.GetFromHeaders()
+		if len(hs) != 1 || !strings.EqualFold(hs[0].GetName(), "authorization") || hs[0].GetValuePrefix() != "Bearer " {
+			t.Errorf("provider %s: from_headers = %v, want only authorization with prefix %q (what ext_authz sets)", name, hs, "Bearer ")
+		}
+		if len(p.GetFromParams()) > 0 || len(p.GetFromCookies()) > 0 {
+			t.Errorf("provider %s: JWTs from params or cookies would bypass ext_authz", name)
+		}
+	}
+}
+
 // jwksCluster is the cluster through which jwt_authn fetches the JWKS.
 const jwksCluster = "ory-ext-authz-jwks"
 
@@ -408,7 +430,7 @@ func checkRemoteJWKS(t *testing.T, s *envoySetup, provider string, r *jwtv3.Remo
 		t.Errorf("cluster %s sets HTTP protocol options: the server's HTTP listener speaks HTTP/1.1 only", jwksCluster)
 	}
 	authzHosts := map[string]bool{}
-	for _, ep := range s.clusters[authzCluster].GetLoadAssignment().GetEndpoints() {
+	for _, ep := range s.clusters[s.authzCluster].GetLoadAssignment().GetEndpoints() {
 		for _, lb := range ep.GetLbEndpoints() {
 			authzHosts[lb.GetEndpoint().GetAddress().GetSocketAddress().GetAddress()] = true
 		}
@@ -422,7 +444,7 @@ func checkRemoteJWKS(t *testing.T, s *envoySetup, provider string, r *jwtv3.Remo
 				t.Errorf("cluster %s: endpoint port %d, want the server's HTTP port %s", jwksCluster, sa.GetPortValue(), config.DefaultHTTPAddr)
 			}
 			if !authzHosts[sa.GetAddress()] {
-				t.Errorf("cluster %s: endpoint %s is not a host of the ext_authz cluster %s", jwksCluster, sa.GetAddress(), authzCluster)
+				t.Errorf("cluster %s: endpoint %s is not a host of the ext_authz cluster %s", jwksCluster, sa.GetAddress(), s.authzCluster)
 			}
 			if u.Hostname() != sa.GetAddress() || u.Port() != strconv.Itoa(int(sa.GetPortValue())) {
 				t.Errorf("provider %s: http_uri host %s, cluster endpoint %s:%d", provider, u.Host, sa.GetAddress(), sa.GetPortValue())

@@ -28,10 +28,10 @@ const (
 	// forwardAuthAddr is ory-ext-authz's --forward-auth-addr in the
 	// examples, and forwardAuthPath the path that nginx's auth_request,
 	// ingress-nginx's auth-url and Caddy's forward_auth ask.
-	forwardAuthAddr = "ory-ext-authz:9004"
-	forwardAuthPort = "9004"
-	forwardAuthPath = "/auth"
-	exampleApp      = "app:8080"
+	forwardAuthAddr     = "ory-ext-authz:9004"
+	forwardAuthPortText = "9004"
+	forwardAuthPath     = "/auth"
+	exampleApp          = "app:8080"
 
 	// authRedirectHeader is the header of a 401 or 403 answer that names
 	// the login URL nginx redirects a browser to (nginx cannot pass the
@@ -63,7 +63,7 @@ func caddyTemplate(t *testing.T) string {
 
 // loopbackVars point a template at addresses nginx -t and caddy validate
 // accept without anything listening there.
-var loopbackVars = proxytest.Vars{"auth": "127.0.0.1:" + forwardAuthPort, "upstream": "127.0.0.1:8080"}
+var loopbackVars = proxytest.Vars{"auth": "127.0.0.1:" + forwardAuthPortText, "upstream": "127.0.0.1:8080"}
 
 var (
 	nginxAuthSetRE  = regexp.MustCompile(`(?m)^\s*auth_request_set\s+\$(\w+)\s+\$upstream_http_(\w+);`)
@@ -257,8 +257,8 @@ func TestIngressNginx(t *testing.T) {
 		if err != nil {
 			t.Fatalf("auth-url %s: %v", u, err)
 		}
-		if u.Scheme != "http" || host != wantHost || port != forwardAuthPort || u.Path != forwardAuthPath || u.RawQuery != "" {
-			t.Errorf("auth-url %s, want http://%s:%s%s", u, wantHost, forwardAuthPort, forwardAuthPath)
+		if u.Scheme != "http" || host != wantHost || port != forwardAuthPortText || u.Path != forwardAuthPath || u.RawQuery != "" {
+			t.Errorf("auth-url %s, want http://%s:%s%s", u, wantHost, forwardAuthPortText, forwardAuthPath)
 		}
 	})
 

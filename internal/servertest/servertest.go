@@ -26,8 +26,8 @@ type Addrs struct {
 }
 
 // Start runs server.Run with o on new loopback listeners (o.GRPC and o.HTTP
-// are set here, o.Admin when o.RegisterAdmin is set and o.ForwardAuth when
-// o.ForwardAuthHandler is; a zero
+// are set here, o.Admin when o.RegisterAdmin is set and o.ForwardAuth, unless
+// given, when o.ForwardAuthHandler is; a zero
 // ShutdownTimeout becomes 5s) and returns their addresses. At cleanup it
 // stops the server and fails t if Run returned an error. Cleanups registered
 // before Start run after the server stopped.
@@ -40,7 +40,9 @@ func Start(t testing.TB, o server.Options) Addrs {
 		a.Admin = o.Admin.Addr().String()
 	}
 	if o.ForwardAuthHandler != nil {
-		o.ForwardAuth = Listen(t)
+		if o.ForwardAuth == nil {
+			o.ForwardAuth = Listen(t)
+		}
 		a.ForwardAuth = o.ForwardAuth.Addr().String()
 	}
 	if o.ShutdownTimeout == 0 {
