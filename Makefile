@@ -141,10 +141,11 @@ run: build kratos
 	$(GO) run ./internal/cmd/devenv --kratos $(KRATOS_BIN) --server bin/ory-ext-authz
 
 # Performance harness: the server against a no-op baseline over loopback
-# gRPC with ghz (pinned), a cold start, expiry under load, memory per cached
+# gRPC with ghz (pinned), warm with and without a route table (a CEL policy
+# and identity headers), a cold start, expiry under load, memory per cached
 # session, the hit-path Go benchmarks, and many replicas sharing a
 # redis-server (debian-packages); one markdown table on stdout.
-# About 6 minutes; only 127.0.0.1 is used.
+# About 8 minutes; only 127.0.0.1 is used.
 bench: build debian-packages
 	$(GO) run ./internal/bench/cmd/bench --server bin/ory-ext-authz --ghz $(GHZ)
 

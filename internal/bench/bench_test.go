@@ -2,17 +2,23 @@ package bench_test
 
 import (
 	"context"
+	"maps"
+	"slices"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/ory-ext-authz/ory-ext-authz/internal/bench"
 	"github.com/ory-ext-authz/ory-ext-authz/internal/bench/load"
 	"github.com/ory-ext-authz/ory-ext-authz/internal/bench/noop"
 	"github.com/ory-ext-authz/ory-ext-authz/internal/fakeory"
 	"github.com/ory-ext-authz/ory-ext-authz/internal/servertest"
+	"github.com/ory-ext-authz/ory-ext-authz/pkg/routes"
 	"github.com/ory-ext-authz/ory-ext-authz/pkg/server"
 )
 
@@ -31,7 +37,7 @@ func realServer(tb testing.TB, fake *fakeory.Fake) string {
 func noopServer(tb testing.TB, jwtBytes int) string {
 	tb.Helper()
 	l := servertest.Listen(tb)
-	gs := noop.NewGRPCServer(jwtBytes)
+	gs := noop.NewGRPCServer(jwtBytes, noop.Identity{})
 	go func() { _ = gs.Serve(l) }()
 	tb.Cleanup(gs.Stop)
 	return l.Addr().String()
@@ -92,7 +98,7 @@ func BenchmarkGRPCCheck(b *testing.B) {
 }
 
 func TestNoopResponseShape(t *testing.T) {
-	resp := noop.Response(550)
+	resp := noop.Response(550, noop.Identity{})
 	h := resp.GetOkResponse().GetHeaders()
 	if resp.GetStatus().GetCode() != 0 || len(h) != 1 || h[0].GetHeader().GetKey() != "authorization" ||
 		len(h[0].GetHeader().GetValue()) != len("Bearer ")+550 || h[0].GetAppend().GetValue() {
@@ -101,4 +107,85 @@ func TestNoopResponseShape(t *testing.T) {
 	if !resp.GetDynamicMetadata().GetFields()["cached"].GetBoolValue() {
 		t.Error("noop metadata is not that of a cache hit")
 	}
+}
+
+// TestNoopResponseIdentity: the identity headers follow authorization, in
+// order, set (not appended) as the real server sets them.
+func TestNoopResponseIdentity(t *testing.T) {
+	id := noop.Identity{Headers: [][2]string{{"x-user-id", "u"}, {"x-user-email", "e"}}, Remove: []string{"x-user-aal"}}
+	ok := noop.Response(550, id).GetOkResponse()
+	hs := ok.GetHeaders()
+	if len(hs) != 3 || hs[0].GetHeader().GetKey() != "authorization" || hs[1].GetHeader().GetKey() != "x-user-id" ||
+		hs[2].GetHeader().GetValue() != "e" || hs[2].GetAppend().GetValue() || hs[2].GetAppendAction() != corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD ||
+		!slices.Equal(ok.GetHeadersToRemove(), id.Remove) {
+		t.Errorf("noop response with identity headers = %v", ok)
+	}
+}
+
+// TestNoopMatchesPolicyAnswer: on the policy route (PolicyRoutes), the
+// baseline built from the real server's answer (IdentityOf, as make bench
+// does) sets the same headers with values of the same length, removes the
+// same names, and is as large on the wire within a few bytes of framing
+// (the real answer carries its cached part and its identity part as two
+// ok_response occurrences).
+func TestNoopMatchesPolicyAnswer(t *testing.T) {
+	fake := fakeory.New()
+	t.Cleanup(fake.Close)
+	fake.SetClaims(func(c map[string]any) { c["roles"] = bench.PolicyRoles })
+	tab, err := routes.Parse([]byte(bench.PolicyRoutes()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := len(tab.Rules()); n != bench.PolicyRules {
+		t.Fatalf("PolicyRoutes has %d rules, want %d", n, bench.PolicyRules)
+	}
+	az, err := bench.NewRoutesServer(fake.URL, tab)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(az.Close)
+	s := fake.NewSession()
+	req := load.CheckRequest(s.CookiePair())
+	if _, err := az.Check(t.Context(), req); err != nil {
+		t.Fatal(err)
+	}
+	hit, err := az.Check(t.Context(), req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wire, err := proto.Marshal(hit)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var real authv3.CheckResponse
+	if err := proto.Unmarshal(wire, &real); err != nil {
+		t.Fatal(err)
+	}
+	id := noop.IdentityOf(&real)
+	headers := func(r *authv3.CheckResponse) map[string]int {
+		m := map[string]int{}
+		for _, h := range r.GetOkResponse().GetHeaders() {
+			m[h.GetHeader().GetKey()] = len(h.GetHeader().GetValue())
+		}
+		return m
+	}
+	got := headers(&real)
+	if got[bench.PolicyUserID] != len(s.IdentityID) || got[bench.PolicyUserEmail] != len(s.IdentityID+"@example.org") ||
+		!slices.Equal(id.Remove, []string{bench.PolicyOtherHeader}) {
+		t.Fatalf("real answer: headers %v, removes %v", got, id.Remove)
+	}
+	jwt := strings.TrimPrefix(real.GetOkResponse().GetHeaders()[slices.IndexFunc(real.GetOkResponse().GetHeaders(), func(h *corev3.HeaderValueOption) bool {
+		return h.GetHeader().GetKey() == "authorization"
+	})].GetHeader().GetValue(), "Bearer ")
+	base := noop.Response(len(jwt), id)
+	if want := headers(base); !maps.Equal(got, want) {
+		t.Errorf("baseline headers %v, real %v", want, got)
+	}
+	if !slices.Equal(base.GetOkResponse().GetHeadersToRemove(), real.GetOkResponse().GetHeadersToRemove()) {
+		t.Errorf("baseline removes %v, real %v", base.GetOkResponse().GetHeadersToRemove(), real.GetOkResponse().GetHeadersToRemove())
+	}
+	if d := proto.Size(base) - len(wire); d < -16 || d > 16 {
+		t.Errorf("baseline answer %d bytes, real %d", proto.Size(base), len(wire))
+	}
+	t.Logf("answer on the wire: real %d bytes, baseline %d", len(wire), proto.Size(base))
 }

@@ -6,6 +6,7 @@ import (
 	"github.com/ory-ext-authz/ory-ext-authz/internal/config"
 	"github.com/ory-ext-authz/ory-ext-authz/pkg/authz"
 	"github.com/ory-ext-authz/ory-ext-authz/pkg/ory"
+	"github.com/ory-ext-authz/ory-ext-authz/pkg/routes"
 )
 
 // Config is what every benchmark's Check server runs with: serve's
@@ -20,10 +21,25 @@ func Config() config.Config {
 // NewServer is the Check server as serve builds it from Config, in front of
 // the (fake) Ory at oryURL. The caller closes it.
 func NewServer(oryURL string) (*authz.Server, error) {
+	return NewRoutesServer(oryURL, nil)
+}
+
+// NewRoutesServer is NewServer with the route table t (as serve --routes
+// serves it, never reloaded); nil is no table.
+func NewRoutesServer(oryURL string, t *routes.Table) (*authz.Server, error) {
 	cfg := Config()
 	oc, err := ory.New(ory.Options{BaseURL: oryURL, Timeout: cfg.WhoamiTimeout, MaxJWTBytes: config.MaxCredentialBytes})
 	if err != nil {
 		return nil, err
 	}
-	return authz.New(cfg.AuthzOptions(oc))
+	o := cfg.AuthzOptions(oc)
+	if t != nil {
+		o.Routes = staticTable{t}
+	}
+	return authz.New(o)
 }
+
+// staticTable is a route table that never changes.
+type staticTable struct{ t *routes.Table }
+
+func (s staticTable) Table() *routes.Table { return s.t }

@@ -4,19 +4,21 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/ory-ext-authz/ory-ext-authz/internal/bench"
 	"github.com/ory-ext-authz/ory-ext-authz/internal/bench/load"
-	"github.com/ory-ext-authz/ory-ext-authz/internal/config"
 	"github.com/ory-ext-authz/ory-ext-authz/internal/fakeory"
 	"github.com/ory-ext-authz/ory-ext-authz/pkg/authz"
-	"github.com/ory-ext-authz/ory-ext-authz/pkg/ory"
 	"github.com/ory-ext-authz/ory-ext-authz/pkg/routes"
 )
 
@@ -34,7 +36,7 @@ func benchServer(b *testing.B, fake *fakeory.Fake) *authz.Server {
 func BenchmarkCheckCacheHit(b *testing.B) {
 	fake := fakeory.New()
 	b.Cleanup(fake.Close)
-	benchCacheHit(b, fake, benchServer(b, fake))
+	benchCacheHit(b, fake, benchServer(b, fake), nil)
 }
 
 // BenchmarkCheckCacheHitRoutes200 is the hot path with a route table of
@@ -49,34 +51,104 @@ func BenchmarkCheckCacheHitRoutes200(b *testing.B) {
 		fmt.Fprintf(&yaml, "  - {name: r%d, match: {host: h%d.example.org, path: {prefix: /svc%d/}}, on_missing: allow}\n", i, i, i)
 	}
 	yaml.WriteString("  - {name: api, match: {path: {prefix: /api/}}, tokenize_as: mesh}\n")
-	tab, err := routes.Parse([]byte(yaml.String()))
+	benchCacheHit(b, fake, routesServer(b, fake, yaml.String()), nil)
+}
+
+// BenchmarkCheckCacheHitPolicy is the hot path on a route with a policy:
+// internal/bench's PolicyRoutes, 200 rules of which the request matches
+// the last, whose `authorize` expression ("admin" in claims.roles &&
+// claims.sub == session.identity_id) runs on every hit and whose two
+// identity headers (x-user-id, x-user-email) are merged into the answer,
+// which also removes the table's third identity header. Before the timer
+// it checks that the answer sets both headers from the JWT's claims and
+// that a session without the role is denied on a cache hit too.
+func BenchmarkCheckCacheHitPolicy(b *testing.B) {
+	fake := fakeory.New()
+	b.Cleanup(fake.Close)
+	var roleless atomic.Pointer[fakeory.Session]
+	fake.SetClaims(func(c map[string]any) {
+		if s := roleless.Load(); s == nil || c["sub"] != s.IdentityID {
+			c["roles"] = bench.PolicyRoles
+		}
+	})
+	s := routesServer(b, fake, bench.PolicyRoutes())
+	benchCacheHit(b, fake, s, func(b *testing.B, sessions []*fakeory.Session) {
+		ctx := context.Background()
+		sess := sessions[0]
+		resp, err := s.Check(ctx, load.CheckRequest(sess.CookiePair()))
+		if err != nil {
+			b.Fatal(err)
+		}
+		// As Envoy reads it: the cached bytes and the identity part merged.
+		wire, err := proto.Marshal(resp)
+		if err != nil {
+			b.Fatal(err)
+		}
+		var got authv3.CheckResponse
+		if err := proto.Unmarshal(wire, &got); err != nil {
+			b.Fatal(err)
+		}
+		set := map[string]string{}
+		for _, h := range got.GetOkResponse().GetHeaders() {
+			set[h.GetHeader().GetKey()] = h.GetHeader().GetValue()
+		}
+		if got.GetStatus().GetCode() != 0 || !strings.HasPrefix(set["authorization"], "Bearer ") ||
+			set[bench.PolicyUserID] != sess.IdentityID || set[bench.PolicyUserEmail] != sess.IdentityID+"@example.org" ||
+			!slices.Equal(got.GetOkResponse().GetHeadersToRemove(), []string{bench.PolicyOtherHeader}) {
+			b.Fatalf("policy hit: status %v, headers %v, removed %v; want OK with authorization, %s: %s, %s: %s@example.org, removing %s",
+				got.GetStatus(), set, got.GetOkResponse().GetHeadersToRemove(), bench.PolicyUserID, sess.IdentityID, bench.PolicyUserEmail, sess.IdentityID, bench.PolicyOtherHeader)
+		}
+		// A session without the role: denied when it is fetched, and again
+		// from the cache (the expression runs on every hit, not at fill).
+		r := fake.NewSession()
+		roleless.Store(r)
+		req := load.CheckRequest(r.CookiePair())
+		for i, want := range []int64{1, 0} {
+			calls := fake.Calls()
+			resp, err := s.Check(ctx, req)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if codes.Code(resp.GetStatus().GetCode()) != codes.PermissionDenied || resp.GetDeniedResponse().GetStatus().GetCode() != typev3.StatusCode_Forbidden {
+				b.Fatalf("check %d of a session without the role: %v, want 403", i+1, resp)
+			}
+			if n := fake.Calls() - calls; n != want {
+				b.Fatalf("check %d of a session without the role: %d whoami calls, want %d", i+1, n, want)
+			}
+		}
+	})
+}
+
+// routesServer is the benchmark server with the route table yaml.
+func routesServer(b *testing.B, fake *fakeory.Fake, yaml string) *authz.Server {
+	b.Helper()
+	tab, err := routes.Parse([]byte(yaml))
 	if err != nil {
 		b.Fatal(err)
 	}
-	cfg := bench.Config()
-	oc, err := ory.New(ory.Options{BaseURL: fake.URL, Timeout: cfg.WhoamiTimeout, MaxJWTBytes: config.MaxCredentialBytes})
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(oc.Close)
-	o := cfg.AuthzOptions(oc)
-	o.Routes = staticTable{tab}
-	s, err := authz.New(o)
+	s, err := bench.NewRoutesServer(fake.URL, tab)
 	if err != nil {
 		b.Fatal(err)
 	}
 	b.Cleanup(s.Close)
-	benchCacheHit(b, fake, s)
+	return s
 }
 
-func benchCacheHit(b *testing.B, fake *fakeory.Fake, s *authz.Server) {
+// benchCacheHit fills s with 1000 sessions of fake, runs verify (when not
+// nil) on them, and then times hits of those sessions, serial and parallel.
+func benchCacheHit(b *testing.B, fake *fakeory.Fake, s *authz.Server, verify func(*testing.B, []*fakeory.Session)) {
 	const sessions = 1000
 	reqs := make([]*authv3.CheckRequest, sessions)
+	ss := make([]*fakeory.Session, sessions)
 	for i := range reqs {
-		reqs[i] = load.CheckRequest(fake.NewSession().CookiePair())
+		ss[i] = fake.NewSession()
+		reqs[i] = load.CheckRequest(ss[i].CookiePair())
 		if resp, err := s.Check(context.Background(), reqs[i]); err != nil || resp.GetStatus().GetCode() != 0 {
 			b.Fatalf("warm-up: %v %v", resp, err)
 		}
+	}
+	if verify != nil {
+		verify(b, ss)
 	}
 	calls := fake.Calls()
 	ctx := context.Background()

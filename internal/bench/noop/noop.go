@@ -37,19 +37,43 @@ func (s *Server) Check(context.Context, *authv3.CheckRequest) (*authv3.CheckResp
 // uuidLen is the length of the identity and session ids Ory hands out.
 const uuidLen = 36
 
+// Identity is what a route with identity headers adds to the real
+// server's OK answer: the headers it sets (name and value, in order) and the
+// identity header names it removes (headers_to_remove).
+type Identity struct {
+	Headers [][2]string
+	Remove  []string
+}
+
+// IdentityOf is the Identity of an OK answer of the real server, as Envoy
+// reads it (parsed, so that its cached part and its identity part are
+// merged): every header it sets but authorization, and its
+// headers_to_remove.
+func IdentityOf(resp *authv3.CheckResponse) Identity {
+	var id Identity
+	for _, h := range resp.GetOkResponse().GetHeaders() {
+		if k := h.GetHeader().GetKey(); k != "authorization" {
+			id.Headers = append(id.Headers, [2]string{k, h.GetHeader().GetValue()})
+		}
+	}
+	id.Remove = resp.GetOkResponse().GetHeadersToRemove()
+	return id
+}
+
 // Response builds the OK answer with an authorization header of "Bearer "
-// and a JWT-shaped value of jwtBytes bytes, and the dynamic metadata of a
-// cache hit.
-func Response(jwtBytes int) *authv3.CheckResponse {
+// and a JWT-shaped value of jwtBytes bytes, then id's headers and
+// headers_to_remove, and the dynamic metadata of a cache hit.
+func Response(jwtBytes int, id Identity) *authv3.CheckResponse {
 	jwt := strings.Repeat("x", jwtBytes)
+	hs := []*corev3.HeaderValueOption{header("authorization", "Bearer "+jwt)}
+	for _, h := range id.Headers {
+		hs = append(hs, header(h[0], h[1]))
+	}
 	return &authv3.CheckResponse{
 		Status: &rpcstatus.Status{},
 		HttpResponse: &authv3.CheckResponse_OkResponse{OkResponse: &authv3.OkHttpResponse{
-			Headers: []*corev3.HeaderValueOption{{
-				Header:       &corev3.HeaderValue{Key: "authorization", Value: "Bearer " + jwt},
-				Append:       wrapperspb.Bool(false),
-				AppendAction: corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD,
-			}},
+			Headers:         hs,
+			HeadersToRemove: id.Remove,
 		}},
 		DynamicMetadata: &structpb.Struct{Fields: map[string]*structpb.Value{
 			"identity_id": structpb.NewStringValue(strings.Repeat("0", uuidLen)),
@@ -60,15 +84,24 @@ func Response(jwtBytes int) *authv3.CheckResponse {
 	}
 }
 
+// header sets a header as the real server does (append false, overwrite).
+func header(k, v string) *corev3.HeaderValueOption {
+	return &corev3.HeaderValueOption{
+		Header:       &corev3.HeaderValue{Key: k, Value: v},
+		Append:       wrapperspb.Bool(false),
+		AppendAction: corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD,
+	}
+}
+
 // NewGRPCServer returns a gRPC server with the baseline registered, plus
 // grpc.health.v1 so that readiness is polled the same way as for the real
 // server. The keepalive options are those pkg/server uses by default.
-func NewGRPCServer(jwtBytes int) *grpc.Server {
+func NewGRPCServer(jwtBytes int, id Identity) *grpc.Server {
 	gs := grpc.NewServer(
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: server.DefaultGRPCKeepaliveMinTime, PermitWithoutStream: true}),
 		grpc.KeepaliveParams(keepalive.ServerParameters{MaxConnectionIdle: server.DefaultGRPCMaxConnectionIdle}),
 	)
-	authv3.RegisterAuthorizationServer(gs, &Server{Response: Response(jwtBytes)})
+	authv3.RegisterAuthorizationServer(gs, &Server{Response: Response(jwtBytes, id)})
 	hs := health.NewServer()
 	hs.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
 	healthpb.RegisterHealthServer(gs, hs)

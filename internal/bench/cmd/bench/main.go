@@ -9,6 +9,9 @@
 //
 //   - warm: 1000 cached sessions, ghz at concurrency 50, the real server and
 //     the baseline alternately (A B A B ...), rps, p50 and p99 as ratios;
+//   - warm-routes: warm with --routes, a table of 200 rules whose last (the
+//     traffic's) has an `authorize` expression and two identity headers,
+//     against a baseline answering with the same headers;
 //   - cold: 1000 sessions x 20 concurrent checks at once on a cold cache, Ory
 //     answering in 5ms: Ory calls per session and p99;
 //   - expiry: JWT ttl 10s, --expiry-leeway 2s, steady load for 45s: Ory calls
@@ -94,10 +97,10 @@ func main() {
 	var o options
 	flag.StringVar(&o.server, "server", "bin/ory-ext-authz", "the server binary (make build)")
 	flag.StringVar(&o.ghz, "ghz", defaultGhz, "ghz as module@version, run with go run")
-	flag.IntVar(&o.rounds, "rounds", 5, "warm: rounds per server, alternating A B A B (at least 2)")
-	flag.Float64Var(&o.warmSeconds, "warm-seconds", 4, "warm: target length of one round; its request count is calibrated on the baseline and bounded to [20000, 200000]")
+	flag.IntVar(&o.rounds, "rounds", 5, "warm and warm-routes: rounds per server, alternating A B A B (at least 2)")
+	flag.Float64Var(&o.warmSeconds, "warm-seconds", 4, "warm and warm-routes: target length of one round; its request count is calibrated on the baseline and bounded to [20000, 200000]")
 	flag.IntVar(&o.sessions, "sessions", 1000, "distinct sessions of the warm, cold and expiry scenarios")
-	flag.IntVar(&o.concurrency, "concurrency", 50, "warm: ghz concurrency")
+	flag.IntVar(&o.concurrency, "concurrency", 50, "warm and warm-routes: ghz and Go driver concurrency")
 	flag.IntVar(&o.coldPer, "cold-per-session", 20, "cold: concurrent checks per session")
 	flag.DurationVar(&o.oryLatency, "ory-latency", 5*time.Millisecond, "cold and expiry: latency of every whoami call")
 	flag.DurationVar(&o.expiryTTL, "expiry-ttl", 10*time.Second, "expiry: the template ttl (fake Ory's JWT lifetime)")
@@ -107,10 +110,10 @@ func main() {
 	flag.IntVar(&o.oryNice, "ory-nice", 19, "expiry: run the fake Ory at this nice level (0: as the others), so that its signing takes the cores only when the server and the load leave them idle")
 	flag.IntVar(&o.memSessions, "memory-sessions", 100_000, "memory: sessions cached")
 	flag.Int64Var(&o.memBound, "memory-bound", 8<<20, "memory: the small --cache-max-bytes whose bound is shown")
-	flag.StringVar(&o.only, "only", "", "comma-separated scenarios to run (warm,cold,expiry,memory,go,replicas-cold,replicas-expiry,redis-warm,redis-l2,invalidation); empty runs all. replicas-expiry's target compares with expiry's figure of the same run")
+	flag.StringVar(&o.only, "only", "", "comma-separated scenarios to run (warm,warm-routes,cold,expiry,memory,go,replicas-cold,replicas-expiry,redis-warm,redis-l2,invalidation); empty runs all. replicas-expiry's target compares with expiry's figure of the same run")
 	flag.IntVar(&o.replicas, "replicas", 3, "replicas-cold and replicas-expiry: serve processes sharing one Redis")
 	flag.BoolVar(&o.keep, "keep", false, "keep the work dir (logs, ghz reports) instead of removing it")
-	flag.BoolVar(&o.driverCheck, "driver-check", true, "warm: also run the A/B rounds with the in-repo Go driver, as a cross-check of ghz")
+	flag.BoolVar(&o.driverCheck, "driver-check", true, "warm and warm-routes: also run the A/B rounds with the in-repo Go driver, as a cross-check of ghz")
 	flag.Parse()
 	if o.rounds < 2 {
 		fmt.Fprintln(os.Stderr, "bench: --rounds must be at least 2")
@@ -158,6 +161,7 @@ func run(ctx context.Context, o options) error {
 		run  func(context.Context) error
 	}{
 		{"warm", h.warm},
+		{"warm-routes", h.warmRoutes},
 		{"cold", h.cold},
 		{"expiry", h.expiry},
 		{"memory", h.memory},
@@ -195,7 +199,7 @@ func (h *harness) build(ctx context.Context) error {
 		return fmt.Errorf("go build: %w", err)
 	}
 	h.bins = bins{noop: filepath.Join(h.dir, "noop"), fakeory: filepath.Join(h.dir, "fakeory"), memory: filepath.Join(h.dir, "memory")}
-	if h.want("warm") {
+	if h.want("warm") || h.want("warm-routes") {
 		logf("building %s (go run)", h.opt.ghz)
 		cmd = exec.CommandContext(ctx, "go", "run", h.opt.ghz, "--version")
 		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr

@@ -19,6 +19,7 @@ import (
 
 	"github.com/ory-ext-authz/ory-ext-authz/internal/bench"
 	"github.com/ory-ext-authz/ory-ext-authz/internal/bench/load"
+	"github.com/ory-ext-authz/ory-ext-authz/internal/bench/noop"
 	"github.com/ory-ext-authz/ory-ext-authz/internal/procgroup"
 )
 
@@ -94,11 +95,12 @@ type fakeOry struct {
 	cookies  []string
 }
 
-// startFakeOry starts the fake Ory; nice, when not 0, is its nice level.
-func (h *harness) startFakeOry(name string, latency, ttl time.Duration, sessions, nice int) (*fakeOry, error) {
+// startFakeOry starts the fake Ory with extra flags; nice, when not 0, is
+// its nice level.
+func (h *harness) startFakeOry(name string, latency, ttl time.Duration, sessions, nice int, extra ...string) (*fakeOry, error) {
 	file := filepath.Join(h.dir, name+".sessions")
 	pr, pw := io.Pipe()
-	bin, args := h.bins.fakeory, []string{"--latency", latency.String(), "--ttl", ttl.String(), "--sessions", strconv.Itoa(sessions), "--sessions-file", file}
+	bin, args := h.bins.fakeory, append([]string{"--latency", latency.String(), "--ttl", ttl.String(), "--sessions", strconv.Itoa(sessions), "--sessions-file", file}, extra...)
 	if nice != 0 {
 		bin, args = "nice", append([]string{"-n", strconv.Itoa(nice), bin}, args...)
 	}
@@ -210,19 +212,27 @@ func (h *harness) startServer(ctx context.Context, name string, ory *fakeOry, ex
 func (h *harness) startPair(ctx context.Context, name string, ory *fakeOry) (real *server, noopAddr string, err error) {
 	real, err = h.startServer(ctx, name, ory)
 	if err == nil {
-		noopAddr, _, err = h.startNoop(ctx, ory.jwtBytes)
+		noopAddr, _, err = h.startNoop(ctx, "noop", ory.jwtBytes, noop.Identity{})
 	}
 	return real, noopAddr, err
 }
 
-// startNoop starts the baseline with a JWT as long as the fake Ory's.
-func (h *harness) startNoop(ctx context.Context, jwtBytes int) (string, *proc, error) {
+// startNoop starts the baseline (as name) with a JWT as long as the fake
+// Ory's and the identity headers id.
+func (h *harness) startNoop(ctx context.Context, name string, jwtBytes int, id noop.Identity) (string, *proc, error) {
 	gp, err := freePort()
 	if err != nil {
 		return "", nil, err
 	}
 	addr := "127.0.0.1:" + gp
-	p, err := h.procs.start("noop", nil, h.bins.noop, "--grpc-addr", addr, "--jwt-bytes", strconv.Itoa(jwtBytes))
+	args := []string{"--grpc-addr", addr, "--jwt-bytes", strconv.Itoa(jwtBytes)}
+	for _, hv := range id.Headers {
+		args = append(args, "--header", hv[0]+"="+hv[1])
+	}
+	for _, r := range id.Remove {
+		args = append(args, "--remove", r)
+	}
+	p, err := h.procs.start(name, nil, h.bins.noop, args...)
 	if err != nil {
 		return "", nil, err
 	}

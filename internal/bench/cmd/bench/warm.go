@@ -13,6 +13,7 @@ import (
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 
 	"github.com/ory-ext-authz/ory-ext-authz/internal/bench/load"
+	"github.com/ory-ext-authz/ory-ext-authz/internal/bench/noop"
 )
 
 // ghzReport is the part of ghz's JSON report the harness reads.
@@ -92,9 +93,35 @@ func (h *harness) ghz(ctx context.Context, name, addr, protoset, data string, n,
 	return r, nil
 }
 
+// warmCase is one warm comparison of the real server with the baseline:
+// its rows are labelled label+" (ghz)" and label+" (Go driver)".
+type warmCase struct {
+	label, name string
+	sides       sides
+	// oryArgs and serverArgs are extra flags of the fake Ory and the
+	// server.
+	oryArgs, serverArgs []string
+	// prepare, when set, runs after the fill (the fake Ory's counters not
+	// yet reset): it checks the real server's answers and returns the
+	// identity part the baseline's answer must have.
+	prepare func(ctx context.Context, realAddr string, ory *fakeOry) (noop.Identity, error)
+	// driverRounds and driverRound, when set, are the Go driver's rounds
+	// per server and the length of each; warm's otherwise (--rounds, each
+	// up to twice ghz's checks or 30s).
+	driverRounds int
+	driverRound  time.Duration
+}
+
 func (h *harness) warm(ctx context.Context) error {
+	return h.runWarm(ctx, warmCase{label: "warm", name: "warm", sides: vsBaseline})
+}
+
+// runWarm fills the real server's cache with ghz, starts the baseline,
+// and runs the A/B rounds with ghz, then with the Go driver.
+func (h *harness) runWarm(ctx context.Context, wc warmCase) error {
 	o := h.opt
-	ory, err := h.startFakeOry("fakeory-warm", 0, time.Hour, o.sessions, 0)
+	ghzScen, driverScen := wc.label+" (ghz)", wc.label+" (Go driver)"
+	ory, err := h.startFakeOry("fakeory-"+wc.name, 0, time.Hour, o.sessions, 0, wc.oryArgs...)
 	if err != nil {
 		return err
 	}
@@ -102,11 +129,11 @@ func (h *harness) warm(ctx context.Context) error {
 	if err := load.WriteProtoset(protoset); err != nil {
 		return err
 	}
-	data := filepath.Join(h.dir, "warm-data.json")
+	data := filepath.Join(h.dir, wc.name+"-data.json")
 	if err := load.WriteGhzData(data, ory.cookies); err != nil {
 		return err
 	}
-	srv, noopAddr, err := h.startPair(ctx, "server-warm", ory)
+	srv, err := h.startServer(ctx, "server-"+wc.name, ory, wc.serverArgs...)
 	if err != nil {
 		return err
 	}
@@ -115,8 +142,8 @@ func (h *harness) warm(ctx context.Context) error {
 	// Fill the cache through ghz itself: 2 x sessions checks on a cold
 	// cache must cost exactly one whoami per session. That also proves ghz
 	// cycles through every element of the data file.
-	logf("warm: filling the cache with ghz (%d checks over %d sessions)", 2*o.sessions, o.sessions)
-	if _, err := h.ghz(ctx, "ghz-fill", realAddr, protoset, data, 2*o.sessions, o.concurrency); err != nil {
+	logf("%s: filling the cache with ghz (%d checks over %d sessions)", wc.name, 2*o.sessions, o.sessions)
+	if _, err := h.ghz(ctx, "ghz-"+wc.name+"-fill", realAddr, protoset, data, 2*o.sessions, o.concurrency); err != nil {
 		return err
 	}
 	st, err := ory.stats(ctx)
@@ -129,23 +156,33 @@ func (h *harness) warm(ctx context.Context) error {
 			distinct++
 		}
 	}
-	h.table.add("warm (ghz)", fmt.Sprintf("fill: whoami calls for %d ghz checks on a cold cache (distinct sessions)", 2*o.sessions), fmt.Sprintf("%d (%d)", st.Calls, distinct), "",
+	h.table.add(ghzScen, fmt.Sprintf("fill: whoami calls for %d ghz checks on a cold cache (distinct sessions)", 2*o.sessions), fmt.Sprintf("%d (%d)", st.Calls, distinct), "",
 		fmt.Sprintf("%d, one per session: ghz cycles through the data file", o.sessions), yes(st.Calls == int64(o.sessions) && distinct == o.sessions))
+	var id noop.Identity
+	if wc.prepare != nil {
+		if id, err = wc.prepare(ctx, realAddr, ory); err != nil {
+			return err
+		}
+	}
 	if err := ory.reset(ctx); err != nil {
+		return err
+	}
+	noopAddr, _, err := h.startNoop(ctx, "noop-"+wc.name, ory.jwtBytes, id)
+	if err != nil {
 		return err
 	}
 
 	// Warm both up (connections, heap growth) and calibrate the round size
 	// on the baseline.
-	if _, err := h.ghz(ctx, "ghz-warmup-real", realAddr, protoset, data, 10000, o.concurrency); err != nil {
+	if _, err := h.ghz(ctx, "ghz-"+wc.name+"-warmup-real", realAddr, protoset, data, 10000, o.concurrency); err != nil {
 		return err
 	}
-	cal, err := h.ghz(ctx, "ghz-warmup-noop", noopAddr, protoset, data, 10000, o.concurrency)
+	cal, err := h.ghz(ctx, "ghz-"+wc.name+"-warmup-noop", noopAddr, protoset, data, 10000, o.concurrency)
 	if err != nil {
 		return err
 	}
 	n := min(max(int(cal.Rps*o.warmSeconds)/1000*1000, 20000), 200000)
-	logf("warm: %d checks per round (baseline warm-up: %.0f rps)", n, cal.Rps)
+	logf("%s: %d checks per round (baseline warm-up: %.0f rps)", wc.name, n, cal.Rps)
 
 	var real, base []measurement
 	for r := range o.rounds {
@@ -153,12 +190,12 @@ func (h *harness) warm(ctx context.Context) error {
 			name, addr string
 			into       *[]measurement
 		}{{"real", realAddr, &real}, {"noop", noopAddr, &base}} {
-			rep, err := h.ghz(ctx, fmt.Sprintf("ghz-round%d-%s", r+1, s.name), s.addr, protoset, data, n, o.concurrency)
+			rep, err := h.ghz(ctx, fmt.Sprintf("ghz-%s-round%d-%s", wc.name, r+1, s.name), s.addr, protoset, data, n, o.concurrency)
 			if err != nil {
 				return err
 			}
 			m := measurement{rps: rep.Rps, p50: rep.pct(50), p99: rep.pct(99), n: int(rep.Count), errors: rep.errors()}
-			logf("warm: round %d %-4s %8.0f rps  p50 %s  p99 %s", r+1, s.name, m.rps, ms(m.p50), ms(m.p99))
+			logf("%s: round %d %-4s %8.0f rps  p50 %s  p99 %s", wc.name, r+1, s.name, m.rps, ms(m.p50), ms(m.p99))
 			*s.into = append(*s.into, m)
 		}
 	}
@@ -166,28 +203,33 @@ func (h *harness) warm(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	h.addWarmRows("warm (ghz)", fmt.Sprintf("%s, c=%d, 2 connections, %d checks per round over %d sessions, %d rounds each, A B A B", strings.TrimPrefix(o.ghz, "github.com/bojand/ghz/cmd/"), o.concurrency, n, o.sessions, o.rounds), vsBaseline, real, base)
-	h.table.add("warm (ghz)", "whoami calls during the rounds", strconv.FormatInt(st.Calls, 10), "", "0 (all hits)", yes(st.Calls == 0))
+	h.addWarmRows(ghzScen, fmt.Sprintf("%s, c=%d, 2 connections, %d checks per round over %d sessions, %d rounds each, A B A B", strings.TrimPrefix(o.ghz, "github.com/bojand/ghz/cmd/"), o.concurrency, n, o.sessions, o.rounds), wc.sides, real, base)
+	h.table.add(ghzScen, "whoami calls during the rounds", strconv.FormatInt(st.Calls, 10), "", "0 (all hits)", yes(st.Calls == 0))
 
-	if o.driverCheck {
-		if err := h.warmDriver(ctx, realAddr, noopAddr, ory, n); err != nil {
-			return err
-		}
+	if !o.driverCheck {
+		return nil
 	}
-	return nil
-}
-
-// warmDriver repeats the A/B rounds with the in-repo Go driver: a client
-// much cheaper than ghz's dynamic messages, so more of the two cores go to
-// the server and its own cost shows more.
-func (h *harness) warmDriver(ctx context.Context, realAddr, noopAddr string, ory *fakeOry, n int) error {
-	o := h.opt
-	n2 := n * 2
-	real, base, err := h.driverRounds(ctx, "warm driver", vsBaseline, realAddr, noopAddr, ory, o.rounds, n2, 30*time.Second)
+	// The same A/B rounds with the in-repo Go driver: a client much
+	// cheaper than ghz's dynamic messages, so more of the two cores go to
+	// the server and its own cost shows more.
+	rounds, total, round := o.rounds, 2*n, 30*time.Second
+	setup := fmt.Sprintf("internal/bench/load, c=%d, 2 connections, up to %d checks or 30s per round, %d rounds each, A B A B", o.concurrency, total, rounds)
+	if wc.driverRounds > 0 {
+		rounds, total, round = wc.driverRounds, 1_000_000, wc.driverRound
+		setup = fmt.Sprintf("internal/bench/load, c=%d, 2 connections, %s per round, %d rounds each, A B A B", o.concurrency, round, rounds)
+	}
+	if err := ory.reset(ctx); err != nil {
+		return err
+	}
+	real, base, err = h.driverRounds(ctx, wc.name+" driver", wc.sides, realAddr, noopAddr, ory, rounds, total, round)
 	if err != nil {
 		return err
 	}
-	h.addWarmRows("warm (Go driver)", fmt.Sprintf("internal/bench/load, c=%d, 2 connections, up to %d checks or 30s per round, %d rounds each, A B A B", o.concurrency, n2, o.rounds), vsBaseline, real, base)
+	if st, err = ory.stats(ctx); err != nil {
+		return err
+	}
+	h.addWarmRows(driverScen, setup, wc.sides, real, base)
+	h.table.add(driverScen, "whoami calls during the warm-ups and rounds", strconv.FormatInt(st.Calls, 10), "", "0 (all hits)", yes(st.Calls == 0))
 	return nil
 }
 

@@ -1,7 +1,10 @@
 // Command fakeory runs internal/fakeory's fake Ory as a process for `make bench`:
 // whoami?tokenize_as= on 127.0.0.1 signing real ES256 JWTs, with a per-call
 // latency, a JWT ttl, and N sessions created up front whose cookies are
-// written to a file, one "ory_kratos_session=<value>" a line.
+// written to a file, one "ory_kratos_session=<value>" a line. With --roles
+// every JWT carries a roles claim, but that of one more session, whose
+// cookie goes to --roleless-file (route table policies: a session the
+// policy denies).
 //
 // A second loopback listener is the control API of the orchestrator:
 //
@@ -74,6 +77,8 @@ func run() error {
 	ttl := flag.Duration("ttl", time.Hour, "lifetime of the minted JWTs (the tokenizer template's ttl)")
 	sessions := flag.Int("sessions", 1000, "sessions to create up front")
 	sessionsFile := flag.String("sessions-file", "", "where to write the session cookies, one a line (required)")
+	roles := flag.String("roles", "", "comma-separated roles claim of every session's JWT (empty: no roles claim)")
+	rolelessFile := flag.String("roleless-file", "", "with --roles: create one more session whose JWT has no roles claim and write its cookie here (its calls count as unknown)")
 	flag.Parse()
 	if *sessionsFile == "" {
 		return fmt.Errorf("--sessions-file is required")
@@ -95,6 +100,25 @@ func run() error {
 		sample = s
 	}
 	c.reset()
+	if *roles != "" {
+		var claim []any
+		for _, r := range strings.Split(*roles, ",") {
+			claim = append(claim, r)
+		}
+		roleless := ""
+		if *rolelessFile != "" {
+			s := fake.NewSession()
+			roleless = s.IdentityID
+			if err := os.WriteFile(*rolelessFile, []byte(s.CookiePair()+"\n"), 0o600); err != nil {
+				return err
+			}
+		}
+		fake.SetClaims(func(m map[string]any) {
+			if m["sub"] != roleless {
+				m["roles"] = claim
+			}
+		})
+	}
 	if err := os.WriteFile(*sessionsFile, []byte(b.String()), 0o600); err != nil {
 		return err
 	}
