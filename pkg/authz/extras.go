@@ -26,6 +26,9 @@ type extras struct {
 	claims map[string]any
 	// session is the session the JWT was minted for.
 	session routes.Session
+	// jwtBytes is the JWT's length: with the request's headers, the size
+	// of an expression's input (routes.Vars.InputBytes).
+	jwtBytes int
 	// ok holds, for each set of plan.sets, the OK part that sets the set's
 	// headers whose claims the JWT has and removes every other name.
 	ok []*authv3.CheckResponse_OkResponse
@@ -44,7 +47,7 @@ func buildExtras(p *plan, jwt string, sess routes.Session) (*extras, error) {
 	if err != nil {
 		return nil, err
 	}
-	x := &extras{plan: p, session: sess, ok: make([]*authv3.CheckResponse_OkResponse, len(p.sets))}
+	x := &extras{plan: p, session: sess, jwtBytes: len(jwt), ok: make([]*authv3.CheckResponse_OkResponse, len(p.sets))}
 	if p.claims {
 		x.claims = claims
 	}

@@ -63,7 +63,8 @@ func (s *Server) grant(r request, st settings, a allowed, hit bool) (*authv3.Che
 		}
 	}
 	if expr {
-		ok, err := st.rule.Authorize(routes.Vars{Claims: x.claims, Session: x.session, Request: requestVars(r)})
+		req, headerBytes := requestVars(r)
+		ok, err := st.rule.Authorize(routes.Vars{Claims: x.claims, Session: x.session, Request: req, InputBytes: x.jwtBytes + headerBytes})
 		if err != nil {
 			return nil, &ruleError{rule: st.rule, err: err}
 		}
@@ -103,13 +104,14 @@ func extrasOf(p *plan, a allowed) (*extras, error) {
 
 // requestVars is `request` of an `authorize` expression: the path as the
 // table matched it (Envoy's normal form, without the query), headers with
-// lower-case names.
-func requestVars(r request) routes.Request {
+// lower-case names; and the size of its headers' names and values.
+func requestVars(r request) (routes.Request, int) {
 	path, ok := routes.NormalizePath(r.http.GetPath())
 	if !ok {
 		path = ""
 	}
 	hs := r.headers.Map
+	size := 0
 	if hs == nil && len(r.headers.Raw) > 0 {
 		hs = make(map[string]string, len(r.headers.Raw))
 		for _, h := range r.headers.Raw {
@@ -120,5 +122,8 @@ func requestVars(r request) routes.Request {
 			hs[h.GetKey()] = v
 		}
 	}
-	return routes.Request{Method: r.http.GetMethod(), Host: r.http.GetHost(), Path: path, Headers: hs}
+	for k, v := range hs {
+		size += len(k) + len(v)
+	}
+	return routes.Request{Method: r.http.GetMethod(), Host: r.http.GetHost(), Path: path, Headers: hs}, size
 }

@@ -69,17 +69,26 @@ func BenchmarkAuthorize(b *testing.B) {
 		Session: Session{IdentityID: "id-1", SessionID: "s-1", AAL: "aal2"},
 		Request: Request{Method: "GET", Host: "a.test", Path: "/t/x", Headers: map[string]string{"x-tenant": "t1", "accept": "*/*"}},
 	}
-	for _, path := range []string{"/s/", "/t/", "/l/"} {
-		r, _ := tab.Match("GET", "", path)
-		b.Run(r.Name(), func(b *testing.B) {
-			if ok, err := r.Authorize(v); !ok || err != nil {
-				b.Fatalf("Authorize = %v, %v", ok, err)
-			}
-			b.ReportAllocs()
-			for b.Loop() {
-				_, _ = r.Authorize(v)
-			}
-		})
+	// tracked: the input's size unknown, under the runtime cost limit;
+	// bounded: an input the load-time estimate bounds (InputBytes), as
+	// the Check path passes it.
+	for _, mode := range []struct {
+		name  string
+		bytes int
+	}{{"tracked", 0}, {"bounded", 2048}} {
+		v.InputBytes = mode.bytes
+		for _, path := range []string{"/s/", "/t/", "/l/"} {
+			r, _ := tab.Match("GET", "", path)
+			b.Run(r.Name()+"/"+mode.name, func(b *testing.B) {
+				if ok, err := r.Authorize(v); !ok || err != nil {
+					b.Fatalf("Authorize = %v, %v", ok, err)
+				}
+				b.ReportAllocs()
+				for b.Loop() {
+					_, _ = r.Authorize(v)
+				}
+			})
+		}
 	}
 }
 

@@ -55,12 +55,13 @@ func checkLabel(l string) error {
 	return nil
 }
 
-// match reports whether host, as requestHost returns it, matches.
+// match reports whether host, as requestHost returns it (lower-case),
+// matches.
 func (m hostMatcher) match(host string) bool {
 	if !m.wildcard {
-		return strings.EqualFold(host, m.name)
+		return host == m.name
 	}
-	return len(host) > len(m.name) && strings.EqualFold(host[len(host)-len(m.name):], m.name) &&
+	return len(host) > len(m.name) && host[len(host)-len(m.name):] == m.name &&
 		host[len(host)-len(m.name)-1] != '.'
 }
 
@@ -79,7 +80,25 @@ func requestHost(authority string) string {
 	if i := strings.LastIndexByte(h, ':'); i >= 0 && strings.IndexByte(h[:i], ':') < 0 && allDigits(h[i+1:]) {
 		h = h[:i]
 	}
-	return strings.TrimSuffix(h, ".")
+	return lowerASCII(strings.TrimSuffix(h, "."))
+}
+
+// lowerASCII is s with ASCII letters in lower case; it allocates only
+// when s has an upper-case one. Names are compared without regard to
+// ASCII case (RFC 4343), as the rules' names are stored lower-case.
+func lowerASCII(s string) string {
+	for i := 0; i < len(s); i++ {
+		if 'A' <= s[i] && s[i] <= 'Z' {
+			b := []byte(s)
+			for j := i; j < len(b); j++ {
+				if 'A' <= b[j] && b[j] <= 'Z' {
+					b[j] += 'a' - 'A'
+				}
+			}
+			return string(b)
+		}
+	}
+	return s
 }
 
 func allDigits(s string) bool {
