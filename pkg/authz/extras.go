@@ -8,6 +8,7 @@ import (
 	"math"
 	"strconv"
 	"strings"
+	"sync/atomic"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
@@ -29,6 +30,10 @@ type extras struct {
 	// jwtBytes is the JWT's length: with the request's headers, the size
 	// of an expression's input (routes.Vars.InputBytes).
 	jwtBytes int
+	// verdicts keep, per plan.verdictSlot, the result of an `authorize`
+	// expression that reads no request: the same for every request of
+	// this JWT, evaluated on the first and kept.
+	verdicts []atomic.Pointer[verdict]
 	// ok holds, for each set of plan.sets, the OK part that sets the set's
 	// headers whose claims the JWT has and removes every other name.
 	ok []*authv3.CheckResponse_OkResponse
@@ -50,6 +55,7 @@ func buildExtras(p *plan, jwt string, sess routes.Session) (*extras, error) {
 	x := &extras{plan: p, session: sess, jwtBytes: len(jwt), ok: make([]*authv3.CheckResponse_OkResponse, len(p.sets))}
 	if p.claims {
 		x.claims = claims
+		x.verdicts = make([]atomic.Pointer[verdict], p.verdicts)
 	}
 	for i, set := range p.sets {
 		ok := &authv3.OkHttpResponse{}
@@ -66,6 +72,12 @@ func buildExtras(p *plan, jwt string, sess routes.Session) (*extras, error) {
 		x.ok[i] = &authv3.CheckResponse_OkResponse{OkResponse: ok}
 	}
 	return x, nil
+}
+
+// verdict is an `authorize` result kept for a JWT.
+type verdict struct {
+	ok  bool
+	err error
 }
 
 func setsHeader(hs []*corev3.HeaderValueOption, name string) bool {

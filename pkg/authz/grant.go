@@ -63,8 +63,7 @@ func (s *Server) grant(r request, st settings, a allowed, hit bool) (*authv3.Che
 		}
 	}
 	if expr {
-		req, headerBytes := requestVars(r)
-		ok, err := st.rule.Authorize(routes.Vars{Claims: x.claims, Session: x.session, Request: req, InputBytes: x.jwtBytes + headerBytes})
+		ok, err := authorize(st, x, r)
 		if err != nil {
 			return nil, &ruleError{rule: st.rule, err: err}
 		}
@@ -76,6 +75,22 @@ func (s *Server) grant(r request, st settings, a allowed, hit bool) (*authv3.Che
 		return a.response(hit, p.stripAll), nil
 	}
 	return a.response(hit, x.ok[set]), nil
+}
+
+// authorize runs the rule's expression for r, or for one that reads no
+// request takes the result kept with the JWT (evaluating it the first
+// time).
+func authorize(st settings, x *extras, r request) (bool, error) {
+	if slot := st.plan.verdictSlot[st.rule.Index()]; slot >= 0 && slot < len(x.verdicts) {
+		if v := x.verdicts[slot].Load(); v != nil {
+			return v.ok, v.err
+		}
+		ok, err := st.rule.Authorize(routes.Vars{Claims: x.claims, Session: x.session, InputBytes: x.jwtBytes})
+		x.verdicts[slot].Store(&verdict{ok: ok, err: err})
+		return ok, err
+	}
+	req, headerBytes := requestVars(r)
+	return st.rule.Authorize(routes.Vars{Claims: x.claims, Session: x.session, Request: req, InputBytes: x.jwtBytes + headerBytes})
 }
 
 // withExtras adds to a what plan p needs decoded from the JWT, at fill

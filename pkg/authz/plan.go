@@ -20,6 +20,11 @@ type plan struct {
 	// rule's index to its set, -1 for a rule without headers.
 	sets    [][]routes.HeaderClaim
 	ruleSet []int
+	// verdictSlot maps a rule's index to the slot of extras.verdicts that
+	// keeps its `authorize` result for a JWT (an expression that does not
+	// read the request), -1 for the others; verdicts is the slot count.
+	verdictSlot []int
+	verdicts    int
 	// claims: some rule has an `authorize` expression, so the decoded
 	// claims are kept with each cached JWT.
 	claims bool
@@ -42,12 +47,16 @@ func newPlan(t *routes.Table) *plan {
 	if t == nil {
 		return emptyPlan
 	}
-	p := &plan{table: t, names: t.HeaderNames(), ruleSet: make([]int, len(t.Rules()))}
+	p := &plan{table: t, names: t.HeaderNames(), ruleSet: make([]int, len(t.Rules())), verdictSlot: make([]int, len(t.Rules()))}
 	seen := map[string]int{}
 	for i, r := range t.Rules() {
-		p.ruleSet[i] = -1
+		p.ruleSet[i], p.verdictSlot[i] = -1, -1
 		if r.Expression() != "" {
 			p.claims, p.extras = true, true
+			if !r.AuthorizeReadsRequest() {
+				p.verdictSlot[i] = p.verdicts
+				p.verdicts++
+			}
 		}
 		hs := r.Settings(routes.Settings{}).Headers
 		if len(hs) == 0 {

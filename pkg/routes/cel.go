@@ -100,6 +100,9 @@ type program struct {
 	// loops: the expression has a comprehension, so its input is checked
 	// against MaxLoopLen first.
 	loops bool
+	// readsRequest: the expression names `request`; without it, its
+	// result is fixed for a JWT (its claims and session).
+	readsRequest bool
 }
 
 // compileAuthorize parses, type-checks and plans expr; every problem is
@@ -138,8 +141,12 @@ func compileAuthorize(expr string) (*program, []exprError) {
 	if err != nil {
 		return nil, []exprError{{msg: err.Error()}}
 	}
-	loops := len(celast.MatchDescendants(celast.NavigateAST(ast.NativeRep()), celast.KindMatcher(celast.ComprehensionKind))) > 0
-	return &program{source: expr, prg: prg, fast: fast, loops: loops}, nil
+	root := celast.NavigateAST(ast.NativeRep())
+	loops := len(celast.MatchDescendants(root, celast.KindMatcher(celast.ComprehensionKind))) > 0
+	readsRequest := len(celast.MatchDescendants(root, func(e celast.NavigableExpr) bool {
+		return e.Kind() == celast.IdentKind && e.AsIdent() == "request"
+	})) > 0
+	return &program{source: expr, prg: prg, fast: fast, loops: loops, readsRequest: readsRequest}, nil
 }
 
 // exprError is a problem in an expression; line is 1-based, column

@@ -1,6 +1,7 @@
 package routes_test
 
 import (
+	"strings"
 	"testing"
 
 	"github.com/ory-ext-authz/ory-ext-authz/pkg/authz"
@@ -20,5 +21,28 @@ func TestOnMissingIsAuthz(t *testing.T) {
 	if routes.OnMissingDeny != routes.OnMissing(authz.OnMissingDeny) || routes.OnMissingAllow != routes.OnMissing(authz.OnMissingAllow) ||
 		routes.OnMissingRedirect != routes.OnMissing(authz.OnMissingRedirect) {
 		t.Error("the constants differ")
+	}
+}
+
+// TestAuthorizeReadsRequest: an expression that names request is evaluated
+// per request; one over claims and session only has one result per JWT.
+func TestAuthorizeReadsRequest(t *testing.T) {
+	for expr, want := range map[string]bool{
+		`claims.sub == session.identity_id`:                           false,
+		`"admin" in claims.roles`:                                     false,
+		`request.method == "GET"`:                                     true,
+		`"admin" in claims.roles && request.headers["x-team"] == "a"`: true,
+		`claims.tenant == "a" || request.path.startsWith("/pub/")`:    true,
+	} {
+		tab, err := routes.Parse([]byte("rules: [{authorize: '" + strings.ReplaceAll(expr, "'", "''") + "'}]"))
+		if err != nil {
+			t.Fatalf("%s: %v", expr, err)
+		}
+		if got := tab.Rules()[0].AuthorizeReadsRequest(); got != want {
+			t.Errorf("%s: AuthorizeReadsRequest() = %v, want %v", expr, got, want)
+		}
+	}
+	if (&routes.Rule{}).AuthorizeReadsRequest() {
+		t.Error("a rule without an expression reads the request")
 	}
 }

@@ -255,6 +255,14 @@ func (r *Rule) Authorize(v Vars) (bool, error) {
 	return r.authorize.eval(&v)
 }
 
+// AuthorizeReadsRequest tells whether the rule's `authorize` expression
+// reads `request`. One that does not has the same result for every request
+// of a JWT (its claims and session), so a caller may keep the result with
+// the JWT instead of evaluating it on every request.
+func (r *Rule) AuthorizeReadsRequest() bool {
+	return r != nil && r.authorize != nil && r.authorize.readsRequest
+}
+
 // SettingsSet names, in the file's spelling and the table's field order,
 // the settings the rule sets (tokenize_as, on_missing, require_aal,
 // authorize, headers, pass_client_authorization): a server that enforces
