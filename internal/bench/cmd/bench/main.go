@@ -102,7 +102,7 @@ func main() {
 	flag.StringVar(&o.server, "server", "bin/ory-ext-authz", "the server binary (make build)")
 	flag.StringVar(&o.ghz, "ghz", defaultGhz, "ghz as module@version, run with go run")
 	flag.IntVar(&o.rounds, "rounds", 5, "warm, warm-routes and warm-http: rounds per server, alternating A B A B (at least 2)")
-	flag.Float64Var(&o.warmSeconds, "warm-seconds", 4, "warm and warm-routes: target length of one round (warm-http: the length of one round); its request count is calibrated on the baseline and bounded to [20000, 200000]")
+	flag.Float64Var(&o.warmSeconds, "warm-seconds", 4, "warm and warm-routes: target length of one round (warm-http: 4 x --rounds rounds of a quarter of it); its request count is calibrated on the baseline and bounded to [20000, 200000]")
 	flag.IntVar(&o.sessions, "sessions", 1000, "distinct sessions of the warm, cold and expiry scenarios")
 	flag.IntVar(&o.concurrency, "concurrency", 50, "warm, warm-routes and warm-http: ghz and Go driver concurrency")
 	flag.IntVar(&o.coldPer, "cold-per-session", 20, "cold: concurrent checks per session")

@@ -21,7 +21,8 @@ var vsBaselineHTTP = sides{a: "ory-ext-authz /auth", b: "baseline (no-op HTTP)",
 // net/http server with the forward-auth listener's timeouts answering 200
 // with an Authorization of the same length and Cache-Control: no-store),
 // both driven by internal/bench/load's keep-alive HTTP driver at
-// --concurrency with Traefik's headers, A B A B. Every answer is checked
+// --concurrency with Traefik's headers, A B A B in 4 x --rounds rounds
+// of a quarter of --warm-seconds (as warm-routes' Go driver). Every answer is checked
 // (200 with a bearer Authorization); failures are counted and reported.
 func (h *harness) warmHTTP(ctx context.Context) error {
 	o := h.opt
@@ -35,13 +36,14 @@ func (h *harness) warmHTTP(ctx context.Context) error {
 		return err
 	}
 	realAddr := "127.0.0.1:" + fp
-	if _, err := h.startServer(ctx, "server-warm-http", ory, "--forward-auth-addr", realAddr); err != nil {
+	srv, err := h.startServer(ctx, "server-warm-http", ory, "--forward-auth-addr", realAddr)
+	if err != nil {
 		return err
 	}
 	if err := load.WaitHTTP(ctx, "http://"+realAddr+"/", 30*time.Second); err != nil {
 		return err
 	}
-	noopAddr, err := h.startNoopHTTP(ctx, "noop-warm-http", ory.jwtBytes)
+	noopAddr, noopProc, err := h.startNoopHTTP(ctx, "noop-warm-http", ory.jwtBytes)
 	if err != nil {
 		return err
 	}
@@ -99,16 +101,23 @@ func (h *harness) warmHTTP(ctx context.Context) error {
 		return err
 	}
 
-	// Warm-up of both (connections, heap growth), then the rounds: each
-	// up to warm-seconds long.
-	round := time.Duration(o.warmSeconds * float64(time.Second))
+	// Warm-up of both (connections, heap growth), then the rounds:
+	// warm-routes' many short ones (4 x --rounds of a quarter of
+	// --warm-seconds each), so that a pair of rounds (A, then B right
+	// after it) sees the same load of the shared machine.
+	rounds, round := 4*o.rounds, time.Duration(o.warmSeconds/4*float64(time.Second))
 	const total = 400_000
 	sideList := []struct {
 		name   string
+		proc   *proc
 		client *http.Client
 		reqs   []*http.Request
 		into   []measurement
-	}{{name: vsBaselineHTTP.a, client: realClient, reqs: realReqs}, {name: vsBaselineHTTP.b, client: noopClient, reqs: noopReqs}}
+		// cpu and checks: the server process's CPU time during its
+		// rounds, and the checks of those rounds.
+		cpu    time.Duration
+		checks int
+	}{{name: vsBaselineHTTP.a, proc: srv.proc, client: realClient, reqs: realReqs}, {name: vsBaselineHTTP.b, proc: noopProc, client: noopClient, reqs: noopReqs}}
 	failed := 0
 	errs := map[string]int{}
 	count := func(calls []load.Call) {
@@ -122,10 +131,13 @@ func (h *harness) warmHTTP(ctx context.Context) error {
 		calls, _ := load.ClosedHTTP(ctx, s.client, s.reqs, 5000, o.concurrency, 30*time.Second)
 		count(calls)
 	}
-	for r := range o.rounds {
+	for r := range rounds {
 		for i := range sideList {
 			s := &sideList[i]
+			cpu0 := s.proc.cpuTime()
 			calls, elapsed := load.ClosedHTTP(ctx, s.client, s.reqs, total, o.concurrency, round)
+			s.cpu += s.proc.cpuTime() - cpu0
+			s.checks += len(calls)
 			if err := ctx.Err(); err != nil {
 				return err
 			}
@@ -145,8 +157,13 @@ func (h *harness) warmHTTP(ctx context.Context) error {
 	}
 	h.table.add(label, "original request", fmt.Sprintf("GET /auth, X-Forwarded-Method %s, -Proto %s, -Host %s, -Uri %s, the browser's 14 cookies with the session, cycling through %d warm sessions",
 		load.ForwardedMethod, load.ForwardedProto, load.ForwardedHost, load.ForwardedURI, o.sessions), "", "", "")
-	h.addWarmRows(label, fmt.Sprintf("internal/bench/load HTTP driver, keep-alive, c=%d, up to %d connections, %s per round, %d rounds each, A B A B", o.concurrency, o.concurrency, round, o.rounds),
+	h.addWarmRows(label, fmt.Sprintf("internal/bench/load HTTP driver, keep-alive, c=%d, up to %d connections, %s per round, %d rounds each, A B A B", o.concurrency, o.concurrency, round, rounds),
 		vsBaselineHTTP, sideList[0].into, sideList[1].into)
+	perCheck := func(i int) float64 {
+		return float64(sideList[i].cpu.Microseconds()) / float64(max(sideList[i].checks, 1))
+	}
+	h.table.add(label, "server process CPU per check during the rounds (user+system): ory-ext-authz / baseline",
+		fmt.Sprintf("%.1f us / %.1f us", perCheck(0), perCheck(1)), ratio(perCheck(0), perCheck(1)), "", "")
 	h.table.add(label, "failed checks (not 200 with Authorization: Bearer) during the warm-ups and rounds, both sides", strconv.Itoa(failed)+errSummary(errs), "", "0", yes(failed == 0))
 	h.table.add(label, "whoami calls during the warm-ups and rounds", strconv.FormatInt(st.Calls, 10), "", "0 (all hits)", yes(st.Calls == 0))
 	return nil
@@ -180,25 +197,25 @@ func oneAnswer(ctx context.Context, client *http.Client, req *http.Request) (htt
 
 // startNoopHTTP starts the HTTP baseline (as name) with a JWT as long as
 // the fake Ory's, and waits until it answers.
-func (h *harness) startNoopHTTP(ctx context.Context, name string, jwtBytes int) (string, error) {
+func (h *harness) startNoopHTTP(ctx context.Context, name string, jwtBytes int) (string, *proc, error) {
 	port, err := freePort()
 	if err != nil {
-		return "", err
+		return "", nil, err
 	}
 	addr := "127.0.0.1:" + port
 	p, err := h.procs.start(name, nil, h.bins.noop, "--http-addr", addr, "--jwt-bytes", strconv.Itoa(jwtBytes))
 	if err != nil {
-		return "", err
+		return "", nil, err
 	}
 	errc := make(chan error, 1)
 	go func() { errc <- load.WaitHTTP(ctx, "http://"+addr+"/", 30*time.Second) }()
 	select {
 	case err := <-errc:
 		if err != nil {
-			return "", fmt.Errorf("%s: %w (see %s.log)", name, err, name)
+			return "", nil, fmt.Errorf("%s: %w (see %s.log)", name, err, name)
 		}
-		return addr, nil
+		return addr, p, nil
 	case <-p.Exited():
-		return "", fmt.Errorf("%s exited before serving (see %s/%s.log): %w", name, h.dir, name, p.Err())
+		return "", nil, fmt.Errorf("%s exited before serving (see %s/%s.log): %w", name, h.dir, name, p.Err())
 	}
 }
