@@ -12,6 +12,10 @@
 //   - warm-routes: warm with --routes, a table of 200 rules whose last (the
 //     traffic's) has an `authorize` expression and two identity headers,
 //     against a baseline answering with the same headers;
+//   - warm-http: the HTTP forward-auth door (--forward-auth-addr, /auth
+//     with Traefik's headers) against a no-op net/http handler answering
+//     with the same headers, the in-repo HTTP driver, A B A B: rps and p99
+//     ratios, failed checks;
 //   - cold: 1000 sessions x 20 concurrent checks at once on a cold cache, Ory
 //     answering in 5ms: Ory calls per session and p99;
 //   - expiry: JWT ttl 10s, --expiry-leeway 2s, steady load for 45s: Ory calls
@@ -97,10 +101,10 @@ func main() {
 	var o options
 	flag.StringVar(&o.server, "server", "bin/ory-ext-authz", "the server binary (make build)")
 	flag.StringVar(&o.ghz, "ghz", defaultGhz, "ghz as module@version, run with go run")
-	flag.IntVar(&o.rounds, "rounds", 5, "warm and warm-routes: rounds per server, alternating A B A B (at least 2)")
-	flag.Float64Var(&o.warmSeconds, "warm-seconds", 4, "warm and warm-routes: target length of one round; its request count is calibrated on the baseline and bounded to [20000, 200000]")
+	flag.IntVar(&o.rounds, "rounds", 5, "warm, warm-routes and warm-http: rounds per server, alternating A B A B (at least 2)")
+	flag.Float64Var(&o.warmSeconds, "warm-seconds", 4, "warm and warm-routes: target length of one round (warm-http: 4 x --rounds rounds of a quarter of it); its request count is calibrated on the baseline and bounded to [20000, 200000]")
 	flag.IntVar(&o.sessions, "sessions", 1000, "distinct sessions of the warm, cold and expiry scenarios")
-	flag.IntVar(&o.concurrency, "concurrency", 50, "warm and warm-routes: ghz and Go driver concurrency")
+	flag.IntVar(&o.concurrency, "concurrency", 50, "warm, warm-routes and warm-http: ghz and Go driver concurrency")
 	flag.IntVar(&o.coldPer, "cold-per-session", 20, "cold: concurrent checks per session")
 	flag.DurationVar(&o.oryLatency, "ory-latency", 5*time.Millisecond, "cold and expiry: latency of every whoami call")
 	flag.DurationVar(&o.expiryTTL, "expiry-ttl", 10*time.Second, "expiry: the template ttl (fake Ory's JWT lifetime)")
@@ -110,7 +114,7 @@ func main() {
 	flag.IntVar(&o.oryNice, "ory-nice", 19, "expiry: run the fake Ory at this nice level (0: as the others), so that its signing takes the cores only when the server and the load leave them idle")
 	flag.IntVar(&o.memSessions, "memory-sessions", 100_000, "memory: sessions cached")
 	flag.Int64Var(&o.memBound, "memory-bound", 8<<20, "memory: the small --cache-max-bytes whose bound is shown")
-	flag.StringVar(&o.only, "only", "", "comma-separated scenarios to run (warm,warm-routes,cold,expiry,memory,go,replicas-cold,replicas-expiry,redis-warm,redis-l2,invalidation); empty runs all. replicas-expiry's target compares with expiry's figure of the same run")
+	flag.StringVar(&o.only, "only", "", "comma-separated scenarios to run (warm,warm-routes,warm-http,cold,expiry,memory,go,replicas-cold,replicas-expiry,redis-warm,redis-l2,invalidation); empty runs all. replicas-expiry's target compares with expiry's figure of the same run")
 	flag.IntVar(&o.replicas, "replicas", 3, "replicas-cold and replicas-expiry: serve processes sharing one Redis")
 	flag.BoolVar(&o.keep, "keep", false, "keep the work dir (logs, ghz reports) instead of removing it")
 	flag.BoolVar(&o.driverCheck, "driver-check", true, "warm and warm-routes: also run the A/B rounds with the in-repo Go driver, as a cross-check of ghz")
@@ -162,6 +166,7 @@ func run(ctx context.Context, o options) error {
 	}{
 		{"warm", h.warm},
 		{"warm-routes", h.warmRoutes},
+		{"warm-http", h.warmHTTP},
 		{"cold", h.cold},
 		{"expiry", h.expiry},
 		{"memory", h.memory},
