@@ -238,17 +238,26 @@ func agree(what string, vs ...string) (string, error) {
 	return out, nil
 }
 
+// checkToken tells why m is not an HTTP token (RFC 9110 tchar), nil if
+// it is.
 func checkToken(m string) error {
 	if m == "" {
 		return fmt.Errorf("empty")
 	}
 	for i := 0; i < len(m); i++ {
-		c := m[i]
-		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0) {
+		if !isTChar(m[i]) {
 			return fmt.Errorf("not a token")
 		}
 	}
 	return nil
+}
+
+func isTChar(c byte) bool {
+	switch {
+	case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
+		return true
+	}
+	return strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0
 }
 
 // lowerNames are the lower-case names of the headers proxies commonly
