@@ -1,7 +1,6 @@
 package deploy_test
 
 import (
-	"io"
 	"net/http"
 	"net/url"
 	"slices"
@@ -537,18 +536,7 @@ func (e *envoyHTTP) authorize(t *testing.T, method, host, path string, req map[s
 			areq.Header.Set(name, v)
 		}
 	}
-	resp, err := e.client.Do(areq)
-	if err != nil {
-		t.Fatalf("authorization request: %v", err)
-	}
-	body, err := io.ReadAll(resp.Body)
-	_ = resp.Body.Close()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if resp.StatusCode == http.StatusBadRequest || resp.StatusCode == http.StatusNotFound {
-		t.Fatalf("the server refused the authorization request: %d %s", resp.StatusCode, body)
-	}
+	resp, body := askForwardAuth(t, e.client, areq)
 	e.check(t, resp)
 	matches := func(l *matcherv3.ListStringMatcher, name string) bool {
 		return slices.ContainsFunc(l.GetPatterns(), func(p *matcherv3.StringMatcher) bool { return matchString(t, p, name) })

@@ -435,3 +435,23 @@ func checkForwardAuthRules(t *testing.T, fs *forwardAuthStack, p forwardProxy, s
 		})
 	}
 }
+
+// askForwardAuth sends a proxy's authorization request to the server's
+// forward-auth listener and returns the answer with its body read; a 400
+// or 404 (a request the proxy model got wrong) fails the test.
+func askForwardAuth(t *testing.T, c *http.Client, areq *http.Request) (*http.Response, []byte) {
+	t.Helper()
+	resp, err := c.Do(areq)
+	if err != nil {
+		t.Fatalf("authorization request: %v", err)
+	}
+	body, err := io.ReadAll(resp.Body)
+	_ = resp.Body.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode == http.StatusBadRequest || resp.StatusCode == http.StatusNotFound {
+		t.Fatalf("the server refused the authorization request: %d %s", resp.StatusCode, body)
+	}
+	return resp, body
+}

@@ -2,7 +2,6 @@ package deploy_test
 
 import (
 	"bytes"
-	"io"
 	"net/http"
 	"net/url"
 	"regexp"
@@ -344,18 +343,7 @@ func (hi *haproxyIngress) do(t *testing.T, method, host, p string, h map[string]
 			areq.Header.Set("Accept", "*/*")
 		}
 		areq.Header.Set("User-Agent", "haproxy-lua-http/1.0")
-		resp, err := hi.client.Do(areq)
-		if err != nil {
-			t.Fatalf("authorization request: %v", err)
-		}
-		body, err := io.ReadAll(resp.Body)
-		_ = resp.Body.Close()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if resp.StatusCode == http.StatusBadRequest || resp.StatusCode == http.StatusNotFound {
-			t.Fatalf("the server refused the authorization request: %d %s", resp.StatusCode, body)
-		}
+		resp, body := askForwardAuth(t, hi.client, areq)
 		// get_headers(true): lower-case names, repeated ones folded with ",".
 		for k, vs := range resp.Header {
 			vars["req.auth_response_header."+haproxyVar(k)] = strings.Join(vs, ",")

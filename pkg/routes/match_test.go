@@ -243,3 +243,31 @@ func TestAuthorize(t *testing.T) {
 		t.Errorf("Expression = %q", got)
 	}
 }
+
+// TestHostIndexKeepsOrder: rules for an exact host and rules for any host
+// (none, a wildcard) are tried in file order whatever the index.
+func TestHostIndexKeepsOrder(t *testing.T) {
+	tab := mustParse(t, `rules:
+  - {name: a, match: {host: x.test, path: {prefix: /a/}}}
+  - {name: w, match: {host: "*.x.test", path: {prefix: /a/}}}
+  - {name: b, match: {path: {prefix: /b/}}}
+  - {name: c, match: {host: x.test}}
+  - {name: d, match: {host: y.test}}
+  - {name: e}
+`)
+	for _, tt := range []struct{ host, path, want string }{
+		{"x.test", "/a/1", "a"},
+		{"X.Test.:443", "/a/1", "a"},
+		{"x.test", "/b/1", "b"},
+		{"x.test", "/z", "c"},
+		{"y.test", "/b/1", "b"},
+		{"y.test", "/a/1", "d"},
+		{"s.x.test", "/a/1", "w"},
+		{"z.test", "/a/1", "e"},
+	} {
+		r, ok := tab.Match("GET", tt.host, tt.path)
+		if !ok || r.Name() != tt.want {
+			t.Errorf("%s %s: %v, want rule %s", tt.host, tt.path, r, tt.want)
+		}
+	}
+}

@@ -252,6 +252,7 @@ func (p *parser) rules(n *yaml.Node, field string) *Table {
 		t.headerNames = append(t.headerNames, h)
 	}
 	slices.Sort(t.headerNames)
+	t.indexHosts()
 	return t
 }
 

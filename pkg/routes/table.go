@@ -12,6 +12,25 @@ import (
 type Table struct {
 	rules       []*Rule
 	headerNames []string
+	// byHost lists, per exact host, the indexes of the rules for that host;
+	// anyHost the indexes of the others (no host, a wildcard). Both are in
+	// file order, so find tries only rules that can match the request's
+	// host, still first match first.
+	byHost  map[string][]int
+	anyHost []int
+}
+
+// indexHosts builds byHost and anyHost.
+func (t *Table) indexHosts() {
+	t.byHost = map[string][]int{}
+	t.anyHost = nil
+	for i, r := range t.rules {
+		if r.host != nil && !r.host.wildcard {
+			t.byHost[r.host.name] = append(t.byHost[r.host.name], i)
+			continue
+		}
+		t.anyHost = append(t.anyHost, i)
+	}
 }
 
 // Rule is one rule of a table.
@@ -122,13 +141,39 @@ func (t *Table) Explain(method, host, path string) (rule *Rule, ok bool, rs []Re
 	return rule, ok, rs
 }
 
-// find returns the index of the first rule that matches, or -1.
+// find returns the index of the first rule that matches, or -1: the
+// rules for the request's exact host and those for any host, merged in
+// file order.
 func (t *Table) find(method, host, path string) int {
 	if t == nil {
 		return -1
 	}
-	for i, r := range t.rules {
-		if r.matches(method, host, path) {
+	if len(t.byHost) == 0 {
+		// No rule has an exact host (or a Table not built by Parse).
+		for i, r := range t.rules {
+			if r.matches(method, host, path) {
+				return i
+			}
+		}
+		return -1
+	}
+	exact, other := t.byHost[host], t.anyHost
+	if len(exact) == 0 {
+		for _, i := range other {
+			if t.rules[i].matches(method, host, path) {
+				return i
+			}
+		}
+		return -1
+	}
+	for len(exact) > 0 || len(other) > 0 {
+		var i int
+		if len(other) == 0 || len(exact) > 0 && exact[0] < other[0] {
+			i, exact = exact[0], exact[1:]
+		} else {
+			i, other = other[0], other[1:]
+		}
+		if t.rules[i].matches(method, host, path) {
 			return i
 		}
 	}
