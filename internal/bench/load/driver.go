@@ -254,6 +254,17 @@ loop:
 // check as soon as the last returned; check k goes to session k mod
 // len(requests). The run stops early after maxTime.
 func Closed(ctx context.Context, p *Pool, requests []*authv3.CheckRequest, total, concurrency int, maxTime, timeout time.Duration) (calls []Call, elapsed time.Duration) {
+	return closed(ctx, total, concurrency, len(requests), maxTime, func(w int) func(c *Call, t0 time.Time) {
+		client := p.Client(w)
+		return func(c *Call, t0 time.Time) { check(ctx, client, requests[c.Session], t0, timeout, c) }
+	})
+}
+
+// closed is the closed loop of Closed and ClosedHTTP: concurrency callers
+// (caller w sends with caller(w)) take checks 0..total-1 in turn, check k
+// for session k mod sessions, until total, ctx or maxTime. The calls not
+// started before the stop are not part of the run.
+func closed(ctx context.Context, total, concurrency, sessions int, maxTime time.Duration, caller func(w int) func(c *Call, t0 time.Time)) (calls []Call, elapsed time.Duration) {
 	calls = make([]Call, total)
 	var mu sync.Mutex
 	next := 0
@@ -262,7 +273,7 @@ func Closed(ctx context.Context, p *Pool, requests []*authv3.CheckRequest, total
 	stop := t0.Add(maxTime)
 	for w := range concurrency {
 		wg.Go(func() {
-			client := p.Client(w)
+			send := caller(w)
 			for {
 				mu.Lock()
 				k := next
@@ -272,15 +283,14 @@ func Closed(ctx context.Context, p *Pool, requests []*authv3.CheckRequest, total
 					return
 				}
 				c := &calls[k]
-				c.Session = k % len(requests)
-				check(ctx, client, requests[c.Session], t0, timeout, c)
+				c.Session = k % sessions
+				send(c, t0)
 			}
 		})
 	}
 	wg.Wait()
 	elapsed = time.Since(t0)
 	n := min(next, total)
-	// Calls not started before the stop are not part of the run.
 	out := calls[:0]
 	for _, c := range calls[:n] {
 		if c.Latency > 0 || c.Err != nil {

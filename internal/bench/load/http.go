@@ -7,7 +7,6 @@ import (
 	"net"
 	"net/http"
 	"strings"
-	"sync"
 	"time"
 )
 
@@ -109,38 +108,9 @@ func ForwardAuth(ctx context.Context, client *http.Client, req *http.Request, t0
 // run stops early after maxTime. A failed check (ForwardAuth's c.Err) is
 // recorded, not retried.
 func ClosedHTTP(ctx context.Context, client *http.Client, requests []*http.Request, total, concurrency int, maxTime time.Duration) (calls []Call, elapsed time.Duration) {
-	calls = make([]Call, total)
-	var mu sync.Mutex
-	next := 0
-	var wg sync.WaitGroup
-	t0 := time.Now()
-	stop := t0.Add(maxTime)
-	for range concurrency {
-		wg.Go(func() {
-			for {
-				mu.Lock()
-				k := next
-				next++
-				mu.Unlock()
-				if k >= total || ctx.Err() != nil || time.Now().After(stop) {
-					return
-				}
-				c := &calls[k]
-				c.Session = k % len(requests)
-				ForwardAuth(ctx, client, requests[c.Session], t0, c)
-			}
-		})
-	}
-	wg.Wait()
-	elapsed = time.Since(t0)
-	n := min(next, total)
-	out := calls[:0]
-	for _, c := range calls[:n] {
-		if c.Latency > 0 || c.Err != nil {
-			out = append(out, c)
-		}
-	}
-	return out, elapsed
+	return closed(ctx, total, concurrency, len(requests), maxTime, func(int) func(c *Call, t0 time.Time) {
+		return func(c *Call, t0 time.Time) { ForwardAuth(ctx, client, requests[c.Session], t0, c) }
+	})
 }
 
 // WaitHTTP polls url until it answers at all (any status), or fails after
