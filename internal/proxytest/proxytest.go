@@ -45,7 +45,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ory-ext-authz/ory-ext-authz/internal/kratosdev"
+	"github.com/ory-ext-authz/ory-ext-authz/internal/kratosdev/kratostest"
 	"github.com/ory-ext-authz/ory-ext-authz/internal/procgroup"
 )
 
@@ -433,20 +433,9 @@ func NginxBinary(t testing.TB) string { t.Helper(); return binary(t, nginxSpec, 
 func CaddyBinary(t testing.TB) string { t.Helper(); return binary(t, caddySpec, rootOf(t)) }
 
 // rootOf returns a function that finds the repository root above the
-// test's working directory (kratosdev.FindRoot), failing t without one.
+// test's working directory (kratostest.Root), failing t without one.
 func rootOf(t testing.TB) func() string {
-	return func() string {
-		t.Helper()
-		wd, err := os.Getwd()
-		if err != nil {
-			t.Fatal(err)
-		}
-		root, err := kratosdev.FindRoot(wd)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return root
-	}
+	return func() string { t.Helper(); return kratostest.Root(t) }
 }
 
 func binary(t testing.TB, s binarySpec, root func() string) string {
