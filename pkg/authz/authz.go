@@ -441,7 +441,7 @@ func (s *Server) fetch(ctx context.Context, fr fetchRequest) (allowed, tokencach
 	}
 	a, cost, err := buildAllowed(tok)
 	if err == nil {
-		a, err = withExtras(s.currentPlan(), a, tok)
+		a, err = withExtras(s.currentPlan(), a, tok.JWT)
 	}
 	if err != nil {
 		return allowed{}, tokencache.Meta{}, err
@@ -456,8 +456,7 @@ func (s *Server) decodeShared(b []byte) (allowed, error) {
 	if err != nil {
 		return allowed{}, err
 	}
-	sid, iid, aal := a.meta()
-	return withExtras(s.currentPlan(), a, ory.Token{JWT: jwt, SessionID: string(sid), IdentityID: string(iid), AAL: string(aal)})
+	return withExtras(s.currentPlan(), a, jwt)
 }
 
 // aalRecheckSlots and aalRecheckInterval bound how often a cached session

@@ -6,7 +6,6 @@ import (
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 
-	"github.com/ory-ext-authz/ory-ext-authz/pkg/ory"
 	"github.com/ory-ext-authz/ory-ext-authz/pkg/routes"
 )
 
@@ -58,7 +57,7 @@ func (s *Server) grant(r request, st settings, a allowed, hit bool) (*authv3.Che
 		// Fetched under another table (before a reload) or decoded by a
 		// replica without one: built for this request, until a refresh.
 		var err error
-		if x, err = extrasOf(p, a); err != nil {
+		if x, err = extrasOf(p, a, a.jwt()); err != nil {
 			return nil, err
 		}
 	}
@@ -93,24 +92,25 @@ func authorize(st settings, x *extras, r request) (bool, error) {
 	return st.rule.Authorize(routes.Vars{Claims: x.claims, Session: x.session, Request: req, InputBytes: x.jwtBytes + headerBytes})
 }
 
-// withExtras adds to a what plan p needs decoded from the JWT, at fill
+// withExtras adds to a what plan p needs decoded from its JWT, at fill
 // time: a fetch from Ory or a read from the shared tier.
-func withExtras(p *plan, a allowed, tok ory.Token) (allowed, error) {
+func withExtras(p *plan, a allowed, jwt string) (allowed, error) {
 	if !p.extras {
 		return a, nil
 	}
-	x, err := buildExtras(p, tok.JWT, routes.Session{IdentityID: tok.IdentityID, SessionID: tok.SessionID, AAL: tok.AAL})
+	x, err := extrasOf(p, a, jwt)
 	if err != nil {
-		return allowed{}, &claimsError{err}
+		return allowed{}, err
 	}
 	a.ext = x
 	return a, nil
 }
 
-// extrasOf decodes a's JWT for p.
-func extrasOf(p *plan, a allowed) (*extras, error) {
+// extrasOf decodes jwt, a's JWT, for p; the session is the one a's
+// encoding names.
+func extrasOf(p *plan, a allowed, jwt string) (*extras, error) {
 	sid, iid, aal := a.meta()
-	x, err := buildExtras(p, a.jwt(), routes.Session{IdentityID: string(iid), SessionID: string(sid), AAL: string(aal)})
+	x, err := buildExtras(p, jwt, routes.Session{IdentityID: string(iid), SessionID: string(sid), AAL: string(aal)})
 	if err != nil {
 		return nil, &claimsError{err}
 	}
