@@ -110,10 +110,7 @@ func (f *forwardAuth) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case envoy:
 		o = original{method: r.Method, host: r.Host, uri: strings.TrimPrefix(r.URL.RequestURI(), ForwardAuthEnvoyPrefix), known: true, envoy: true}
 		if o.proto, err = single(r.Header, hForwardedProto); err == nil {
-			o.proto, _, _ = strings.Cut(o.proto, ",")
-			if o.proto = strings.TrimSpace(o.proto); o.proto != "" && o.proto != "http" && o.proto != "https" {
-				err = fmt.Errorf("the forwarded scheme is neither http nor https")
-			}
+			o.proto, err = forwardedProto(o.proto)
 		}
 	default:
 		o, err = readForwarded(r.Header)
@@ -182,8 +179,11 @@ func readForwarded(h http.Header) (original, error) {
 	if o.host, err = agree("host", fh, fromURL.host); err != nil {
 		return o, err
 	}
-	proto, _, _ := strings.Cut(fp, ",")
-	if o.proto, err = agree("scheme", strings.TrimSpace(proto), fromURL.proto); err != nil {
+	proto, err := forwardedProto(fp)
+	if err != nil {
+		return o, err
+	}
+	if o.proto, err = agree("scheme", proto, fromURL.proto); err != nil {
 		return o, err
 	}
 	if o.uri == "" {
@@ -200,14 +200,23 @@ func readForwarded(h http.Header) (original, error) {
 	} else if checkToken(o.method) != nil {
 		return o, fmt.Errorf("the forwarded method is not an HTTP token")
 	}
-	if o.proto != "" && o.proto != "http" && o.proto != "https" {
-		return o, fmt.Errorf("the forwarded scheme is neither http nor https")
-	}
 	if strings.ContainsAny(o.host, "/ \t\\@") {
 		return o, fmt.Errorf("the forwarded host is not a host")
 	}
 	o.known = true
 	return o, nil
+}
+
+// forwardedProto is the scheme X-Forwarded-Proto v says: its first
+// element (a chain such as "https,http" is read as its first), http,
+// https or "" when absent; any other is an error.
+func forwardedProto(v string) (string, error) {
+	p, _, _ := strings.Cut(v, ",")
+	switch p = strings.TrimSpace(p); p {
+	case "", "http", "https":
+		return p, nil
+	}
+	return "", fmt.Errorf("the forwarded scheme is neither http nor https")
 }
 
 // single is the one value of the header name, "" if absent; sent more
