@@ -170,6 +170,7 @@ func TestForwardAuthTrust(t *testing.T) {
 		"methods disagree": traefik("/public/x", map[string]string{"X-Original-Method": "POST"}),
 		"relative URI":     traefik("public/x", nil),
 		"bad scheme":       traefik("/public/x", map[string]string{"X-Forwarded-Proto": "gopher"}),
+		"bad scheme alone": {"X-Forwarded-Proto": "gopher"},
 	} {
 		if resp, body := forward(t, base, "/auth", h); resp.StatusCode != http.StatusBadRequest || !strings.Contains(body, "invalid_request") {
 			t.Errorf("%s: %d %s, want 400", name, resp.StatusCode, body)
