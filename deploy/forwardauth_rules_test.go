@@ -246,21 +246,7 @@ func checkForwardAuthRules(t *testing.T, fs *forwardAuthStack, p forwardProxy, s
 		if len(loc) != 1 {
 			t.Fatalf("%d Location headers reach the client, want 1", len(loc))
 		}
-		got, err := url.Parse(loc[0])
-		if err != nil {
-			t.Fatal(err)
-		}
-		b, err := url.Parse(base)
-		if err != nil {
-			t.Fatal(err)
-		}
-		q := b.Query()
-		for k, vs := range want {
-			q[k] = vs
-		}
-		if got.Scheme != b.Scheme || got.Host != b.Host || got.Path != b.Path || !maps.EqualFunc(got.Query(), q, slices.Equal) {
-			t.Errorf("Location %s, want %s with the query %v", loc[0], base, q)
-		}
+		checkLocation(t, loc[0], base, want)
 	}
 	deniedJSON := func(t *testing.T, o proxyOutcome, status int, errName string) map[string]any {
 		t.Helper()
@@ -454,4 +440,25 @@ func askForwardAuth(t *testing.T, c *http.Client, areq *http.Request) (*http.Res
 		t.Fatalf("the server refused the authorization request: %d %s", resp.StatusCode, body)
 	}
 	return resp, body
+}
+
+// checkLocation fails t unless location is base (scheme, host, path) with
+// base's query plus want.
+func checkLocation(t *testing.T, location, base string, want url.Values) {
+	t.Helper()
+	got, err := url.Parse(location)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := url.Parse(base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	q := b.Query()
+	for k, vs := range want {
+		q[k] = vs
+	}
+	if got.Scheme != b.Scheme || got.Host != b.Host || got.Path != b.Path || !maps.EqualFunc(got.Query(), q, slices.Equal) {
+		t.Errorf("location %s, want %s with the query %v", location, base, q)
+	}
 }

@@ -220,21 +220,7 @@ func TestIstioRoutesAgainstServer(t *testing.T) {
 		if len(loc) != 1 {
 			t.Fatalf("%d location headers, want 1", len(loc))
 		}
-		got, err := url.Parse(loc[0])
-		if err != nil {
-			t.Fatal(err)
-		}
-		b, err := url.Parse(base)
-		if err != nil {
-			t.Fatal(err)
-		}
-		q := b.Query()
-		for k, vs := range want {
-			q[k] = vs
-		}
-		if got.Scheme != b.Scheme || got.Host != b.Host || got.Path != b.Path || !maps.EqualFunc(got.Query(), q, slices.Equal) {
-			t.Errorf("location %s, want %s with the query %v", loc[0], base, q)
-		}
+		checkLocation(t, loc[0], base, want)
 	}
 	// deniedJSON: a denial with status and a JSON body whose error is
 	// errName; it returns the body.
