@@ -41,9 +41,9 @@ func TestServeSharedTier(t *testing.T) {
 		srv := redistest.Start(t, redistest.Options{Password: redisPassword})
 		url := "redis://:" + redisPassword + "@" + srv.Addr()
 		// A Redis timeout far above a loopback round trip under -race on a
-		// busy machine: with the default 50ms the fill's first read could
+		// busy machine (as internal/integration uses): with the default 50ms the fill's first read could
 		// time out, and a fill that cannot read Redis does not write it.
-		s := startServe(t, fake, "--redis-url", url, "--redis-secret-file", secret, "--redis-timeout", "2s")
+		s := startServe(t, fake, "--redis-url", url, "--redis-secret-file", secret, "--redis-timeout", "500ms")
 		client := authv3.NewAuthorizationClient(servertest.Dial(t, s.grpcAddr))
 		sess := fake.NewSession()
 		if checkCached(t, client, sess) {
