@@ -20,13 +20,15 @@ GOTESTSUM     := gotest.tools/gotestsum@v1.13.0
 GHZ           := github.com/bojand/ghz/cmd/ghz@v0.120.0
 # Debian packages the tests need (redis-server: pkg/redistier's tests start
 # their own servers; nginx: the forward-auth tests run the real nginx on
-# deploy/nginx/nginx.conf through internal/proxytest). Tests start their own
+# deploy/nginx/nginx.conf through internal/proxytest; chromium: the browser
+# test of the make run demo, internal/cmd/devenv, drives it headless with
+# chromedp). Tests start their own
 # processes on free loopback ports with their own config, pid file and temp
 # directories; a system service a package would start on install (nginx on
 # port 80) is stopped and disabled right after installing it.
 # `make debian-packages` installs the missing ones as root on Debian, or
 # names the command to run.
-DEBIAN_PACKAGES := redis-server nginx
+DEBIAN_PACKAGES := redis-server nginx chromium
 # Packages whose system service debian-packages stops and disables after
 # installing them (Debian's nginx starts one on port 80 where an init
 # system lets it).
@@ -92,13 +94,15 @@ debian-packages:
 
 # The whole suite: vet, format and generated-code checks, a bounded run of
 # every fuzz target, then every test under -race against the real Kratos,
-# a real redis-server, and the real nginx and Caddy (internal/proxytest),
-# none of which can be skipped here, ending with gotestsum's summary of
-# skipped tests.
+# a real redis-server, the real nginx and Caddy (internal/proxytest) and a
+# real headless Chromium (internal/browsertest), none of which can be
+# skipped here, ending with gotestsum's summary of skipped tests. The
+# browser test's screenshots go to test-output/browser/.
 test: kratos caddy debian-packages vet fmt proto-check
 	$(MAKE) --no-print-directory fuzz FUZZTIME_LONG=$(FUZZTIME)
 	KRATOS_BIN=$(KRATOS_BIN) CADDY_BIN=$(CADDY_BIN) ORY_EXT_AUTHZ_REQUIRE_KRATOS=1 ORY_EXT_AUTHZ_REQUIRE_REDIS=1 \
-		ORY_EXT_AUTHZ_REQUIRE_NGINX=1 ORY_EXT_AUTHZ_REQUIRE_CADDY=1 $(GO) run $(GOTESTSUM) --format pkgname -- -race -count=1 -timeout 30m ./...
+		ORY_EXT_AUTHZ_REQUIRE_NGINX=1 ORY_EXT_AUTHZ_REQUIRE_CADDY=1 ORY_EXT_AUTHZ_REQUIRE_CHROMIUM=1 \
+		ORY_EXT_AUTHZ_TEST_OUTPUT=$(CURDIR)/test-output $(GO) run $(GOTESTSUM) --format pkgname -- -race -count=1 -timeout 30m ./...
 	@# The soak on its own, after the rest: 2 minutes at 800 checks/s would
 	@# starve the timing-sensitive real-Kratos and Redis-fault tests of CPU
 	@# if it ran next to them (go test runs packages in parallel).
@@ -136,9 +140,11 @@ lint: vet fmt
 	$(GO) run $(GOLANGCI_LINT) run ./...
 
 # The local demo: Kratos, a demo identity logged in through the browser flow,
-# ory-ext-authz serving against it, and one check; Ctrl-C stops everything.
-run: build kratos
-	$(GO) run ./internal/cmd/devenv --kratos $(KRATOS_BIN) --server bin/ory-ext-authz
+# ory-ext-authz serving against it and one check, then the browser demo on
+# http://127.0.0.1:8080/ (Caddy's forward_auth in front of a demo app and a
+# self-service UI, internal/demo); Ctrl-C stops everything.
+run: build kratos caddy
+	$(GO) run ./internal/cmd/devenv --kratos $(KRATOS_BIN) --caddy $(CADDY_BIN) --server bin/ory-ext-authz
 
 # Performance harness: the server against a no-op baseline over loopback
 # gRPC with ghz (pinned), warm with and without a route table (a CEL policy

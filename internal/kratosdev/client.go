@@ -199,6 +199,10 @@ func (k *Kratos) WhoamiURL(template string) string {
 // publicAction returns the flow's form action after checking that it points
 // at this Kratos, so credentials are never posted anywhere else.
 func (k *Kratos) publicAction(flow uiFlow) (string, error) {
+	if k.baseURL != "" && strings.HasPrefix(flow.UI.Action, k.baseURL) {
+		// Kratos names the browsers' URL (PublicBaseURL); ask the port itself.
+		return k.publicURL + strings.TrimPrefix(flow.UI.Action, k.baseURL), nil
+	}
 	if !strings.HasPrefix(flow.UI.Action, k.publicURL) {
 		return "", fmt.Errorf("kratosdev: flow action %q is not below %s", flow.UI.Action, k.publicURL)
 	}

@@ -97,6 +97,17 @@ type Options struct {
 	// commands must not change between runs. Start fails at once, without
 	// retrying, if one of them is in use. Tests leave it false.
 	FixedPorts bool
+	// PublicBaseURL is the URL browsers reach the public API through, when
+	// a proxy serves it on the browser's own origin (the `make run` demo:
+	// Caddy on 127.0.0.1:8080): it becomes serve.public.base_url, so the
+	// flows' ui.action and Kratos' redirects point there. The package's own
+	// calls still go to the public port itself (PublicURL), and actions are
+	// rewritten to it. Empty: the public port's URL. With a trailing slash.
+	PublicBaseURL string
+	// Config is more Kratos configuration, written to a third -c file over
+	// BaseConfig and the rendered one (Kratos merges them key by key): for
+	// the demo, the self-service UI's URLs and allowed return URLs.
+	Config map[string]any
 }
 
 // TokenizerTemplate is one entry of session.whoami.tokenizer.templates.
@@ -124,6 +135,9 @@ type Kratos struct {
 	http                *http.Client
 
 	fixedPorts bool
+	// baseURL is Options.PublicBaseURL; extra is Options.Config.
+	baseURL string
+	extra   map[string]any
 
 	proc     *procgroup.Process
 	stopOnce sync.Once
@@ -162,7 +176,10 @@ func Start(ctx context.Context, opts Options) (*Kratos, error) {
 		return nil, fmt.Errorf("kratosdev: base config: %w", err)
 	}
 
-	k := &Kratos{workDir: opts.WorkDir, jwks: opts.JWKS, fixedPorts: opts.FixedPorts}
+	if opts.PublicBaseURL != "" && !strings.HasSuffix(opts.PublicBaseURL, "/") {
+		return nil, fmt.Errorf("kratosdev: Options.PublicBaseURL %q: want a trailing slash", opts.PublicBaseURL)
+	}
+	k := &Kratos{workDir: opts.WorkDir, jwks: opts.JWKS, fixedPorts: opts.FixedPorts, baseURL: opts.PublicBaseURL, extra: opts.Config}
 	if k.workDir == "" {
 		if k.workDir, err = os.MkdirTemp("", "kratosdev-"); err != nil {
 			return nil, fmt.Errorf("kratosdev: %w", err)
@@ -237,9 +254,13 @@ func (k *Kratos) launch(ctx context.Context, bin, root string, templates map[str
 	}
 	k.publicURL = fmt.Sprintf("http://127.0.0.1:%d/", ports[0])
 	k.adminURL = fmt.Sprintf("http://127.0.0.1:%d/", ports[1])
+	baseURL := k.publicURL
+	if k.baseURL != "" {
+		baseURL = k.baseURL
+	}
 	override := map[string]any{
 		"serve": map[string]any{
-			"public": map[string]any{"host": "127.0.0.1", "port": ports[0], "base_url": k.publicURL},
+			"public": map[string]any{"host": "127.0.0.1", "port": ports[0], "base_url": baseURL},
 			"admin":  map[string]any{"host": "127.0.0.1", "port": ports[1], "base_url": k.adminURL},
 		},
 		"session": map[string]any{"whoami": map[string]any{"tokenizer": map[string]any{"templates": templates}}},
@@ -254,7 +275,15 @@ func (k *Kratos) launch(ctx context.Context, bin, root string, templates map[str
 		return fmt.Errorf("kratosdev: %w", err)
 	}
 	defer logFile.Close() // the child holds its own descriptor
-	cmd := exec.Command(bin, "serve", "-c", configArg(filepath.Join(root, BaseConfig)), "-c", configArg(cfg), "--dev", "--sqa-opt-out")
+	args := []string{"serve", "-c", configArg(filepath.Join(root, BaseConfig)), "-c", configArg(cfg)}
+	if k.extra != nil {
+		extra := filepath.Join(k.workDir, "kratosdev-extra.json")
+		if err := writeJSON(extra, k.extra); err != nil {
+			return err
+		}
+		args = append(args, "-c", configArg(extra))
+	}
+	cmd := exec.Command(bin, append(args, "--dev", "--sqa-opt-out")...)
 	cmd.Dir = root
 	cmd.Env = append(baseEnv(), env...)
 	cmd.Stdout, cmd.Stderr = logFile, logFile

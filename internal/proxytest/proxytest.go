@@ -26,7 +26,9 @@
 // unless ORY_EXT_AUTHZ_REQUIRE_NGINX=1 or ORY_EXT_AUTHZ_REQUIRE_CADDY=1 (make
 // test sets both), which turns the skip into a failure, so that the proxy
 // tests can never be skipped in CI unnoticed. A variable that names a file
-// that does not exist always fails.
+// that does not exist always fails. The browser tests' Chromium is found the
+// same way: CHROMIUM_BIN, else Debian's /usr/bin/chromium, required with
+// ORY_EXT_AUTHZ_REQUIRE_CHROMIUM=1.
 package proxytest
 
 import (
@@ -61,6 +63,12 @@ const (
 	// EnvRequireCaddy set to "1" makes a missing Caddy fail the test
 	// instead of skipping it.
 	EnvRequireCaddy = "ORY_EXT_AUTHZ_REQUIRE_CADDY"
+	// EnvChromiumBinary names the Chromium binary of the browser tests
+	// (internal/browsertest).
+	EnvChromiumBinary = "CHROMIUM_BIN"
+	// EnvRequireChromium set to "1" makes a missing Chromium fail the test
+	// instead of skipping it.
+	EnvRequireChromium = "ORY_EXT_AUTHZ_REQUIRE_CHROMIUM"
 )
 
 // Placeholders that proxytest fills itself.
@@ -415,6 +423,11 @@ var (
 			return append(c, "/usr/sbin/nginx")
 		},
 	}
+	chromiumSpec = binarySpec{
+		name: "chromium", env: EnvChromiumBinary, require: EnvRequireChromium,
+		hint:     "run `make debian-packages` (Debian's chromium)",
+		defaults: func(func() string) []string { return []string{"/usr/bin/chromium"} },
+	}
 	caddySpec = binarySpec{
 		name: "caddy", env: EnvCaddyBinary, require: EnvRequireCaddy,
 		hint: "run `make caddy`",
@@ -427,6 +440,10 @@ var (
 // NginxBinary returns the nginx binary (see the package doc for where it
 // is looked for), or skips (or fails) t.
 func NginxBinary(t testing.TB) string { t.Helper(); return binary(t, nginxSpec, rootOf(t)) }
+
+// ChromiumBinary returns the Chromium binary, CHROMIUM_BIN or Debian's
+// /usr/bin/chromium (make debian-packages), or skips (or fails) t.
+func ChromiumBinary(t testing.TB) string { t.Helper(); return binary(t, chromiumSpec, rootOf(t)) }
 
 // CaddyBinary returns the Caddy binary (see the package doc for where it
 // is looked for), or skips (or fails) t.

@@ -14,6 +14,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/ory-ext-authz/ory-ext-authz/internal/demo"
 	"github.com/ory-ext-authz/ory-ext-authz/internal/jwks"
 	"github.com/ory-ext-authz/ory-ext-authz/internal/kratosdev"
 	"github.com/ory-ext-authz/ory-ext-authz/internal/procgroup"
@@ -27,8 +28,8 @@ const (
 	demoPassword = "ory-ext-authz-local-dev"
 )
 
-// demo runs the whole flow; everything it started is stopped when it returns.
-func demo(ctx context.Context, o options, stdout, stderr io.Writer) (err error) {
+// runDemo runs the whole flow; everything it started is stopped when it returns.
+func runDemo(ctx context.Context, o options, stdout, stderr io.Writer) (err error) {
 	p := &printer{w: stdout}
 	if o.root == "" {
 		wd, err := os.Getwd()
@@ -50,6 +51,17 @@ func demo(ctx context.Context, o options, stdout, stderr io.Writer) (err error) 
 	if err != nil {
 		return err
 	}
+	caddyBin, err := binary(o.caddy, "--caddy", "make caddy")
+	if err != nil {
+		return err
+	}
+	// Fail before starting anything when the demo's ports are taken.
+	for _, a := range []struct{ flag, addr string }{{"--demo-addr", o.demoAddr}, {"--forward-auth-addr", o.forwardAuthAddr}, {"--grpc-addr", o.grpcAddr}, {"--http-addr", o.httpAddr}, {"--admin-addr", o.adminAddr}} {
+		if err := portFree(a.flag, a.addr); err != nil {
+			return err
+		}
+	}
+	origin := "http://" + o.demoAddr
 	if err := os.MkdirAll(o.devDir, 0o700); err != nil {
 		return err
 	}
@@ -72,6 +84,10 @@ func demo(ctx context.Context, o options, stdout, stderr io.Writer) (err error) 
 		WorkDir:    filepath.Join(o.devDir, "kratos"),
 		JWKS:       key,
 		FixedPorts: !o.freeKratosPorts,
+		// Browsers reach Kratos' public API through Caddy, on the demo's
+		// origin, where its cookies and the UI's pages are.
+		PublicBaseURL: origin + "/",
+		Config:        demo.KratosConfig(origin),
 	})
 	if err != nil {
 		return err
@@ -94,7 +110,12 @@ func demo(ctx context.Context, o options, stdout, stderr io.Writer) (err error) 
 	oryURL := strings.TrimSuffix(k.PublicURL(), "/")
 	srv, err := startServer(serverBin, []string{"serve",
 		"--ory-url", oryURL, "--tokenize-as", kratosdev.MeshTemplate,
-		"--grpc-addr", o.grpcAddr, "--http-addr", o.httpAddr, "--admin-addr", o.adminAddr, "--log-format", "text"}, stderr)
+		"--grpc-addr", o.grpcAddr, "--http-addr", o.httpAddr, "--admin-addr", o.adminAddr, "--log-format", "text",
+		// The browser demo: Caddy's forward_auth asks /auth on
+		// --forward-auth-addr, from loopback, and the demo's route table
+		// sends a browser without a session to Kratos' login.
+		"--forward-auth-addr", o.forwardAuthAddr, "--trusted-proxies", "127.0.0.1/32",
+		"--routes", filepath.Join(o.root, demo.RoutesFile), "--login-url", demo.LoginURL(origin)}, stderr)
 	if err != nil {
 		return err
 	}
@@ -104,10 +125,23 @@ func demo(ctx context.Context, o options, stdout, stderr io.Writer) (err error) 
 		}
 		p.printf("stopped ory-ext-authz\n")
 	}()
-	if err := waitReady(ctx, "http://"+o.httpAddr+"/readyz", srv, readyTimeout); err != nil {
+	if err := waitReady(ctx, "ory-ext-authz serve", "http://"+o.httpAddr+"/readyz", srv, readyTimeout); err != nil {
 		return err
 	}
-	p.printf("ory-ext-authz serve is up: gRPC %s, HTTP %s (pid %d)\n", o.grpcAddr, o.httpAddr, srv.Pid())
+	p.printf("ory-ext-authz serve is up: gRPC %s, HTTP %s, forward-auth %s (pid %d)\n", o.grpcAddr, o.httpAddr, o.forwardAuthAddr, srv.Pid())
+
+	p.printf("starting Caddy (%s) and the demo app and UI...\n", display(caddyBin))
+	b, err := startBrowser(ctx, o, k, key, caddyBin, stderr)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if stopErr := b.stop(); stopErr != nil {
+			err = errors.Join(err, stopErr)
+		}
+		p.printf("stopped Caddy and the demo app\n")
+	}()
+	p.printf("Caddy is up on %s (log: %s)\n", origin, display(b.caddyLog))
 
 	checkArgs := []string{"check", "--addr", o.grpcAddr, "--cookie", cookie}
 	checkLine := commandLine(o.server, checkArgs)
@@ -125,7 +159,10 @@ func demo(ctx context.Context, o options, stdout, stderr io.Writer) (err error) 
 	p.printf("  admin API           %s   (%s)\n", o.adminAddr, commandLine(o.server, []string{"admin", "stats", "--admin-addr", o.adminAddr}))
 	p.printf("  demo identity       %s / %s\n", demoEmail, demoPassword)
 	p.printf("  public JWKS         %s\n", commandLine(o.server, []string{"jwks", "public", display(keyFile)}))
+	p.printf("  forward-auth        http://%s/auth   (Caddy's forward_auth)\n", o.forwardAuthAddr)
+	p.printf("  Caddy               %s   (log: %s)\n", origin, display(b.caddyLog))
 	p.printf("\nTry again:\n  %s\n", checkLine)
+	p.printf("\nOpen %s/ in a browser and sign in as %s / %s (or register).\n", origin, demoEmail, demoPassword)
 
 	if o.exitAfterCheck {
 		if checkErr != nil {
@@ -137,7 +174,7 @@ func demo(ctx context.Context, o options, stdout, stderr io.Writer) (err error) 
 	if checkErr != nil {
 		p.printf("\nThe check was not allowed (%v); both keep running for a look.\n", checkErr)
 	}
-	p.printf("\nPress Ctrl-C to stop Kratos and ory-ext-authz.\n")
+	p.printf("\nPress Ctrl-C to stop Caddy, Kratos and ory-ext-authz.\n")
 	select {
 	case <-ctx.Done():
 		p.printf("\nstopping...\n")
@@ -146,6 +183,10 @@ func demo(ctx context.Context, o options, stdout, stderr io.Writer) (err error) 
 		return fmt.Errorf("ory-ext-authz serve exited on its own (%s)", exitStatus(srv.Err()))
 	case <-k.Done():
 		return fmt.Errorf("kratos exited on its own; log: %s", display(k.LogFile()))
+	case <-b.caddy.Exited():
+		return fmt.Errorf("caddy exited on its own (%s); log: %s", exitStatus(b.caddy.Err()), display(b.caddyLog))
+	case err := <-b.done:
+		return fmt.Errorf("the demo app or UI server failed: %w", err)
 	}
 }
 
@@ -227,8 +268,9 @@ func stopServer(p *procgroup.Process, timeout time.Duration) error {
 	return nil
 }
 
-// waitReady polls url until it answers 200, the process exits or the time is up.
-func waitReady(ctx context.Context, url string, p *procgroup.Process, timeout time.Duration) error {
+// waitReady polls url until it answers 200, the process (name) exits or
+// the time is up.
+func waitReady(ctx context.Context, name, url string, p *procgroup.Process, timeout time.Duration) error {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	client := &http.Client{Timeout: time.Second, Transport: &http.Transport{}}
@@ -248,9 +290,9 @@ func waitReady(ctx context.Context, url string, p *procgroup.Process, timeout ti
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("ory-ext-authz serve not ready at %s: %w", url, ctx.Err())
+			return fmt.Errorf("%s not ready at %s: %w", name, url, ctx.Err())
 		case <-p.Exited():
-			return fmt.Errorf("ory-ext-authz serve exited before it was ready (%s)", exitStatus(p.Err()))
+			return fmt.Errorf("%s exited before it was ready (%s)", name, exitStatus(p.Err()))
 		case <-tick.C:
 		}
 	}

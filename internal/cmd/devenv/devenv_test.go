@@ -18,6 +18,7 @@ import (
 	"github.com/ory-ext-authz/ory-ext-authz/internal/kratosdev"
 	"github.com/ory-ext-authz/ory-ext-authz/internal/kratosdev/kratostest"
 	"github.com/ory-ext-authz/ory-ext-authz/internal/logcapture"
+	"github.com/ory-ext-authz/ory-ext-authz/internal/proxytest"
 	"github.com/ory-ext-authz/ory-ext-authz/internal/servertest"
 )
 
@@ -26,6 +27,7 @@ import (
 // developer's `make run` may hold).
 func TestDemo(t *testing.T) {
 	kratosBin := kratostest.Binary(t)
+	caddyBin := proxytest.CaddyBinary(t)
 	root, err := kratosdev.FindRoot(".")
 	if err != nil {
 		t.Fatal(err)
@@ -38,14 +40,17 @@ func TestDemo(t *testing.T) {
 		var firstKey []byte
 		for i, wantKey := range []string{"created the dev signing key", "using the dev signing key"} {
 			grpcAddr, httpAddr, adminAddr := servertest.FreeAddr(t), servertest.FreeAddr(t), servertest.FreeAddr(t)
+			faAddr, demoAddr := servertest.FreeAddr(t), servertest.FreeAddr(t)
 			var out, errOut logcapture.Buffer
-			code := run(t.Context(), []string{"--kratos", kratosBin, "--server", server, "--root", root, "--dev-dir", devDir,
-				"--kratos-free-ports", "--grpc-addr", grpcAddr, "--http-addr", httpAddr, "--admin-addr", adminAddr, "--exit-after-check"}, &out, &errOut)
+			code := run(t.Context(), []string{"--kratos", kratosBin, "--server", server, "--caddy", caddyBin, "--root", root, "--dev-dir", devDir,
+				"--kratos-free-ports", "--grpc-addr", grpcAddr, "--http-addr", httpAddr, "--admin-addr", adminAddr,
+				"--forward-auth-addr", faAddr, "--demo-addr", demoAddr, "--exit-after-check"}, &out, &errOut)
 			if code != 0 {
 				t.Fatalf("run %d: exit %d\nstdout:\n%s\nstderr:\n%s", i+1, code, out.String(), errOut.String())
 			}
 			for _, want := range []string{wantKey, "decision: ALLOWED (exit 0)", `"email": "` + demoEmail + `"`,
-				"demo identity       " + demoEmail + " / " + demoPassword, "Try again:\n  ", "stopped ory-ext-authz", "stopped Kratos"} {
+				"demo identity       " + demoEmail + " / " + demoPassword, "Try again:\n  ", "stopped ory-ext-authz", "stopped Kratos",
+				"Open http://" + demoAddr + "/ in a browser", "stopped Caddy and the demo app"} {
 				if !strings.Contains(out.String(), want) {
 					t.Errorf("run %d: stdout lacks %q:\n%s", i+1, want, out.String())
 				}
@@ -53,7 +58,7 @@ func TestDemo(t *testing.T) {
 			if !strings.Contains(errOut.String(), "ory-ext-authz | ") {
 				t.Errorf("run %d: the server's log is not shown, prefixed, on stderr:\n%s", i+1, errOut.String())
 			}
-			assertNothingListens(t, append(kratosAddrs(t, out.String()), grpcAddr, httpAddr, adminAddr))
+			assertNothingListens(t, append(kratosAddrs(t, out.String()), grpcAddr, httpAddr, adminAddr, faAddr, demoAddr))
 			key, err := os.ReadFile(filepath.Join(devDir, "jwks.json"))
 			if err != nil {
 				t.Fatal(err)
@@ -69,9 +74,11 @@ func TestDemo(t *testing.T) {
 	t.Run("Ctrl-C stops everything", func(t *testing.T) {
 		devenv := goBuild(t, root, bins, "./internal/cmd/devenv")
 		grpcAddr, httpAddr, adminAddr := servertest.FreeAddr(t), servertest.FreeAddr(t), servertest.FreeAddr(t)
+		faAddr, demoAddr := servertest.FreeAddr(t), servertest.FreeAddr(t)
 		var out logcapture.Buffer
-		cmd := exec.Command(devenv, "--kratos", kratosBin, "--server", server, "--root", root, "--dev-dir", t.TempDir(),
-			"--kratos-free-ports", "--grpc-addr", grpcAddr, "--http-addr", httpAddr, "--admin-addr", adminAddr)
+		cmd := exec.Command(devenv, "--kratos", kratosBin, "--server", server, "--caddy", caddyBin, "--root", root, "--dev-dir", t.TempDir(),
+			"--kratos-free-ports", "--grpc-addr", grpcAddr, "--http-addr", httpAddr, "--admin-addr", adminAddr,
+			"--forward-auth-addr", faAddr, "--demo-addr", demoAddr)
 		cmd.Stdout, cmd.Stderr = &out, &out
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
@@ -116,12 +123,12 @@ func TestDemo(t *testing.T) {
 		case <-time.After(40 * time.Second):
 			t.Fatalf("devenv did not stop after Ctrl-C:\n%s", out.String())
 		}
-		for _, want := range []string{"stopping...", "stopped ory-ext-authz", "stopped Kratos"} {
+		for _, want := range []string{"stopping...", "stopped Caddy and the demo app", "stopped ory-ext-authz", "stopped Kratos"} {
 			if !strings.Contains(out.String(), want) {
 				t.Errorf("output lacks %q:\n%s", want, out.String())
 			}
 		}
-		assertNothingListens(t, append(kratosAddrs(t, out.String()), grpcAddr, httpAddr, adminAddr))
+		assertNothingListens(t, append(kratosAddrs(t, out.String()), grpcAddr, httpAddr, adminAddr, faAddr, demoAddr))
 		if err := syscall.Kill(pid, 0); !errors.Is(err, syscall.ESRCH) {
 			t.Errorf("the server process %d still exists (kill -0: %v)", pid, err)
 		}
