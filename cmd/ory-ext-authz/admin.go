@@ -26,11 +26,11 @@ type adminAPI struct {
 // and ory and opens its listener: --admin-addr, with TLS when
 // --admin-tls-cert is set and mTLS when --admin-tls-client-ca is. pkg/server
 // serves it on a gRPC server of its own, never on --grpc-addr.
-func listenAdmin(ctx context.Context, cfg config.Config, cache admin.Cache, ory admin.OryStats, log *slog.Logger) (adminAPI, error) {
+func listenAdmin(ctx context.Context, cfg config.Config, cache admin.Cache, ory admin.OryStats, obs admin.Observer, log *slog.Logger) (adminAPI, error) {
 	if cfg.AdminAddr == "" {
 		return adminAPI{}, nil
 	}
-	api, err := admin.New(admin.Options{Cache: cache, Ory: ory, Logger: log})
+	api, err := admin.New(admin.Options{Cache: cache, Ory: ory, Logger: log, Observer: obs})
 	if err != nil {
 		return adminAPI{}, err
 	}

@@ -95,7 +95,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 		}
 		grpcOpts = append(grpcOpts, grpc.Creds(credentials.NewTLS(tc)))
 	}
-	adm, err := listenAdmin(ctx, cfg, az, w.ory, log)
+	adm, err := listenAdmin(ctx, cfg, az, w.ory, m, log)
 	if err != nil {
 		_ = gl.Close()
 		_ = hl.Close()
@@ -125,6 +125,8 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 		JWKS:            jwks,
 		// Run recovers panics on both gRPC servers; m counts them.
 		Panics: m,
+		// ory_ext_authz_ready follows /readyz.
+		Readiness: m,
 		// The admin API gets a gRPC server of its own, never grpcOpts' one.
 		Admin:            adm.listener,
 		RegisterAdmin:    adm.register,

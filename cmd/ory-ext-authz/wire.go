@@ -115,6 +115,7 @@ func wire(ctx context.Context, cfg config.Config, transport http.RoundTripper, m
 	if w.authz, err = authz.New(opts); err != nil {
 		return w, err
 	}
+	m.SetLimits(cfg.CacheMaxBytes, cfg.OryMaxInflight)
 	if err = m.ObserveOry(w.ory); err != nil {
 		return w, err
 	}

@@ -46,12 +46,44 @@ const MaxIDLen = 256
 // stored nor logged.
 var tokenPrefixes = []string{"ory_st_", "ory_lo_"}
 
+// The kinds of invalidation, as Cache.Invalidate and Observer name them.
+const (
+	KindSession  = "session"
+	KindIdentity = "identity"
+	KindPurge    = "purge"
+)
+
+// Kinds lists the kinds of invalidation, for metrics that pre-create a
+// series per kind.
+func Kinds() []string { return []string{KindSession, KindIdentity, KindPurge} }
+
+// The results of an invalidation, as Observer sees them.
+const (
+	// ResultOK: it holds here and reached every replica subscribed.
+	ResultOK = "ok"
+	// ResultInvalid: refused (InvalidArgument): the id cannot be one.
+	ResultInvalid = "invalid"
+	// ResultLocalOnly: it holds on this replica only (UNAVAILABLE): the
+	// shared tier could not carry it to the others.
+	ResultLocalOnly = "local_only"
+)
+
+// Results lists the results of an invalidation.
+func Results() []string { return []string{ResultOK, ResultInvalid, ResultLocalOnly} }
+
+// Observer sees the result of every invalidation and purge (pkg/metrics).
+type Observer interface {
+	ObserveInvalidation(kind, result string)
+}
+
 // Options configure a Server.
 type Options struct {
 	Cache Cache
 	Ory   OryStats
 	// Logger gets one info line per invalidation and purge; nil discards.
 	Logger *slog.Logger
+	// Observer, when set, counts invalidations by kind and result.
+	Observer Observer
 }
 
 // Server implements adminv1.AdminServer.
@@ -60,7 +92,12 @@ type Server struct {
 	cache Cache
 	ory   OryStats
 	log   *slog.Logger
+	obs   Observer
 }
+
+type nopObserver struct{}
+
+func (nopObserver) ObserveInvalidation(string, string) {}
 
 // New builds a Server.
 func New(o Options) (*Server, error) {
@@ -70,7 +107,10 @@ func New(o Options) (*Server, error) {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &Server{cache: o.Cache, ory: o.Ory, log: o.Logger}, nil
+	if o.Observer == nil {
+		o.Observer = nopObserver{}
+	}
+	return &Server{cache: o.Cache, ory: o.Ory, log: o.Logger, obs: o.Observer}, nil
 }
 
 // Register registers the admin service on gs, the admin listener's gRPC
@@ -80,7 +120,7 @@ func (s *Server) Register(gs grpc.ServiceRegistrar) { adminv1.RegisterAdminServe
 
 // InvalidateSession voids every cached JWT of the session, on every replica.
 func (s *Server) InvalidateSession(ctx context.Context, req *adminv1.InvalidateSessionRequest) (*adminv1.InvalidateSessionResponse, error) {
-	n, err := s.invalidateID(ctx, "InvalidateSession", "session", req.GetSessionId())
+	n, err := s.invalidateID(ctx, "InvalidateSession", KindSession, req.GetSessionId())
 	if err != nil {
 		return nil, err
 	}
@@ -90,7 +130,7 @@ func (s *Server) InvalidateSession(ctx context.Context, req *adminv1.InvalidateS
 // InvalidateIdentity voids every cached JWT of every session of the
 // identity, on every replica.
 func (s *Server) InvalidateIdentity(ctx context.Context, req *adminv1.InvalidateIdentityRequest) (*adminv1.InvalidateIdentityResponse, error) {
-	n, err := s.invalidateID(ctx, "InvalidateIdentity", "identity", req.GetIdentityId())
+	n, err := s.invalidateID(ctx, "InvalidateIdentity", KindIdentity, req.GetIdentityId())
 	if err != nil {
 		return nil, err
 	}
@@ -99,7 +139,7 @@ func (s *Server) InvalidateIdentity(ctx context.Context, req *adminv1.Invalidate
 
 // Purge voids every cached JWT and every remembered 401, on every replica.
 func (s *Server) Purge(ctx context.Context, _ *adminv1.PurgeRequest) (*adminv1.PurgeResponse, error) {
-	n, err := s.invalidate(ctx, "purge", "", "cache purged", nil)
+	n, err := s.invalidate(ctx, KindPurge, "", "cache purged", nil)
 	if err != nil {
 		return nil, err
 	}
@@ -112,6 +152,7 @@ func (s *Server) Purge(ctx context.Context, _ *adminv1.PurgeRequest) (*adminv1.P
 func (s *Server) invalidateID(ctx context.Context, method, kind, id string) (int64, error) {
 	field := kind + "_id"
 	if err := validateID(field, id); err != nil {
+		s.obs.ObserveInvalidation(kind, ResultInvalid)
 		s.rejected(ctx, method, err)
 		return 0, err
 	}
@@ -126,9 +167,11 @@ func (s *Server) invalidate(ctx context.Context, kind, id, msg string, attrs []s
 	n, err := s.cache.Invalidate(ctx, kind, id)
 	attrs = append(append(attrs, slog.Int64("replicas", n)), caller(ctx)...)
 	if err != nil {
+		s.obs.ObserveInvalidation(kind, ResultLocalOnly)
 		s.log.LogAttrs(ctx, slog.LevelWarn, "admin: "+msg+" on this replica only", append(attrs, slog.String("error", err.Error()))...)
 		return n, status.Error(codes.Unavailable, err.Error())
 	}
+	s.obs.ObserveInvalidation(kind, ResultOK)
 	s.log.LogAttrs(ctx, slog.LevelInfo, "admin: "+msg, attrs...)
 	return n, nil
 }

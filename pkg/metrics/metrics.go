@@ -11,6 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"google.golang.org/grpc"
 
+	"github.com/ory-ext-authz/ory-ext-authz/pkg/admin"
 	"github.com/ory-ext-authz/ory-ext-authz/pkg/authz"
 	"github.com/ory-ext-authz/ory-ext-authz/pkg/jwkspub"
 	"github.com/ory-ext-authz/ory-ext-authz/pkg/ory"
@@ -29,19 +30,24 @@ type InflightCounter interface {
 }
 
 // Metrics implements authz.Observer, ory.Observer, server.PanicObserver,
-// redistier.Observer and jwkspub.Observer.
+// server.ReadinessObserver, admin.Observer, redistier.Observer and
+// jwkspub.Observer.
 type Metrics struct {
-	reg           *prometheus.Registry
-	checks        []prometheus.Counter // by authz.Reason
-	checkDuration prometheus.Histogram
-	oryRequests   map[string]prometheus.Counter
-	oryDuration   prometheus.Histogram
-	grpc          *grpcprom.ServerMetrics
-	panics        map[string]prometheus.Counter // by server.GRPCServers
-	jwksLoads     map[string]prometheus.Counter // by jwkspub.Results
-	routesOK      prometheus.Counter
-	routesError   prometheus.Counter
-	redis         redisMetrics
+	reg            *prometheus.Registry
+	checks         []prometheus.Counter // by authz.Reason
+	checkDuration  prometheus.Histogram
+	oryRequests    map[string]prometheus.Counter
+	oryDuration    prometheus.Histogram
+	grpc           *grpcprom.ServerMetrics
+	panics         map[string]prometheus.Counter // by server.GRPCServers
+	jwksLoads      map[string]prometheus.Counter // by jwkspub.Results
+	routesOK       prometheus.Counter
+	routesError    prometheus.Counter
+	redis          redisMetrics
+	ready          prometheus.Gauge
+	cacheMaxBytes  prometheus.Gauge
+	oryMaxInflight prometheus.Gauge
+	invalidations  map[string]map[string]prometheus.Counter // by admin.Kinds, then admin.Results
 }
 
 // New builds the metrics and registers their collectors on a new private
@@ -82,10 +88,34 @@ func New() *Metrics {
 	routesReloads, reloads := labelled("ory_ext_authz_routes_reloads_total",
 		"Reloads of the --routes file with new content, by result: ok (the new table applies from now on), error (it does not read or load, or has on_missing: redirect without --login-url; the previous table stays).", "result", []string{"ok", "error"})
 	m.routesOK, m.routesError = reloads["ok"], reloads["error"]
+	m.ready = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "ory_ext_authz_ready",
+		Help: "1 while GET /readyz answers 200 (the listeners serve), 0 before and from the start of the shutdown.",
+	})
+	m.cacheMaxBytes = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "ory_ext_authz_cache_max_bytes",
+		Help: "The bound of the token cache in bytes (--cache-max-bytes); 0 until set.",
+	})
+	m.oryMaxInflight = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "ory_ext_authz_ory_max_inflight",
+		Help: "The cap on whoami calls in flight (--ory-max-inflight); 0 until set.",
+	})
+	invalidations := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "ory_ext_authz_admin_invalidations_total",
+		Help: "Calls of the admin API that end cached JWTs, by kind (session, identity, purge) and result: ok, invalid (refused: not an id), local_only (held on this replica only: the shared tier could not reach the others).",
+	}, []string{"kind", "result"})
+	m.invalidations = map[string]map[string]prometheus.Counter{}
+	for _, k := range admin.Kinds() {
+		m.invalidations[k] = map[string]prometheus.Counter{}
+		for _, r := range admin.Results() {
+			m.invalidations[k][r] = invalidations.WithLabelValues(k, r)
+		}
+	}
 	m.grpc = grpcprom.NewServerMetrics()
 	reg.MustRegister(m.redis.init()...)
 	reg.MustRegister(
 		checks, m.checkDuration, oryRequests, m.oryDuration, panics, jwksLoads, routesReloads,
+		m.ready, m.cacheMaxBytes, m.oryMaxInflight, invalidations,
 		m.grpc,
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
@@ -121,6 +151,10 @@ func (m *Metrics) ObserveCache(c CacheStatser) error {
 		lookups("negative_hit", func(s tokencache.Stats) uint64 { return s.NegativeHits }),
 		lookups("refresh", func(s tokencache.Stats) uint64 { return s.Refreshes }),
 		lookups("shared_hit", func(s tokencache.Stats) uint64 { return s.SharedHits }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "ory_ext_authz_cache_evictions_total",
+			Help: "Entries dropped from the token cache to make room for new ones while it held --cache-max-bytes (expired and invalidated entries are not counted). A steady rate means the bound is too small: those sessions ask Ory again.",
+		}, func() float64 { return float64(c.CacheStats().Evictions) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "ory_ext_authz_cache_entries",
 			Help: "Entries in the token cache (JWTs and remembered 401s).",
@@ -130,6 +164,31 @@ func (m *Metrics) ObserveCache(c CacheStatser) error {
 			Help: "Bytes of the entries in the token cache (bounded by --cache-max-bytes).",
 		}, func() float64 { return float64(c.CacheStats().Bytes) }),
 	)
+}
+
+// SetLimits reports the configured bounds the cache and Ory gauges are read
+// against: the token cache's bytes (--cache-max-bytes) and the cap on
+// whoami calls in flight (--ory-max-inflight).
+func (m *Metrics) SetLimits(cacheMaxBytes int64, oryMaxInflight int) {
+	m.cacheMaxBytes.Set(float64(cacheMaxBytes))
+	m.oryMaxInflight.Set(float64(oryMaxInflight))
+}
+
+// ObserveReady implements server.ReadinessObserver.
+func (m *Metrics) ObserveReady(ready bool) {
+	if ready {
+		m.ready.Set(1)
+	} else {
+		m.ready.Set(0)
+	}
+}
+
+// ObserveInvalidation implements admin.Observer; a kind or result outside
+// admin's lists is not counted.
+func (m *Metrics) ObserveInvalidation(kind, result string) {
+	if c, ok := m.invalidations[kind][result]; ok {
+		c.Inc()
+	}
 }
 
 // ObserveOry registers the gauge of whoami calls in flight, read from o at
@@ -202,6 +261,11 @@ func (m *Metrics) GRPCServerOptions() []grpc.ServerOption {
 		grpc.ChainStreamInterceptor(m.grpc.StreamServerInterceptor()),
 	}
 }
+
+var (
+	_ server.ReadinessObserver = (*Metrics)(nil)
+	_ admin.Observer           = (*Metrics)(nil)
+)
 
 // Handler serves the registry in the Prometheus text format.
 func (m *Metrics) Handler() http.Handler {

@@ -10,6 +10,7 @@ import (
 	"github.com/ory-ext-authz/ory-ext-authz/internal/config"
 	"github.com/ory-ext-authz/ory-ext-authz/internal/fakeory"
 	"github.com/ory-ext-authz/ory-ext-authz/internal/servertest"
+	"github.com/ory-ext-authz/ory-ext-authz/pkg/admin"
 	"github.com/ory-ext-authz/ory-ext-authz/pkg/authz"
 	"github.com/ory-ext-authz/ory-ext-authz/pkg/jwkspub"
 	"github.com/ory-ext-authz/ory-ext-authz/pkg/metrics"
@@ -126,7 +127,7 @@ func TestScrape(t *testing.T) {
 		fixed[n] = true
 	}
 	fixed["shared_hit"] = true
-	for _, list := range [][]string{redistier.Ops(), redistier.Results(), redistier.BreakerStates(), jwkspub.Results()} {
+	for _, list := range [][]string{redistier.Ops(), redistier.Results(), redistier.BreakerStates(), jwkspub.Results(), admin.Kinds(), admin.Results()} {
 		for _, v := range list {
 			fixed[v] = true
 		}

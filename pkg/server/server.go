@@ -56,6 +56,14 @@ type Options struct {
 	Timeouts Timeouts
 	// Panics, when set, counts the panics recovered on each gRPC server.
 	Panics PanicObserver
+	// Readiness, when set, sees what GET /readyz answers: ready once the
+	// listeners serve, not ready from the start of the shutdown.
+	Readiness ReadinessObserver
+}
+
+// ReadinessObserver sees the readiness GET /readyz reports (pkg/metrics).
+type ReadinessObserver interface {
+	ObserveReady(ready bool)
 }
 
 // The gRPC servers Run starts, as PanicObserver and the logs name them.
@@ -159,7 +167,13 @@ func Run(ctx context.Context, o Options) error {
 	hs.SetServingStatus(authzService, healthpb.HealthCheckResponse_SERVING)
 
 	var ready atomic.Bool
-	ready.Store(true)
+	setReady := func(r bool) {
+		ready.Store(r)
+		if o.Readiness != nil {
+			o.Readiness.ObserveReady(r)
+		}
+	}
+	setReady(true)
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		_, _ = w.Write([]byte("ok\n"))
@@ -225,7 +239,7 @@ func Run(ctx context.Context, o Options) error {
 
 	// Tell Envoy's health checks and Kubernetes first, so traffic moves away
 	// while this server still answers.
-	ready.Store(false)
+	setReady(false)
 	hs.Shutdown()
 	if o.ShutdownDelay > 0 {
 		time.Sleep(o.ShutdownDelay)

@@ -171,6 +171,12 @@ type Cache[R, V any] struct {
 	closed atomic.Bool
 	rev    *revocations
 	stats  stats
+	// clearing is above 0 while the store is cleared (Purge, VoidLocal,
+	// Close): what ristretto hands OnEvict then is not an eviction.
+	clearing atomic.Int32
+	// evictions counts entries ristretto evicted to make room under
+	// MaxBytes (Stats.Evictions).
+	evictions atomic.Uint64
 }
 
 // New builds a Cache.
@@ -199,6 +205,7 @@ func New[R, V any](cfg Config[R, V]) (*Cache[R, V], error) {
 	// ristretto wants about 10 counters per item it may hold; entries are
 	// about 1 KiB, so MaxBytes/100 counters is ten per entry.
 	counters := max(cfg.MaxBytes/100, 1000)
+	c := &Cache[R, V]{cfg: cfg, now: cfg.Now, log: cfg.Logger, rev: newRevocations()}
 	store, err := ristretto.NewCache(&ristretto.Config[uint64, *entry[V]]{
 		NumCounters: counters,
 		MaxCost:     cfg.MaxBytes,
@@ -208,17 +215,35 @@ func New[R, V any](cfg Config[R, V]) (*Cache[R, V], error) {
 		// The key already is a uniform hash; the digest in the entry is the
 		// collision check, so no conflict hash is needed.
 		KeyToHash: func(k uint64) (uint64, uint64) { return k, 0 },
+		// ristretto calls OnEvict for the victims of its policy (the
+		// cache is at MaxBytes), for entries past their TTL (which carry
+		// their expiration) and for every entry a Clear drops; only the
+		// first are evictions.
+		OnEvict: func(it *ristretto.Item[*entry[V]]) {
+			if it.Expiration.IsZero() && c.clearing.Load() == 0 {
+				c.evictions.Add(1)
+			}
+		},
 	})
 	if err != nil {
 		return nil, fmt.Errorf("tokencache: %w", err)
 	}
-	return &Cache[R, V]{cfg: cfg, store: store, now: cfg.Now, log: cfg.Logger, rev: newRevocations()}, nil
+	c.store = store
+	return c, nil
+}
+
+// clear empties the store without counting what it drops as evictions.
+func (c *Cache[R, V]) clear() {
+	c.clearing.Add(1)
+	defer c.clearing.Add(-1)
+	c.store.Clear()
 }
 
 // Close waits for background refreshes and releases the cache.
 func (c *Cache[R, V]) Close() {
 	c.closed.Store(true)
 	c.wg.Wait()
+	c.clearing.Add(1)
 	c.store.Close()
 }
 
@@ -483,11 +508,11 @@ func (c *Cache[R, V]) InvalidateIdentity(id string) { c.rev.identity(id, c.now()
 // may have missed invalidations while it was not subscribed to them.
 func (c *Cache[R, V]) VoidLocal() {
 	c.rev.voidEntries()
-	c.store.Clear()
+	c.clear()
 }
 
 // Purge voids every entry, remembered 401s included.
 func (c *Cache[R, V]) Purge() {
 	c.rev.purge(c.now().UnixNano())
-	c.store.Clear()
+	c.clear()
 }

@@ -440,3 +440,50 @@ func (w lockedWriter) Write(p []byte) (int, error) {
 	defer w.mu.Unlock()
 	return w.b.Write(p)
 }
+
+// TestEvictions: Stats.Evictions counts the entries dropped to make room
+// while the cache is at MaxBytes, and nothing else: not the entries of a
+// cache below its bound, nor those a Purge drops.
+func TestEvictions(t *testing.T) {
+	fill := func(t *testing.T, maxBytes int64, keys int) *Cache[string, int] {
+		t.Helper()
+		clk := testclock.New(time.Unix(1_800_000_000, 0))
+		o := &origin{clk: clk, ttl: time.Minute}
+		c, err := New(Config[string, int]{
+			MaxBytes: maxBytes, Leeway: 5 * time.Second, FetchTimeout: time.Second,
+			Fetch: o.fetch, Classify: classifyTest, Now: clk.Now,
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(c.Close)
+		for i := range keys {
+			if _, _, err := get(t, c, NewKey("mesh", 2, fmt.Sprintf("s%d", i))); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return c
+	}
+	t.Run("below the bound", func(t *testing.T) {
+		c := fill(t, 1<<20, 50)
+		c.Purge()
+		if s := c.Stats(); s.Evictions != 0 {
+			t.Errorf("Evictions = %d below the bound and after a purge, want 0", s.Evictions)
+		}
+	})
+	t.Run("at the bound", func(t *testing.T) {
+		const maxBytes = 32 << 10 // room for about 25 entries of 1.2 KiB
+		c := fill(t, maxBytes, 200)
+		s := c.Stats()
+		if s.Evictions == 0 {
+			t.Fatalf("no evictions after 200 entries in %d bytes: %+v", maxBytes, s)
+		}
+		if s.Bytes > maxBytes {
+			t.Errorf("Bytes = %d over MaxBytes %d", s.Bytes, maxBytes)
+		}
+		c.Purge()
+		if after := c.Stats().Evictions; after != s.Evictions {
+			t.Errorf("a purge counted %d evictions", after-s.Evictions)
+		}
+	})
+}

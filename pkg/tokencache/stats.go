@@ -8,6 +8,9 @@ type Stats struct {
 	Hits, Misses, NegativeHits, Refreshes uint64
 	// SharedHits are L1 misses answered from the shared tier.
 	SharedHits uint64
+	// Evictions are the entries dropped to make room for new ones while
+	// the cache was at MaxBytes (expired and purged entries not counted).
+	Evictions uint64
 }
 
 // Stats returns the current counters.
@@ -18,6 +21,7 @@ func (c *Cache[R, V]) Stats() Stats {
 		NegativeHits: c.stats.negativeHits.load(),
 		Refreshes:    c.stats.refreshes.load(),
 		SharedHits:   c.stats.sharedHits.load(),
+		Evictions:    c.evictions.Load(),
 	}
 	if m := c.store.Metrics; m != nil {
 		s.Entries = sub(m.KeysAdded(), m.KeysEvicted())
