@@ -18,6 +18,10 @@ BUF           := github.com/bufbuild/buf/cmd/buf@v1.75.0
 # test with its reason (the Envoy end-to-end test without ENVOY_BIN).
 GOTESTSUM     := gotest.tools/gotestsum@v1.13.0
 GHZ           := github.com/bojand/ghz/cmd/ghz@v0.120.0
+# Prometheus' promtool, pinned: validates deploy/prometheus and a real
+# /metrics scrape (internal/dashboard's tests, through PROMTOOL_BIN).
+PROMTOOL      := github.com/prometheus/prometheus/cmd/promtool@v0.316.0
+PROMTOOL_BIN  := $(CURDIR)/bin/promtool
 # Debian packages the tests need (redis-server: pkg/redistier's tests start
 # their own servers; nginx: the forward-auth tests run the real nginx on
 # deploy/nginx/nginx.conf through internal/proxytest; chromium: the browser
@@ -39,7 +43,7 @@ SOAK        ?= 2m
 FUZZTIME    ?= 20s
 FUZZTIME_LONG ?= 5m
 
-.PHONY: build kratos caddy debian-packages test fuzz lint fmt vet run clean proto proto-check bench
+.PHONY: build kratos caddy debian-packages test fuzz lint fmt vet run clean proto proto-check bench promtool alerts-check dashboard
 
 build: ## build bin/ory-ext-authz
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/ory-ext-authz ./cmd/ory-ext-authz
@@ -98,15 +102,35 @@ debian-packages:
 # real headless Chromium (internal/browsertest), none of which can be
 # skipped here, ending with gotestsum's summary of skipped tests. The
 # browser test's screenshots go to test-output/browser/.
-test: kratos caddy debian-packages vet fmt proto-check
+test: kratos caddy debian-packages vet fmt proto-check alerts-check
 	$(MAKE) --no-print-directory fuzz FUZZTIME_LONG=$(FUZZTIME)
 	KRATOS_BIN=$(KRATOS_BIN) CADDY_BIN=$(CADDY_BIN) ORY_EXT_AUTHZ_REQUIRE_KRATOS=1 ORY_EXT_AUTHZ_REQUIRE_REDIS=1 \
 		ORY_EXT_AUTHZ_REQUIRE_NGINX=1 ORY_EXT_AUTHZ_REQUIRE_CADDY=1 ORY_EXT_AUTHZ_REQUIRE_CHROMIUM=1 \
-		ORY_EXT_AUTHZ_TEST_OUTPUT=$(CURDIR)/test-output $(GO) run $(GOTESTSUM) --format pkgname -- -race -count=1 -timeout 30m ./...
+		ORY_EXT_AUTHZ_TEST_OUTPUT=$(CURDIR)/test-output PROMTOOL_BIN=$(PROMTOOL_BIN) ORY_EXT_AUTHZ_REQUIRE_PROMTOOL=1 \
+		$(GO) run $(GOTESTSUM) --format pkgname -- -race -count=1 -timeout 30m ./...
 	@# The soak on its own, after the rest: 2 minutes at 800 checks/s would
 	@# starve the timing-sensitive real-Kratos and Redis-fault tests of CPU
 	@# if it ran next to them (go test runs packages in parallel).
 	ORY_EXT_AUTHZ_SOAK=$(SOAK) $(GO) run $(GOTESTSUM) --format pkgname -- -race -count=1 -timeout 10m -run '^TestSoak$$' ./pkg/authz
+
+# bin/promtool, installed from the pinned module (about 5 minutes the first
+# time, seconds once the build cache holds it).
+promtool:
+	GOBIN=$(CURDIR)/bin $(GO) install $(PROMTOOL)
+
+# The alerting rules: promtool's syntax and lint check, then the unit tests
+# in deploy/prometheus/alerts_test.yaml (synthetic series, which alert fires
+# when). The dashboard's and the rules' PromQL against a real /metrics
+# scrape, and promtool check metrics on that scrape, are Go tests
+# (internal/dashboard), run by make test with PROMTOOL_BIN.
+alerts-check: promtool
+	$(PROMTOOL_BIN) check rules deploy/prometheus/alerts.yaml
+	$(PROMTOOL_BIN) test rules deploy/prometheus/alerts_test.yaml
+
+# Regenerates the Grafana dashboard from its Go builder (internal/dashboard);
+# a test fails when the committed JSON differs from what it generates.
+dashboard:
+	$(GO) run ./internal/cmd/dashboard -o deploy/grafana/ory-ext-authz.json
 
 # Every Fuzz* target, one at a time (go test -fuzz takes one target per run).
 fuzz:
