@@ -180,7 +180,9 @@ func single(title, description, unit, expr string, steps ...sdk.Threshold) *stat
 }
 
 // step is a threshold step from value on (nil: from -Inf).
-func step(value *float64, color string) sdk.Threshold { return sdk.Threshold{Value: value, Color: color} }
+func step(value *float64, color string) sdk.Threshold {
+	return sdk.Threshold{Value: value, Color: color}
+}
 
 func overview() []cog.Builder[sdk.Panel] {
 	return []cog.Builder[sdk.Panel]{
