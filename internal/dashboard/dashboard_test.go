@@ -221,6 +221,23 @@ func TestMetricNames(t *testing.T) {
 			}
 		})
 	}
+	sels, err := dashboard.Selectors(`rate(a_total{job=~"$job", code=~"5..|error", result!="ok"}[5m])`)
+	if err != nil || len(sels) != 1 {
+		t.Fatalf("Selectors = %v, %v", sels, err)
+	}
+	for _, tt := range []struct {
+		series map[string]string
+		want   bool
+	}{
+		{map[string]string{"code": "503", "result": "miss"}, true},
+		{map[string]string{"code": "error"}, true}, // result absent: "" != "ok"
+		{map[string]string{"code": "200", "result": "miss"}, false},
+		{map[string]string{"code": "503", "result": "ok"}, false},
+	} {
+		if got := sels[0].Matches(tt.series); got != tt.want {
+			t.Errorf("Matches(%v) = %v, want %v (job is a target label, left out)", tt.series, got, tt.want)
+		}
+	}
 	families := map[string]bool{"h_seconds": true, "a_total": false}
 	for name, want := range map[string]string{"h_seconds_bucket": "h_seconds", "h_seconds_count": "h_seconds", "a_total": "a_total", "a_total_count": "", "nope": ""} {
 		if got, ok := dashboard.Family(name, families); got != want || ok != (want != "") {

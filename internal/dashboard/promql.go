@@ -144,11 +144,23 @@ func Substitute(promql string) (string, error) {
 
 var promqlParser = parser.NewParser(parser.Options{})
 
-// MetricNames parses promql (template variables substituted) and returns
-// the metric names its selectors name, sorted and without duplicates. A
-// selector without a fixed metric name is an error: it could match
-// anything, so no test could tell whether the server exports it.
-func MetricNames(promql string) ([]string, error) {
+// Selector is one series selector of an expression: the metric name and
+// the other label matchers.
+type Selector struct {
+	Name     string
+	Matchers []*labels.Matcher
+}
+
+// TargetLabels are the labels Prometheus adds to every series of a target
+// (from its scrape config and service discovery), which the server itself
+// never exports: matchers on them are left out when a selector is compared
+// with a scrape.
+var TargetLabels = []string{"job", "namespace", "instance"}
+
+// Selectors parses promql (template variables substituted) and returns its
+// series selectors. A selector without a fixed metric name is an error: it
+// could match anything, so no test could tell whether the server exports it.
+func Selectors(promql string) ([]Selector, error) {
 	sub, err := Substitute(promql)
 	if err != nil {
 		return nil, err
@@ -157,33 +169,62 @@ func MetricNames(promql string) ([]string, error) {
 	if err != nil {
 		return nil, fmt.Errorf("parse %q: %w", sub, err)
 	}
-	var names []string
+	var out []Selector
 	var errs []error
 	parser.Inspect(e, func(n parser.Node, _ []parser.Node) error {
 		vs, ok := n.(*parser.VectorSelector)
 		if !ok {
 			return nil
 		}
-		name := vs.Name
-		if name == "" {
-			for _, m := range vs.LabelMatchers {
-				if m.Name == labels.MetricName && m.Type == labels.MatchEqual {
-					name = m.Value
-				}
+		sel := Selector{Name: vs.Name}
+		for _, m := range vs.LabelMatchers {
+			if m.Name != labels.MetricName {
+				sel.Matchers = append(sel.Matchers, m)
+			} else if m.Type == labels.MatchEqual {
+				sel.Name = m.Value
 			}
 		}
-		if name == "" {
+		if sel.Name == "" {
 			errs = append(errs, fmt.Errorf("selector %s has no metric name", vs))
 			return nil
 		}
-		names = append(names, name)
+		out = append(out, sel)
 		return nil
 	})
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
+	return out, nil
+}
+
+// MetricNames are the metric names of Selectors(promql), sorted and without
+// duplicates.
+func MetricNames(promql string) ([]string, error) {
+	sels, err := Selectors(promql)
+	if err != nil {
+		return nil, err
+	}
+	names := make([]string, 0, len(sels))
+	for _, s := range sels {
+		names = append(names, s.Name)
+	}
 	slices.Sort(names)
 	return slices.Compact(names), nil
+}
+
+// Matches reports whether a series with labels (name -> value) is selected
+// by the matchers of s, leaving out those on TargetLabels. An absent label
+// has the value "", as in PromQL.
+func (s Selector) Matches(series map[string]string) bool {
+	for _, m := range s.Matchers {
+		if slices.Contains(TargetLabels, m.Name) {
+			continue
+		}
+		if !m.Matches(series[m.Name]) {
+			return false
+		}
+	}
+	return true
 }
 
 // Family is the metric family a series name belongs to, given the families
