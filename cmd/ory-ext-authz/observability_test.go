@@ -144,7 +144,7 @@ func TestObservabilityScrape(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		exprs, err := dashboard.DashboardExprs(db)
+		exprs, err := dashboard.PanelExprs(db)
 		if err != nil {
 			t.Fatal(err)
 		}

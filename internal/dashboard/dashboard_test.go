@@ -49,7 +49,7 @@ func TestCommittedDashboardIsCurrent(t *testing.T) {
 func TestDashboardShape(t *testing.T) {
 	b := read(t, dashboardFile)
 	plugins.RegisterDefaultPlugins()
-	var d sdk.Dashboard
+	var d sdk.Dashboard //nolint:staticcheck // the classic JSON on purpose (see dashboard.Build)
 	if err := json.Unmarshal(b, &d); err != nil {
 		t.Fatalf("the dashboard does not read back into the SDK's type: %v", err)
 	}
@@ -130,7 +130,7 @@ func TestDashboardShape(t *testing.T) {
 // TestDashboardCoverage: the dashboard has a panel for each subject issue
 // 17 asks for, seen through the metrics its queries name.
 func TestDashboardCoverage(t *testing.T) {
-	exprs, err := dashboard.DashboardExprs(read(t, dashboardFile))
+	exprs, err := dashboard.PanelExprs(read(t, dashboardFile))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -170,7 +170,7 @@ func TestDashboardCoverage(t *testing.T) {
 // metrics. (Whether the server exports them is checked against a real
 // scrape in cmd/ory-ext-authz's TestObservabilityScrape.)
 func TestExpressionsParse(t *testing.T) {
-	d, err := dashboard.DashboardExprs(read(t, dashboardFile))
+	d, err := dashboard.PanelExprs(read(t, dashboardFile))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/promql/parser"
 	"go.yaml.in/yaml/v3"
@@ -21,10 +22,10 @@ type Expr struct {
 	PromQL string
 }
 
-// DashboardExprs are the expressions of a dashboard's JSON: every panel
+// PanelExprs are the expressions of a dashboard's JSON: every panel
 // target's expr (rows' nested panels included) and every query variable's
 // label_values selector.
-func DashboardExprs(dashboardJSON []byte) ([]Expr, error) {
+func PanelExprs(dashboardJSON []byte) ([]Expr, error) {
 	type target struct {
 		RefID string `json:"refId"`
 		Expr  string `json:"expr"`
@@ -178,7 +179,7 @@ func Selectors(promql string) ([]Selector, error) {
 		}
 		sel := Selector{Name: vs.Name}
 		for _, m := range vs.LabelMatchers {
-			if m.Name != labels.MetricName {
+			if m.Name != model.MetricNameLabel {
 				sel.Matchers = append(sel.Matchers, m)
 			} else if m.Type == labels.MatchEqual {
 				sel.Name = m.Value
