@@ -19,7 +19,7 @@ BUF           := github.com/bufbuild/buf/cmd/buf@v1.75.0
 GOTESTSUM     := gotest.tools/gotestsum@v1.13.0
 GHZ           := github.com/bojand/ghz/cmd/ghz@v0.120.0
 # Prometheus' promtool, pinned: validates deploy/prometheus and a real
-# /metrics scrape (internal/dashboard's tests, through PROMTOOL_BIN).
+# /metrics scrape (cmd/ory-ext-authz TestObservabilityScrape, PROMTOOL_BIN).
 PROMTOOL      := github.com/prometheus/prometheus/cmd/promtool@v0.316.0
 PROMTOOL_BIN  := $(CURDIR)/bin/promtool
 # Debian packages the tests need (redis-server: pkg/redistier's tests start
@@ -122,7 +122,7 @@ promtool:
 # in deploy/prometheus/alerts_test.yaml (synthetic series, which alert fires
 # when). The dashboard's and the rules' PromQL against a real /metrics
 # scrape, and promtool check metrics on that scrape, are Go tests
-# (internal/dashboard), run by make test with PROMTOOL_BIN.
+# (cmd/ory-ext-authz TestObservabilityScrape), run by make test with PROMTOOL_BIN.
 alerts-check: promtool
 	$(PROMTOOL_BIN) check rules deploy/prometheus/alerts.yaml
 	$(PROMTOOL_BIN) test rules deploy/prometheus/alerts_test.yaml
