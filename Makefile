@@ -22,6 +22,8 @@ GHZ           := github.com/bojand/ghz/cmd/ghz@v0.120.0
 # /metrics scrape (cmd/ory-ext-authz TestObservabilityScrape, PROMTOOL_BIN).
 PROMTOOL      := github.com/prometheus/prometheus/cmd/promtool@v0.316.0
 PROMTOOL_BIN  := $(CURDIR)/bin/promtool
+HELM          := helm.sh/helm/v4/cmd/helm@v4.3.1
+CHART         := deploy/helm/ory-ext-authz
 # Debian packages the tests need (redis-server: pkg/redistier's tests start
 # their own servers; nginx: the forward-auth tests run the real nginx on
 # deploy/nginx/nginx.conf through internal/proxytest; chromium: the browser
@@ -43,7 +45,7 @@ SOAK        ?= 2m
 FUZZTIME    ?= 20s
 FUZZTIME_LONG ?= 5m
 
-.PHONY: build kratos caddy debian-packages test fuzz lint fmt vet run clean proto proto-check bench promtool alerts-check dashboard
+.PHONY: build kratos caddy debian-packages test fuzz lint fmt vet run clean proto proto-check bench promtool alerts-check dashboard helm-package helm-schema
 
 build: ## build bin/ory-ext-authz
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/ory-ext-authz ./cmd/ory-ext-authz
@@ -102,7 +104,7 @@ debian-packages:
 # real headless Chromium (internal/browsertest), none of which can be
 # skipped here, ending with gotestsum's summary of skipped tests. The
 # browser test's screenshots go to test-output/browser/.
-test: kratos caddy debian-packages vet fmt proto-check alerts-check
+test: kratos caddy debian-packages vet fmt proto-check alerts-check helm-package
 	$(MAKE) --no-print-directory fuzz FUZZTIME_LONG=$(FUZZTIME)
 	KRATOS_BIN=$(KRATOS_BIN) CADDY_BIN=$(CADDY_BIN) ORY_EXT_AUTHZ_REQUIRE_KRATOS=1 ORY_EXT_AUTHZ_REQUIRE_REDIS=1 \
 		ORY_EXT_AUTHZ_REQUIRE_NGINX=1 ORY_EXT_AUTHZ_REQUIRE_CADDY=1 ORY_EXT_AUTHZ_REQUIRE_CHROMIUM=1 \
@@ -126,6 +128,19 @@ promtool:
 alerts-check: promtool
 	$(PROMTOOL_BIN) check rules deploy/prometheus/alerts.yaml
 	$(PROMTOOL_BIN) test rules deploy/prometheus/alerts_test.yaml
+
+# The Helm chart through the real helm (pinned): lint --strict, then
+# helm package into test-output/helm/. The Go tests (deploy/helm_test.go)
+# render it with Helm's SDK and check every manifest.
+helm-package:
+	$(GO) run $(HELM) lint --strict --kube-version 1.33.0 $(CHART)
+	mkdir -p test-output/helm
+	$(GO) run $(HELM) package $(CHART) -d test-output/helm
+
+# Regenerates the chart's values.schema.json from the flag table
+# (internal/helmschema); a test fails when the committed file is stale.
+helm-schema:
+	$(GO) run ./internal/cmd/helmschema
 
 # Regenerates the Grafana dashboard from its Go builder (internal/dashboard);
 # a test fails when the committed JSON differs from what it generates.
