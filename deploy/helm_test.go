@@ -25,7 +25,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	policyv1 "k8s.io/api/policy/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"sigs.k8s.io/yaml"
 
@@ -128,58 +127,28 @@ func mustRender(t *testing.T, vals map[string]any) chartRender {
 
 func (r *chartRender) decode(t *testing.T, name string, doc []byte) {
 	t.Helper()
-	var tm metav1.TypeMeta
-	if err := yaml.Unmarshal(doc, &tm); err != nil {
-		t.Fatalf("%s: %v\n%s", name, err, doc)
-	}
-	var obj any
-	want := ""
-	switch tm.Kind {
-	case "Deployment":
-		r.deployment = &appsv1.Deployment{}
-		obj, want = r.deployment, "apps/v1"
-	case "Service":
-		r.service = &corev1.Service{}
-		obj, want = r.service, "v1"
-	case "ServiceAccount":
-		r.serviceAccount = &corev1.ServiceAccount{}
-		obj, want = r.serviceAccount, "v1"
-	case "PodDisruptionBudget":
-		r.pdb = &policyv1.PodDisruptionBudget{}
-		obj, want = r.pdb, "policy/v1"
-	case "HorizontalPodAutoscaler":
-		r.hpa = &autoscalingv2.HorizontalPodAutoscaler{}
-		obj, want = r.hpa, "autoscaling/v2"
-	case "NetworkPolicy":
-		r.networkPolicy = &networkingv1.NetworkPolicy{}
-		obj, want = r.networkPolicy, "networking.k8s.io/v1"
-	case "ConfigMap":
-		obj, want = &corev1.ConfigMap{}, "v1"
-	case "Secret":
-		obj, want = &corev1.Secret{}, "v1"
-	case "ServiceMonitor":
-		// A CRD of the Prometheus operator: checked as a map below.
-		if err := yaml.Unmarshal(doc, &r.serviceMonitor); err != nil {
-			t.Fatalf("%s: %v", name, err)
-		}
-		if tm.APIVersion != "monitoring.coreos.com/v1" {
-			t.Errorf("%s: apiVersion %s, want monitoring.coreos.com/v1", name, tm.APIVersion)
-		}
-		return
-	default:
-		t.Fatalf("%s: kind %q not covered by this test", name, tm.Kind)
-	}
-	if tm.APIVersion != want {
-		t.Errorf("%s: apiVersion %s, want %s for %s", name, tm.APIVersion, want, tm.Kind)
-	}
-	if err := yaml.UnmarshalStrict(doc, obj); err != nil {
-		t.Fatalf("%s: strict into %T: %v\n%s", name, obj, err, doc)
-	}
+	_, obj := kubeManifest(t, name, doc)
 	switch o := obj.(type) {
+	case *appsv1.Deployment:
+		r.deployment = o
+	case *corev1.Service:
+		r.service = o
+	case *corev1.ServiceAccount:
+		r.serviceAccount = o
+	case *policyv1.PodDisruptionBudget:
+		r.pdb = o
+	case *autoscalingv2.HorizontalPodAutoscaler:
+		r.hpa = o
+	case *networkingv1.NetworkPolicy:
+		r.networkPolicy = o
 	case *corev1.ConfigMap:
 		r.configMaps[o.Name] = o
 	case *corev1.Secret:
 		r.secrets[o.Name] = o
+	case map[string]any:
+		r.serviceMonitor = o
+	default:
+		t.Fatalf("%s: %T does not belong in the chart", name, obj)
 	}
 }
 

@@ -12,6 +12,12 @@ import (
 	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
+	appsv1 "k8s.io/api/apps/v1"
+	autoscalingv2 "k8s.io/api/autoscaling/v2"
+	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
+	policyv1 "k8s.io/api/policy/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/yaml"
 )
 
@@ -188,4 +194,51 @@ func yamlFiles(t *testing.T, dir string) []string {
 		t.Fatalf("no YAML files in %s", dir)
 	}
 	return out
+}
+
+// kubeManifest decodes one manifest strictly (an unknown field is an
+// error) into the k8s.io/api type of its kind, checking its apiVersion; a
+// ServiceMonitor (a CRD of the Prometheus operator) becomes a map. A kind
+// no test covers fails t.
+func kubeManifest(t *testing.T, where string, doc []byte) (kind string, obj any) {
+	t.Helper()
+	var tm metav1.TypeMeta
+	if err := yaml.Unmarshal(doc, &tm); err != nil {
+		t.Fatalf("%s: %v", where, err)
+	}
+	want := ""
+	switch tm.Kind {
+	case "Namespace":
+		obj, want = &corev1.Namespace{}, "v1"
+	case "ServiceAccount":
+		obj, want = &corev1.ServiceAccount{}, "v1"
+	case "ConfigMap":
+		obj, want = &corev1.ConfigMap{}, "v1"
+	case "Secret":
+		obj, want = &corev1.Secret{}, "v1"
+	case "Service":
+		obj, want = &corev1.Service{}, "v1"
+	case "Deployment":
+		obj, want = &appsv1.Deployment{}, "apps/v1"
+	case "PodDisruptionBudget":
+		obj, want = &policyv1.PodDisruptionBudget{}, "policy/v1"
+	case "HorizontalPodAutoscaler":
+		obj, want = &autoscalingv2.HorizontalPodAutoscaler{}, "autoscaling/v2"
+	case "NetworkPolicy":
+		obj, want = &networkingv1.NetworkPolicy{}, "networking.k8s.io/v1"
+	case "ServiceMonitor":
+		obj, want = &map[string]any{}, "monitoring.coreos.com/v1"
+	default:
+		t.Fatalf("%s: kind %q not covered by the tests", where, tm.Kind)
+	}
+	if tm.APIVersion != want {
+		t.Errorf("%s: apiVersion %s, want %s for %s", where, tm.APIVersion, want, tm.Kind)
+	}
+	if err := yaml.UnmarshalStrict(doc, obj); err != nil {
+		t.Fatalf("%s: strict into %T: %v\n%s", where, obj, err, doc)
+	}
+	if m, ok := obj.(*map[string]any); ok {
+		obj = *m
+	}
+	return tm.Kind, obj
 }

@@ -68,45 +68,23 @@ func loadKubernetes(t *testing.T) kubernetesResources {
 	k.configMaps = map[string]*corev1.ConfigMap{}
 	for _, res := range k.kustomization.Resources {
 		path := filepath.Join(kubernetesDir, res)
-		b := readFile(t, path)
-		var tm metav1.TypeMeta
-		if err := yaml.Unmarshal(b, &tm); err != nil {
-			t.Fatalf("%s: %v", path, err)
-		}
-		var obj any
-		want := ""
-		switch tm.Kind {
-		case "Namespace":
-			obj, want = &corev1.Namespace{}, "v1"
-		case "ServiceAccount":
-			obj, want = &corev1.ServiceAccount{}, "v1"
-		case "Deployment":
-			k.deployment = &appsv1.Deployment{}
-			obj, want = k.deployment, "apps/v1"
-		case "Service":
-			k.service = &corev1.Service{}
-			obj, want = k.service, "v1"
-		case "PodDisruptionBudget":
-			k.pdb = &policyv1.PodDisruptionBudget{}
-			obj, want = k.pdb, "policy/v1"
-		case "HorizontalPodAutoscaler":
-			k.hpa = &autoscalingv2.HorizontalPodAutoscaler{}
-			obj, want = k.hpa, "autoscaling/v2"
-		case "ConfigMap":
-			obj, want = &corev1.ConfigMap{}, "v1"
+		kind, obj := kubeManifest(t, path, readFile(t, path))
+		switch o := obj.(type) {
+		case *appsv1.Deployment:
+			k.deployment = o
+		case *corev1.Service:
+			k.service = o
+		case *policyv1.PodDisruptionBudget:
+			k.pdb = o
+		case *autoscalingv2.HorizontalPodAutoscaler:
+			k.hpa = o
+		case *corev1.ConfigMap:
+			k.configMaps[o.Name] = o
+		case *corev1.Namespace, *corev1.ServiceAccount:
 		default:
-			t.Fatalf("%s: kind %q not covered by this test", path, tm.Kind)
+			t.Fatalf("%s: kind %s does not belong in the kustomize base", path, kind)
 		}
-		if tm.APIVersion != want {
-			t.Errorf("%s: apiVersion %s, want %s for %s", path, tm.APIVersion, want, tm.Kind)
-		}
-		if err := yaml.UnmarshalStrict(b, obj); err != nil {
-			t.Fatalf("%s: strict into %T: %v", path, obj, err)
-		}
-		if cm, ok := obj.(*corev1.ConfigMap); ok {
-			k.configMaps[cm.Name] = cm
-		}
-		k.kinds[tm.Kind]++
+		k.kinds[kind]++
 	}
 	for _, kind := range []string{"Deployment", "Service", "PodDisruptionBudget", "HorizontalPodAutoscaler"} {
 		if k.kinds[kind] != 1 {
