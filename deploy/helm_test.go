@@ -174,6 +174,8 @@ func (r chartRender) serverConfig(t *testing.T) config.Config {
 			t.Errorf("env %s set twice", e.Name)
 		}
 		switch {
+		case e.ValueFrom != nil && e.ValueFrom.SecretKeyRef != nil && e.Name == config.EnvName("redis-url"):
+			env[e.Name] = "rediss://:from-a-secret@redis.example:6380/0"
 		case e.ValueFrom != nil && e.ValueFrom.SecretKeyRef != nil:
 			env[e.Name] = "from-a-secret"
 		case e.ValueFrom != nil:
@@ -287,7 +289,8 @@ func (r chartRender) checkWiring(t *testing.T) config.Config {
 		}
 	}
 	for flagName, file := range map[string]string{"tls-cert": cfg.TLSCert, "tls-key": cfg.TLSKey, "tls-client-ca": cfg.TLSClientCA,
-		"redis-secret-file": cfg.RedisSecretFile, "redis-previous-secret-file": cfg.RedisPreviousSecretFile} {
+		"redis-secret-file": cfg.RedisSecretFile, "redis-previous-secret-file": cfg.RedisPreviousSecretFile,
+		"redis-ca-file": cfg.RedisCAFile, "redis-cert-file": cfg.RedisCertFile, "redis-key-file": cfg.RedisKeyFile} {
 		if file == "" {
 			continue
 		}
@@ -468,6 +471,12 @@ func helmValueSets(t *testing.T) map[string]map[string]any {
 				"secret":   map[string]any{"existingSecret": "authz-redis", "previous": true},
 				"password": map[string]any{"existingSecret": "redis-auth", "key": "redis-password"}},
 		},
+		"redis, URL and TLS from Secrets": {
+			"redis": map[string]any{"enabled": true,
+				"urlSecret": map[string]any{"name": "redis-conn", "key": "url"},
+				"secret":    map[string]any{"existingSecret": "authz-redis"},
+				"tls":       map[string]any{"secretName": "redis-client-cert", "clientCert": true}},
+		},
 		"redis, the chart's Secret": {
 			"redis": map[string]any{"enabled": true, "secret": map[string]any{"value": strings.Repeat("s", 32)}},
 		},
@@ -528,6 +537,15 @@ func TestHelmChart(t *testing.T) {
 				if len(r.secrets) != 0 {
 					t.Errorf("the chart made Secrets next to existing ones: %v", r.secrets)
 				}
+			case "redis, URL and TLS from Secrets":
+				c := r.deployment.Spec.Template.Spec.Containers[0]
+				i := slices.IndexFunc(c.Env, func(e corev1.EnvVar) bool { return e.Name == config.EnvName("redis-url") })
+				if i < 0 || c.Env[i].ValueFrom == nil || c.Env[i].ValueFrom.SecretKeyRef.Name != "redis-conn" {
+					t.Errorf("--redis-url is not taken from the Secret redis-conn: %+v", c.Env)
+				}
+				if cfg.RedisCAFile == "" || cfg.RedisCertFile == "" || cfg.RedisKeyFile == "" {
+					t.Errorf("Redis TLS files: ca %q cert %q key %q", cfg.RedisCAFile, cfg.RedisCertFile, cfg.RedisKeyFile)
+				}
 			case "redis, the chart's Secret":
 				s := r.secrets[releaseName+"-ory-ext-authz-redis"]
 				if s == nil || string(s.Data["secret"]) != strings.Repeat("s", 32) {
@@ -584,7 +602,8 @@ func TestHelmChartRefuses(t *testing.T) {
 			"routes": map[string]any{"enabled": true, "table": map[string]any{"rules": []any{}}},
 			"jwks":   map[string]any{"enabled": true, "publicJWKS": "{}"},
 			"tls":    map[string]any{"enabled": true, "secretName": "x", "clientCA": map[string]any{"enabled": true}},
-			"redis":  map[string]any{"enabled": true, "secret": map[string]any{"existingSecret": "x", "previous": true}},
+			"redis": map[string]any{"enabled": true, "secret": map[string]any{"existingSecret": "x", "previous": true},
+				"tls": map[string]any{"secretName": "x", "clientCert": true}},
 			"config": map[string]any{f: "1s"},
 		}
 		tests["config."+f+" next to the chart's own"] = struct {
@@ -689,6 +708,47 @@ func TestHelmLint(t *testing.T) {
 				if m.Severity >= support.WarningSev {
 					t.Errorf("helm lint: %s", m)
 				}
+			}
+		})
+	}
+}
+
+// TestHelmEveryFlag: every flag of serve the chart does not set itself
+// passes the schema with a value of its kind and reaches the container as
+// its variable, with that value as the server reads it.
+func TestHelmEveryFlag(t *testing.T) {
+	for _, f := range config.Flags() {
+		if slices.Contains(helmschema.ManagedFlags, f.Name) {
+			continue
+		}
+		var v any
+		var want string
+		switch f.Kind {
+		case config.KindInteger:
+			v, want = 1<<40, "1099511627776"
+		case config.KindBoolean:
+			v, want = true, "true"
+		case config.KindDuration:
+			v, want = "1m30s", "1m30s"
+		default:
+			v, want = "x-"+f.Name, "x-"+f.Name
+			if strings.HasSuffix(f.Name, "-addr") {
+				v, want = "127.0.0.1:7777", "127.0.0.1:7777"
+			}
+		}
+		t.Run(f.Name, func(t *testing.T) {
+			files, err := renderChart(t, map[string]any{"config": map[string]any{f.Name: v}})
+			if err != nil {
+				t.Fatalf("config.%s: %v", f.Name, err)
+			}
+			var d appsv1.Deployment
+			if err := yaml.Unmarshal([]byte(files["ory-ext-authz/templates/deployment.yaml"]), &d); err != nil {
+				t.Fatal(err)
+			}
+			env := d.Spec.Template.Spec.Containers[0].Env
+			i := slices.IndexFunc(env, func(e corev1.EnvVar) bool { return e.Name == f.Env })
+			if i < 0 || env[i].Value != want {
+				t.Errorf("config.%s: %s is %+v, want %q", f.Name, f.Env, env, want)
 			}
 		})
 	}

@@ -72,13 +72,7 @@ func TestObservabilityScrape(t *testing.T) {
 		return codes.Code(resp.GetStatus().GetCode()), err
 	}
 	if srv != nil {
-		// serve is ready before the tier has connected (Redis is never a
-		// dependency of serving); until then the breaker fails every
-		// operation fast and the fill would not reach Redis.
-		testwait.For(t, "the shared tier connected", func() bool {
-			v, ok := servertest.Metrics(t, s.httpAddr).Lookup("ory_ext_authz_redis_breaker_state", map[string]string{"state": "closed"})
-			return ok && v == 1
-		})
+		waitTierConnected(t, s.httpAddr)
 	}
 	sess := fake.NewSession()
 	if checkCached(t, client, sess) {

@@ -26,6 +26,18 @@ func secretFile(t *testing.T, content string) string {
 	return p
 }
 
+// waitTierConnected waits until serve's shared tier has connected: serve
+// is ready before it (Redis is never a dependency of serving), and until
+// then the breaker fails every operation fast, so a fill in that window
+// does not reach Redis.
+func waitTierConnected(t *testing.T, httpAddr string) {
+	t.Helper()
+	testwait.For(t, "the shared tier connected", func() bool {
+		v, ok := servertest.Metrics(t, httpAddr).Lookup("ory_ext_authz_redis_breaker_state", map[string]string{"state": "closed"})
+		return ok && v == 1
+	})
+}
+
 // TestServeSharedTier runs `serve` with the --redis-* flags: with a
 // password only in the URL it fills Redis (sealed: no key or value holds
 // the JWT) and logs one line saying the tier is on, with the URL
@@ -45,6 +57,7 @@ func TestServeSharedTier(t *testing.T) {
 		// time out, and a fill that cannot read Redis does not write it.
 		s := startServe(t, fake, "--redis-url", url, "--redis-secret-file", secret, "--redis-timeout", "500ms")
 		client := authv3.NewAuthorizationClient(servertest.Dial(t, s.grpcAddr))
+		waitTierConnected(t, s.httpAddr)
 		sess := fake.NewSession()
 		if checkCached(t, client, sess) {
 			t.Fatal("the first check was cached")

@@ -13,6 +13,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"strings"
 
 	"github.com/ory-ext-authz/ory-ext-authz/internal/config"
 )
@@ -26,7 +27,12 @@ const Path = "deploy/helm/ory-ext-authz/values.schema.json"
 var ManagedFlags = []string{
 	"routes", "jwks-publish", "tls-cert", "tls-key", "tls-client-ca",
 	"redis-url", "redis-timeout", "redis-secret-file", "redis-previous-secret-file",
+	"redis-ca-file", "redis-cert-file", "redis-key-file",
 }
+
+// addrPattern is a listen address, host:port with an optional host (an
+// IPv6 one in brackets), or empty where the flag allows it.
+const addrPattern = `^(|(\[[0-9A-Fa-f:.]+\]|[^:\[\]\s]*):[0-9]{1,5})$`
 
 // durationPattern is time.ParseDuration's syntax (the flags' durations).
 const durationPattern = `^(0|[+-]?(([0-9]+(\.[0-9]*)?|\.[0-9]+)(ns|us|µs|μs|ms|s|m|h))+)$`
@@ -76,6 +82,10 @@ func flagProperty(f config.Flag) obj {
 		p = obj{"type": "string", "pattern": durationPattern}
 	default:
 		p = obj{"type": "string"}
+		if strings.HasSuffix(f.Name, "-addr") {
+			// A listen address: its port becomes a container port.
+			p["pattern"] = addrPattern
+		}
 	}
 	// null unsets a flag the chart's defaults set (--set config.x=null).
 	p["type"] = []any{p["type"], "null"}
@@ -137,6 +147,14 @@ func Schema() obj {
 			"redis": object(obj{
 				"enabled": boolean("The tier shared by the replicas (--redis-url)."),
 				"url":     obj{"type": "string", "pattern": "^(redis|rediss|valkey|valkeys)://", "description": "--redis-url, without a password."},
+				"urlSecret": object(obj{
+					"name": str("A Secret holding the whole --redis-url; wins over url."),
+					"key":  str("Its key."),
+				}),
+				"tls": object(obj{
+					"secretName": str("A Secret with ca.crt (--redis-ca-file) and, with clientCert, tls.crt and tls.key."),
+					"clientCert": boolean("Mount tls.crt and tls.key as --redis-cert-file and --redis-key-file."),
+				}),
 				"timeout": duration("--redis-timeout; below config.whoami-timeout."),
 				"secret": object(obj{
 					"existingSecret": str("A Secret with the key secret (and previous-secret)."),

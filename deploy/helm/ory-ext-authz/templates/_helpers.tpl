@@ -49,6 +49,7 @@ jwks: /etc/ory-ext-authz/jwks/jwks.public.json
 tlsDir: /etc/ory-ext-authz/tls
 clientCADir: /etc/ory-ext-authz/client-ca
 redisDir: /etc/ory-ext-authz/redis
+redisTLSDir: /etc/ory-ext-authz/redis-tls
 {{- end -}}
 
 {{/* Names of the Secrets and ConfigMaps, given or the chart's own. */}}
@@ -90,11 +91,23 @@ values added. A flag set both ways fails the render.
 {{- end -}}
 {{- end -}}
 {{- if .Values.redis.enabled -}}
+{{- if .Values.redis.urlSecret.name -}}
+{{- /* from the Secret: deployment.yaml adds it as valueFrom */ -}}
+{{- $_ := set $managed "redis-url" (dict "value" nil "by" "redis.urlSecret") -}}
+{{- else -}}
 {{- $_ := set $managed "redis-url" (dict "value" .Values.redis.url "by" "redis.url") -}}
+{{- end -}}
 {{- $_ := set $managed "redis-timeout" (dict "value" .Values.redis.timeout "by" "redis.timeout") -}}
 {{- $_ := set $managed "redis-secret-file" (dict "value" (printf "%s/secret" $paths.redisDir) "by" "redis.enabled") -}}
 {{- if .Values.redis.secret.previous -}}
 {{- $_ := set $managed "redis-previous-secret-file" (dict "value" (printf "%s/previous-secret" $paths.redisDir) "by" "redis.secret.previous") -}}
+{{- end -}}
+{{- if .Values.redis.tls.secretName -}}
+{{- $_ := set $managed "redis-ca-file" (dict "value" (printf "%s/ca.crt" $paths.redisTLSDir) "by" "redis.tls.secretName") -}}
+{{- if .Values.redis.tls.clientCert -}}
+{{- $_ := set $managed "redis-cert-file" (dict "value" (printf "%s/tls.crt" $paths.redisTLSDir) "by" "redis.tls.clientCert") -}}
+{{- $_ := set $managed "redis-key-file" (dict "value" (printf "%s/tls.key" $paths.redisTLSDir) "by" "redis.tls.clientCert") -}}
+{{- end -}}
 {{- end -}}
 {{- end -}}
 {{- range $name, $m := $managed -}}
