@@ -58,33 +58,22 @@ func Build() (sdk.Dashboard, error) { //nolint:staticcheck // the classic JSON o
 		WithVariable(labelVariable("namespace", "Namespace", `ory_ext_authz_checks_total{job=~"$job"}`)).
 		WithVariable(labelVariable("instance", "Instance", `ory_ext_authz_checks_total{job=~"$job", namespace=~"$namespace"}`))
 
-	b = b.WithRow(sdk.NewRowBuilder("Overview"))
-	for _, p := range overview() {
-		b = b.WithPanel(p)
-	}
-	b = b.WithRow(sdk.NewRowBuilder("Checks"))
-	for _, p := range checks() {
-		b = b.WithPanel(p)
-	}
-	b = b.WithRow(sdk.NewRowBuilder("Token cache"))
-	for _, p := range cache() {
-		b = b.WithPanel(p)
-	}
-	b = b.WithRow(sdk.NewRowBuilder("Ory (whoami)"))
-	for _, p := range ory() {
-		b = b.WithPanel(p)
-	}
-	b = b.WithRow(sdk.NewRowBuilder("Shared tier (Redis, with --redis-url)"))
-	for _, p := range redis() {
-		b = b.WithPanel(p)
-	}
-	b = b.WithRow(sdk.NewRowBuilder("gRPC server"))
-	for _, p := range grpcServer() {
-		b = b.WithPanel(p)
-	}
-	b = b.WithRow(sdk.NewRowBuilder("Admin API, reloads, process"))
-	for _, p := range operations() {
-		b = b.WithPanel(p)
+	for _, row := range []struct {
+		title  string
+		panels func() []cog.Builder[sdk.Panel]
+	}{
+		{"Overview", overview},
+		{"Checks", checks},
+		{"Token cache", cache},
+		{"Ory (whoami)", ory},
+		{"Shared tier (Redis, with --redis-url)", redis},
+		{"gRPC server", grpcServer},
+		{"Admin API, reloads, process", operations},
+	} {
+		b = b.WithRow(sdk.NewRowBuilder(row.title))
+		for _, p := range row.panels() {
+			b = b.WithPanel(p)
+		}
 	}
 	d, err := b.Build()
 	if err != nil {
