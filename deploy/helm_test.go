@@ -3,12 +3,11 @@ package deploy_test
 import (
 	"bytes"
 	"fmt"
-	"net"
+	"maps"
 	"os"
 	"path/filepath"
 	"regexp"
 	"slices"
-	"strconv"
 	"strings"
 	"testing"
 
@@ -25,6 +24,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	policyv1 "k8s.io/api/policy/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"sigs.k8s.io/yaml"
 
@@ -114,13 +114,7 @@ func mustRender(t *testing.T, vals map[string]any) chartRender {
 		}
 	}
 	if r.deployment == nil || r.service == nil {
-		t.Fatalf("the chart rendered no Deployment or no Service: %v", slices.Sorted(func(yield func(string) bool) {
-			for k := range files {
-				if !yield(k) {
-					return
-				}
-			}
-		}))
+		t.Fatalf("the chart rendered no Deployment or no Service: %v", slices.Sorted(maps.Keys(files)))
 	}
 	return r
 }
@@ -191,18 +185,8 @@ func (r chartRender) serverConfig(t *testing.T) config.Config {
 	return cfg
 }
 
-func portOf(t *testing.T, addr string) int32 {
-	t.Helper()
-	_, p, err := net.SplitHostPort(addr)
-	if err != nil {
-		t.Fatalf("address %q: %v", addr, err)
-	}
-	n, err := strconv.Atoi(p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return int32(n)
-}
+// portOf is the port of a listen address, as a container port.
+func portOf(t *testing.T, addr string) int32 { t.Helper(); return int32(addrPort(t, addr)) }
 
 // checkWiring checks what every rendering must hold.
 func (r chartRender) checkWiring(t *testing.T) config.Config {
@@ -224,7 +208,7 @@ func (r chartRender) checkWiring(t *testing.T) config.Config {
 	if cfg.ForwardAuthAddr != "" {
 		wantPorts["forward-auth"] = portOf(t, cfg.ForwardAuthAddr)
 	}
-	if !mapsEqual(ports, wantPorts) {
+	if !maps.Equal(ports, wantPorts) {
 		t.Errorf("container ports %v, want %v (from the flags)", ports, wantPorts)
 	}
 	if _, ok := ports["admin"]; ok || slices.ContainsFunc(c.Ports, func(p corev1.ContainerPort) bool {
@@ -258,7 +242,7 @@ func (r chartRender) checkWiring(t *testing.T) config.Config {
 
 	// The same hardened security context as deploy/kubernetes.
 	base := loadKubernetes(t).deployment.Spec.Template.Spec
-	if got, want := c.SecurityContext, base.Containers[0].SecurityContext; !equalJSON(t, got, want) {
+	if got, want := c.SecurityContext, base.Containers[0].SecurityContext; !equality.Semantic.DeepEqual(got, want) {
 		t.Errorf("container securityContext %+v, want deploy/kubernetes' %+v", got, want)
 	}
 	if pod.SecurityContext == nil || deref(pod.SecurityContext.RunAsNonRoot) != true || deref(pod.SecurityContext.RunAsUser) != distrolessNonroot ||
@@ -416,31 +400,6 @@ func (r chartRender) checkNotes(t *testing.T, grpcPort int32) {
 	}
 }
 
-func mapsEqual[K comparable, V comparable](a, b map[K]V) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for k, v := range a {
-		if w, ok := b[k]; !ok || w != v {
-			return false
-		}
-	}
-	return true
-}
-
-func equalJSON(t *testing.T, a, b any) bool {
-	t.Helper()
-	x, err := yaml.Marshal(a)
-	if err != nil {
-		t.Fatal(err)
-	}
-	y, err := yaml.Marshal(b)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return bytes.Equal(x, y)
-}
-
 // routesTable is the route table of deploy/kubernetes, as chart values.
 func routesTable(t *testing.T) map[string]any {
 	t.Helper()
@@ -510,7 +469,7 @@ func TestHelmChart(t *testing.T) {
 					t.Errorf("defaults: ory-url %q, tokenize-as %q, hpa %v, pdb %v, netpol %v, servicemonitor %v",
 						cfg.OryURL, cfg.TokenizeAs, r.hpa != nil, r.pdb != nil, r.networkPolicy != nil, r.serviceMonitor != nil)
 				}
-				if got, want := r.deployment.Spec.Template.Spec.Containers[0].Resources, base.deployment.Spec.Template.Spec.Containers[0].Resources; !equalJSON(t, got, want) {
+				if got, want := r.deployment.Spec.Template.Spec.Containers[0].Resources, base.deployment.Spec.Template.Spec.Containers[0].Resources; !equality.Semantic.DeepEqual(got, want) {
 					t.Errorf("resources %v, want deploy/kubernetes' %v", got, want)
 				}
 				if r.hpa.Spec.MinReplicas == nil || *r.hpa.Spec.MinReplicas != *base.hpa.Spec.MinReplicas || r.hpa.Spec.MaxReplicas != base.hpa.Spec.MaxReplicas {
@@ -670,11 +629,7 @@ func TestHelmSchemaFresh(t *testing.T) {
 		t.Fatalf("%s is stale: run make helm-schema and commit it", helmschema.Path)
 	}
 	props := helmschema.Schema()["properties"].(map[string]any)["config"].(map[string]any)["properties"].(map[string]any)
-	var names []string
-	for k := range props {
-		names = append(names, k)
-	}
-	slices.Sort(names)
+	names := slices.Sorted(maps.Keys(props))
 	flags := config.FlagNames()
 	slices.Sort(flags)
 	if !slices.Equal(names, flags) {
