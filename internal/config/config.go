@@ -295,9 +295,10 @@ func Parse(args []string, getenv func(string) string, output io.Writer) (Config,
 // FlagNames lists the names of every flag of `serve`, for tests and docs that
 // must stay in step with the real flags.
 func FlagNames() []string {
-	c := Default()
 	var names []string
-	c.FlagSet("serve", io.Discard).VisitAll(func(f *flag.Flag) { names = append(names, f.Name) })
+	for _, f := range Flags() {
+		names = append(names, f.Name)
+	}
 	return names
 }
 
